@@ -1,0 +1,30 @@
+"""lite-deploy: take a lightweight YOLOv5-style detector from PyTorch to an edge device and run it there.
+
+The public API is re-exported flat and imported lazily, so ``import lite_deploy`` (and the device-side
+``lite_deploy.runtime``) never imports torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+# public name -> "module:attribute"
+_EXPORTS = {
+    "ModelSpec": "lite_deploy.spec:ModelSpec",
+    "LiteDeployError": "lite_deploy.errors:LiteDeployError",
+}
+
+__all__ = sorted(_EXPORTS) + ["__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    target = _EXPORTS.get(name)
+    if target is None:
+        raise AttributeError(f"module 'lite_deploy' has no attribute {name!r}")
+    module, attr = target.split(":")
+    value = getattr(importlib.import_module(module), attr)
+    globals()[name] = value
+    return value
