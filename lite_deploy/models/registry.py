@@ -10,6 +10,7 @@ how the yaml arguments become constructor arguments (``channels``):
 - ``"concat"``: output channels are the sum of the inputs' (``Concat``).
 - ``"batchnorm"``: ``args = [c1]`` (``nn.BatchNorm2d``).
 - ``"head"``: the input channel list is appended to the arguments (``Detect`` and other heads).
+- ``"prepend"``: ``args = [c1, *args]``; output channels are ``args[0]`` unscaled (``Classify``: ``[nc]``).
 
 ``repeat=True`` inserts the depth-scaled repeat count at ``args[2]`` and builds the module once (YOLOv5's C3,
 the slim-neck's VoVGSCSP); otherwise ``n > 1`` builds an ``nn.Sequential`` of ``n`` copies.
@@ -22,7 +23,7 @@ from typing import Callable, Dict, Optional, TypeVar
 
 from ..errors import ConfigError
 
-CHANNEL_POLICIES = ("scaled", "fixed", "same", "concat", "batchnorm", "head")
+CHANNEL_POLICIES = ("scaled", "fixed", "same", "concat", "batchnorm", "head", "prepend")
 
 T = TypeVar("T")
 
