@@ -1,0 +1,80 @@
+"""Export-time rewrites: BatchNorm folding, GSConv shuffle as a static channel gather, the export-mode head.
+
+None of these change the model's outputs beyond float rounding; all of them make the traced graph simpler:
+no BatchNorm nodes, no 5-D tensors or batch-mixing reshapes (so a dynamic batch axis works and 4-D-only NPU
+compilers accept it) and detector outputs ``boxes`` / ``scores`` ready for EfficientNMS / NonMaxSuppression.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+
+from .gsconv import GSConv, GSConvns
+from .heads import Detect
+
+
+@torch.no_grad()
+def fuse_conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
+    """A Conv2d (with bias) equal to ``bn(conv(x))`` with ``bn`` in eval mode."""
+    fused = nn.Conv2d(
+        conv.in_channels,
+        conv.out_channels,
+        kernel_size=conv.kernel_size,
+        stride=conv.stride,
+        padding=conv.padding,
+        dilation=conv.dilation,
+        groups=conv.groups,
+        bias=True,
+        padding_mode=conv.padding_mode,
+    ).to(device=conv.weight.device, dtype=conv.weight.dtype)
+    scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)  # (c2,)
+    fused.weight.copy_(conv.weight * scale.view(-1, 1, 1, 1))
+    bias = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
+    fused.bias.copy_(bn.bias + (bias - bn.running_mean) * scale)
+    fused.requires_grad_(False)
+    return fused
+
+
+def fuse(model: nn.Module) -> nn.Module:
+    """Fold every BatchNorm2d into the Conv2d before it, in place; returns ``model``.
+
+    Handles modules with ``conv`` / ``bn`` attributes (YOLOv5's Conv, DWConv and everything built like them; the
+    BatchNorm becomes an ``nn.Identity``) and Conv2d -> BatchNorm2d pairs inside ``nn.Sequential`` containers
+    (torchvision's Conv2dNormActivation and similar). Use it on a model in eval mode.
+    """
+    for module in list(model.modules()):
+        conv, bn = getattr(module, "conv", None), getattr(module, "bn", None)
+        if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d):
+            module.conv = fuse_conv_bn(conv, bn)
+            module.bn = nn.Identity()
+        if isinstance(module, nn.Sequential):
+            for j in range(len(module) - 1):
+                if isinstance(module[j], nn.Conv2d) and isinstance(module[j + 1], nn.BatchNorm2d):
+                    module[j] = fuse_conv_bn(module[j], module[j + 1])
+                    module[j + 1] = nn.Identity()
+    return model
+
+
+def prepare_for_export(model: nn.Module) -> nn.Module:
+    """An export-mode copy of ``model`` (``model`` itself is untouched): float32, eval, BN fused, no grad.
+
+    Detectors: ``forward(x)`` with x (B, 3, H, W) float in [0, 1] returns ``(boxes, scores)``: boxes (B, N, 4) xyxy
+    in input pixels, scores (B, N, nc) = objectness x class probability; N ordered P3 -> P5, anchor, y, x (the
+    order of YOLOv5's output). GSConv shuffles become a constant gather on the channel axis. The graph holds
+    tensors of rank <= 4 only and no batch size, so a dynamic batch axis exports.
+
+    Classifiers: ``forward(x)`` returns (B, nc) logits (no softmax).
+    """
+    m = copy.deepcopy(model).float().eval()
+    fuse(m)
+    for module in m.modules():
+        if isinstance(module, GSConv) and not isinstance(module, GSConvns):
+            module.use_static_permutation()
+        if isinstance(module, Detect):
+            module.export = True
+            module.reset_grids()
+    m.requires_grad_(False)
+    return m
