@@ -41,7 +41,8 @@ class TorchvisionLoadReport:
         missing: backbone keys of the model that the file lacks.
         mismatched: ``"key: file (shape) vs model (shape)"`` for backbone keys whose shapes differ.
         unexpected: keys of the file nothing in the model uses (e.g. the ImageNet classifier of a detector
-            backbone, or torchvision layers beyond the detector's last backbone slice).
+            backbone, or torchvision layers beyond the detector's last backbone slice); a classifier head that
+            ``new`` replaces is not repeated here.
         new: model parameters that are not torchvision's and keep their initialisation: a classifier head
             for another ``num_classes``, or a detector's neck and detection head (counted per layer prefix).
     """
@@ -145,6 +146,7 @@ def load_torchvision_backbone(
     missing: List[str] = []
     mismatched: List[str] = []
     new: List[str] = []
+    replaced: List[str] = []  # file keys of a classifier head that a head for another num_classes replaces
     loads: List[Tuple[nn.Module, Dict[str, Tensor]]] = []
     for prefix, module, head_prefixes in _targets(model):
         chunk: Dict[str, Tensor] = {}
@@ -156,12 +158,13 @@ def load_torchvision_backbone(
                 matched.append(key)
             elif is_head:
                 new.append(prefix + key)
+                replaced.append(key)
             elif theirs is None:
                 missing.append(key)
             else:
                 mismatched.append(f"{key}: file {tuple(theirs.shape)} vs model {tuple(own.shape)}")
         loads.append((module, chunk))
-    used = set(matched)
+    used = set(matched) | set(replaced)
     unexpected = tuple(k for k in source if k not in used)
     if not isinstance(model, ImageClassifier):
         backbone = {id(m) for m, _ in loads}
