@@ -15,6 +15,9 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "ModelSpec": "lite_deploy.spec:ModelSpec",
     "LiteDeployError": "lite_deploy.errors:LiteDeployError",
+    "build_classifier": "lite_deploy.models.backbones:build_classifier",
+    "list_classifiers": "lite_deploy.models.backbones:list_classifiers",
+    "load_torchvision_backbone": "lite_deploy.models.backbones:load_torchvision_backbone",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

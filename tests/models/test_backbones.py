@@ -95,6 +95,8 @@ def test_new_head_loads_backbone_and_reports_head(arch, tmp_path):
         if key not in report.new:
             assert torch.equal(value, reference.state_dict()[key]), key
     assert model.eval()(torch.randn(1, 3, 64, 64)).shape == (1, 7) and model.names[6] == "c6"
+    assert model.config == {"arch": arch, "num_classes": 7}
+    build_classifier(**model.config).load_state_dict(model.state_dict(), strict=True)
 
 
 def test_wrong_width_is_refused_and_model_untouched():
@@ -270,3 +272,24 @@ def test_backbone_slice_validates_channels():
         build_model(cfg)
     with pytest.raises(ValueError, match="no torchvision-compatible layers"):
         load_torchvision_backbone(build_model("efficientnetv2-yolov5"), {})
+
+
+def test_shufflenetv2_detector_onnx_is_rank4(tmp_path):
+    import onnx
+    import onnxruntime as ort
+
+    from lite_deploy.models.deploy import prepare_for_export
+
+    model = prepare_for_export(build_model("shufflenetv2-gsconvns").eval())
+    x = torch.randn(1, 3, 160, 160)
+    path = tmp_path / "detector.onnx"
+    torch.onnx.export(model, (x,), str(path), dynamo=False, opset_version=17, input_names=["images"],
+                      output_names=["boxes", "scores"])
+    graph = onnx.shape_inference.infer_shapes(onnx.load(str(path)), strict_mode=True).graph
+    ranks = {v.name: len(v.type.tensor_type.shape.dim) for v in list(graph.value_info) + list(graph.output)}
+    assert {name for node in graph.node for name in node.output} <= set(ranks) and max(ranks.values()) <= 4
+    boxes, scores = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"images": x.numpy()})
+    with torch.no_grad():
+        ref_boxes, ref_scores = model(x)
+    np.testing.assert_allclose(boxes, ref_boxes.numpy(), rtol=0, atol=1e-3)  # pixels
+    np.testing.assert_allclose(scores, ref_scores.numpy(), rtol=0, atol=1e-5)

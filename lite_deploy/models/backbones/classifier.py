@@ -7,7 +7,7 @@ they never enter the state_dict.
 
 from __future__ import annotations
 
-from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 from torch import nn
 
@@ -52,6 +52,8 @@ class ImageClassifier(nn.Module):
         imgsz: training/evaluation input size in pixels (square).
         mean, std: per-channel RGB normalisation applied to [0, 1] inputs.
         head_prefixes: state_dict prefixes of the layers that depend on ``num_classes``.
+        config: the :func:`build_classifier` arguments (``arch``, ``num_classes``, options) that rebuild the
+            model for a saved state_dict; empty when the class was instantiated directly.
     """
 
     task = "classify"
@@ -66,6 +68,7 @@ class ImageClassifier(nn.Module):
         self.imgsz = imgsz
         self.mean = IMAGENET_MEAN
         self.std = IMAGENET_STD
+        self.config: Dict[str, Any] = {}
 
 
 ClassifierBuilder = Callable[..., ImageClassifier]
@@ -107,4 +110,6 @@ def build_classifier(arch: str, num_classes: int = 1000, names: Names = None, **
     builder: Optional[ClassifierBuilder] = CLASSIFIERS.get(arch)
     if builder is None:
         raise ValueError(f"unknown classifier {arch!r}; choose one of: {', '.join(list_classifiers())}")
-    return builder(num_classes=num_classes, names=names, **kwargs)
+    model = builder(num_classes=num_classes, names=names, **kwargs)
+    model.config = {"arch": arch, "num_classes": num_classes, **kwargs}
+    return model

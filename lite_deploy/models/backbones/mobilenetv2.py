@@ -168,7 +168,9 @@ class MobileNetV2Features(TorchvisionSlice):
         super().__init__()
         specs = _feature_specs(width_mult)
         if not 0 <= start < end <= len(specs):
-            raise ConfigError(f"MobileNetV2Features slice [{start}:{end}] must satisfy 0 <= start < end <= {len(specs)}")
+            raise ConfigError(
+                f"MobileNetV2Features slice [{start}:{end}] must satisfy 0 <= start < end <= {len(specs)}"
+            )
         if specs[end - 1].c2 != c2:
             raise ConfigError(
                 f"MobileNetV2Features [{start}:{end}] at width {width_mult} outputs {specs[end - 1].c2} channels; "
