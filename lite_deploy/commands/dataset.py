@@ -1,0 +1,51 @@
+"""``lite-deploy dataset``: generate the synthetic shapes benchmark, or check a YOLO dataset for malformed files."""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    """Register ``dataset shapes`` and ``dataset check``."""
+    parser = subparsers.add_parser("dataset", help="generate or check datasets", description=__doc__)
+    actions = parser.add_subparsers(dest="action", metavar="ACTION")
+    actions.required = True
+
+    shapes = actions.add_parser(
+        "shapes", help="write the synthetic shapes detection benchmark as a YOLO dataset",
+        description="Write the synthetic shapes benchmark (6 classes) as a YOLO dataset with data.yaml.",
+    )
+    shapes.add_argument("out", help="output folder")
+    shapes.add_argument("--train", type=int, default=2000, help="training images (default 2000)")
+    shapes.add_argument("--val", type=int, default=400, help="validation images (default 400)")
+    shapes.add_argument("--seed", type=int, default=0, help="random seed; same seed, same files (default 0)")
+    shapes.add_argument("--imgsz", type=int, default=320, help="long image side in pixels (default 320)")
+    shapes.set_defaults(func=_shapes)
+
+    check = actions.add_parser(
+        "check", help="list every problem of a YOLO dataset (labels, missing or corrupt images)",
+        description="List every problem of a YOLO dataset: malformed label lines, missing or corrupt images.",
+    )
+    check.add_argument("data", help="the dataset's data.yaml")
+    check.add_argument("--no-decode", action="store_true", help="do not decode images (faster)")
+    check.set_defaults(func=_check)
+
+
+def _shapes(args: argparse.Namespace) -> int:
+    from ..data.shapes import generate_shapes
+
+    start = time.perf_counter()
+    path = generate_shapes(args.out, train=args.train, val=args.val, seed=args.seed, imgsz=args.imgsz)
+    print(f"{args.train + args.val} images in {time.perf_counter() - start:.1f} s; dataset: {path}")
+    return 0
+
+
+def _check(args: argparse.Namespace) -> int:
+    from ..data.yolo import check_dataset
+
+    issues = check_dataset(args.data, decode_images=not args.no_decode)
+    for issue in issues:
+        print(issue)
+    print(f"{len(issues)} problem(s) found in {args.data}")
+    return 1 if issues else 0
