@@ -15,6 +15,9 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "ModelSpec": "lite_deploy.spec:ModelSpec",
     "LiteDeployError": "lite_deploy.errors:LiteDeployError",
+    "build_model": "lite_deploy.models:build_model",
+    "load_model": "lite_deploy.models:load_model",
+    "list_configs": "lite_deploy.models:list_configs",
     "build_classifier": "lite_deploy.models.backbones:build_classifier",
     "list_classifiers": "lite_deploy.models.backbones:list_classifiers",
     "load_torchvision_backbone": "lite_deploy.models.backbones:load_torchvision_backbone",
