@@ -1,0 +1,190 @@
+"""Export an export-mode torch model to ONNX: TorchScript-based exporter, a pinned opset, simplified, with metadata.
+
+The TorchScript-based exporter (``dynamo=False``) is used on purpose: torch >= 2.9 defaults to the dynamo exporter
+at opset 18 and, asked for 17 or lower, fails to down-convert ``Resize`` and silently keeps 18; TensorRT 8.5
+(JetPack 5) parses opsets up to 17 only. The opset of the result is checked, never assumed.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import warnings
+from pathlib import Path
+from typing import Dict, Optional, Sequence, Tuple, Union
+
+import onnx
+import torch
+from torch import nn
+
+from ..errors import BackendUnavailableError, ExportError
+from ..spec import SPEC_KEY, ModelSpec, atomic_write_bytes, sidecar_path
+from .describe import INPUT_NAME
+from .locate import locate_aten_op
+
+LOGGER = logging.getLogger(__name__)
+
+DEFAULT_OPSET = 17
+SIMPLIFIERS = ("onnxslim", "onnxsim")
+
+
+class HalfPrecision(nn.Module):
+    """Runs ``model`` in float16 behind float32 inputs and outputs.
+
+    The exported graph keeps a float32 ``images`` input and float32 outputs (a Cast at each end), so every runtime
+    feeds it the same way as the FP32 artifact; weights and arithmetic inside are float16.
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model.half()
+
+    def forward(self, images: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+        """images (B, 3, H, W) float32 -> the wrapped model's outputs as float32."""
+        out = self.model(images.half())
+        out = out if isinstance(out, (tuple, list)) else (out,)
+        return tuple(o.float() if o.is_floating_point() else o for o in out)
+
+
+def torch_to_onnx(
+    model: nn.Module,
+    sample: torch.Tensor,
+    *,
+    output_names: Sequence[str],
+    opset: int = DEFAULT_OPSET,
+    dynamic_batch: bool = False,
+) -> onnx.ModelProto:
+    """Trace ``model`` on ``sample`` into an ONNX model of exactly ``opset``.
+
+    Args:
+        model: export-mode module, eval mode; forward(images (B, 3, H, W) float32) -> tuple of tensors.
+        sample: example input (B, 3, H, W).
+        output_names: names of the outputs, in the order forward returns them.
+        opset: ONNX default-domain opset to emit.
+        dynamic_batch: make axis 0 of the input and of every output symbolic (``batch``).
+
+    Returns:
+        The ONNX model (not yet simplified).
+
+    Raises:
+        ExportError: an operator has no ONNX form at this opset (the message names it and the module calling it),
+            or the exporter produced a different opset.
+    """
+    dynamic_axes = None
+    if dynamic_batch:
+        dynamic_axes = {name: {0: "batch"} for name in (INPUT_NAME, *output_names)}
+    buffer = io.BytesIO()
+    try:
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice and tracer warnings
+            torch.onnx.export(
+                model,
+                (sample,),
+                buffer,
+                dynamo=False,
+                opset_version=opset,
+                input_names=[INPUT_NAME],
+                output_names=list(output_names),
+                dynamic_axes=dynamic_axes,
+                do_constant_folding=True,
+            )
+    except torch.onnx.errors.UnsupportedOperatorError as exc:
+        op = str(exc).split("'")[1] if "'" in str(exc) else ""
+        where = locate_aten_op(model, sample, op) if op else None
+        at = f" (called in module {where})" if where else ""
+        raise ExportError(
+            f"ONNX export failed: operator {op or str(exc)}{at} has no ONNX form at opset {opset}; "
+            "replace it with supported operations or try another --opset."
+        ) from exc
+    except (RuntimeError, torch.onnx.OnnxExporterError) as exc:
+        raise ExportError(f"ONNX export failed: {str(exc).splitlines()[0]}") from exc
+    proto = onnx.load_from_string(buffer.getvalue())
+    check_opset(proto, opset)
+    return proto
+
+
+def check_opset(proto: onnx.ModelProto, opset: int) -> None:
+    """Raise :class:`ExportError` unless the default-domain opset of ``proto`` is exactly ``opset``."""
+    found = [o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")]
+    if found != [opset]:
+        raise ExportError(
+            f"the exporter wrote ONNX opset {found} instead of the requested {opset}; "
+            "this torch version cannot produce that opset for this model, choose another --opset."
+        )
+
+
+def simplify(proto: onnx.ModelProto, simplifier: Optional[str] = "onnxslim") -> onnx.ModelProto:
+    """Constant-fold and fuse ``proto`` with ``onnxslim`` (default) or ``onnxsim``; ``None`` returns it unchanged.
+
+    The opset is kept; the result is checked with ONNX shape inference.
+
+    Raises:
+        ValueError: unknown simplifier.
+        BackendUnavailableError: the simplifier is not installed.
+        ExportError: the simplifier failed.
+    """
+    if simplifier is None:
+        return proto
+    if simplifier not in SIMPLIFIERS:
+        raise ValueError(f"unknown simplifier {simplifier!r}: choose onnxslim or onnxsim")
+    try:
+        module = __import__(simplifier)
+    except ImportError as exc:
+        extra = "export" if simplifier == "onnxslim" else "onnxsim"
+        raise BackendUnavailableError(
+            f"{simplifier} is not installed: pip install 'lite-deploy[{extra}]' or pass --no-simplify"
+        ) from exc
+    before = len(proto.graph.node)
+    try:
+        if simplifier == "onnxslim":
+            result = module.slim(proto)
+        else:
+            result, ok = module.simplify(proto)
+            if not ok:
+                raise ExportError("onnxsim could not validate the simplified model; pass --no-simplify")
+    except ExportError:
+        raise
+    except Exception as exc:  # the simplifiers raise bare Exceptions of their own
+        raise ExportError(f"{simplifier} failed: {str(exc).splitlines()[0]}; pass --no-simplify") from exc
+    LOGGER.debug("%s: %d -> %d nodes", simplifier, before, len(result.graph.node))
+    return result
+
+
+def set_metadata(proto: onnx.ModelProto, spec: ModelSpec) -> None:
+    """Write the spec into ``metadata_props`` under :data:`SPEC_KEY`, plus YOLOv5's ``stride`` and ``names`` keys.
+
+    ``stride`` and ``names`` are written as YOLOv5's ``export.py`` writes them (``str(int)`` and ``str(dict)``),
+    so tools that read YOLOv5 ONNX files understand these too.
+    """
+    values: Dict[str, str] = {
+        SPEC_KEY: spec.to_json(),
+        "stride": str(int(spec.stride)),
+        "names": str(dict(enumerate(spec.names))),
+    }
+    keep = [p for p in proto.metadata_props if p.key not in values]
+    del proto.metadata_props[:]
+    proto.metadata_props.extend(keep)
+    for key, value in values.items():
+        proto.metadata_props.add(key=key, value=value)
+    proto.producer_name = "lite-deploy"
+
+
+def save(proto: onnx.ModelProto, path: Union[str, Path], spec: ModelSpec) -> Path:
+    """Embed ``spec``, check the model, and write it and its ``<path>.json`` sidecar atomically."""
+    path = Path(path)
+    set_metadata(proto, spec)
+    try:
+        onnx.checker.check_model(proto)
+    except onnx.checker.ValidationError as exc:
+        raise ExportError(f"the exported ONNX model is invalid: {str(exc).splitlines()[0]}") from exc
+    atomic_write_bytes(path, proto.SerializeToString())
+    spec.save(sidecar_path(path))
+    return path
+
+
+def read_spec(proto: onnx.ModelProto) -> Optional[ModelSpec]:
+    """The spec embedded by :func:`set_metadata`, or ``None``."""
+    for prop in proto.metadata_props:
+        if prop.key == SPEC_KEY:
+            return ModelSpec.from_json(prop.value)
+    return None

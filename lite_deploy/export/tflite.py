@@ -1,0 +1,152 @@
+"""Convert an export-mode torch model straight to TFLite with litert-torch (no ONNX, no TensorFlow).
+
+FP32, or FP16 weights through litert-torch's fp16 quantization recipe (weights stored as float16, dequantized
+to float32 at load time by the interpreter). The input is NHWC by default: a permute at the start of the graph
+takes NHWC images, which the runtime feeds without a transpose and XNNPACK runs without a layout change
+(measured by ``tools/tflite_layout.py``). The spec is embedded in the flatbuffer's metadata under
+:data:`~lite_deploy.spec.SPEC_KEY` and written beside it as JSON.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from pathlib import Path
+from typing import Dict, Sequence, Union
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..errors import BackendUnavailableError, ExportError
+from ..spec import SPEC_KEY, ModelSpec, atomic_write_bytes, sidecar_path
+from .describe import INPUT_NAME
+
+LOGGER = logging.getLogger(__name__)
+
+DEFAULT_LAYOUT = "NHWC"
+
+
+class NamedOutputs(nn.Module):
+    """Wraps an export-mode model so the TFLite signature has named outputs and, optionally, an NHWC input.
+
+    Args:
+        model: forward(images (B, 3, H, W)) -> tuple of tensors in ``output_names`` order.
+        output_names: names given to the outputs in the TFLite signature.
+        layout: ``"NHWC"``: forward takes (B, H, W, 3) and permutes inside the graph; ``"NCHW"``: unchanged.
+    """
+
+    def __init__(self, model: nn.Module, output_names: Sequence[str], layout: str = DEFAULT_LAYOUT) -> None:
+        super().__init__()
+        if layout not in ("NCHW", "NHWC"):
+            raise ValueError(f"layout must be NCHW or NHWC, got {layout!r}")
+        self.model = model
+        self.output_names = tuple(output_names)
+        self.nhwc = layout == "NHWC"
+
+    def forward(self, images: torch.Tensor) -> Dict[str, torch.Tensor]:
+        """images (B, 3, H, W), or (B, H, W, 3) for NHWC -> {name: output}."""
+        if self.nhwc:
+            images = images.permute(0, 3, 1, 2)
+        out = self.model(images)
+        out = out if isinstance(out, (tuple, list)) else (out,)
+        return dict(zip(self.output_names, out))
+
+
+def torch_to_tflite(
+    model: nn.Module,
+    path: Union[str, Path],
+    spec: ModelSpec,
+) -> Path:
+    """Convert ``model`` to ``path`` (a ``.tflite``) as ``spec`` describes it, and write the spec JSON beside it.
+
+    Args:
+        model: export-mode module, eval mode, float32: forward(images (B, 3, H, W)) -> tuple of tensors.
+        path: destination ``.tflite``.
+        spec: the artifact's spec: ``imgsz``, ``batch`` (fixed), ``layout``, ``output_names`` and ``precision``
+            (``fp32`` or ``fp16``).
+
+    Returns:
+        ``path``.
+
+    Raises:
+        BackendUnavailableError: litert-torch is not installed.
+        ExportError: an operator cannot be converted, or an unsupported precision was asked for.
+    """
+    try:
+        import litert_torch
+        from litert_torch.generative.quantize import quant_recipes
+    except ImportError as exc:
+        raise BackendUnavailableError("litert-torch is not installed: pip install 'lite-deploy[tflite]'") from exc
+    if spec.precision not in ("fp32", "fp16"):
+        raise ExportError(f"TFLite export supports fp32 and fp16 here, not {spec.precision}")
+    if spec.batch is None:
+        raise ExportError("TFLite export needs a fixed batch size (--batch N), not --dynamic")
+    h, w = spec.imgsz
+    shape = (spec.batch, h, w, 3) if spec.layout == "NHWC" else (spec.batch, 3, h, w)
+    wrapped = NamedOutputs(model, spec.output_names, spec.layout).eval()
+    quant = quant_recipes.full_fp16_recipe() if spec.precision == "fp16" else None
+    try:
+        with torch.no_grad():
+            converted = litert_torch.convert(wrapped, sample_kwargs={INPUT_NAME: torch.rand(shape)}, quant_config=quant)
+    except Exception as exc:  # torch.export and the MLIR converter raise many unrelated types
+        raise ExportError(f"TFLite conversion failed: {_first_error_line(exc)}") from exc
+    path = Path(path)
+    with tempfile.TemporaryDirectory(dir=str(path.parent) if path.parent.exists() else None) as tmp:
+        raw = Path(tmp) / path.name
+        converted.export(str(raw))
+        data = embed_metadata(raw.read_bytes(), {SPEC_KEY: spec.to_json().encode()})
+    atomic_write_bytes(path, data)
+    spec.save(sidecar_path(path))
+    return path
+
+
+def embed_metadata(flatbuffer: bytes, entries: Dict[str, bytes]) -> bytes:
+    """Add (or replace) named metadata buffers in a TFLite flatbuffer.
+
+    Args:
+        flatbuffer: the ``.tflite`` file's bytes.
+        entries: metadata name -> bytes.
+
+    Returns:
+        The new flatbuffer's bytes.
+    """
+    from ai_edge_litert import schema_py_generated as schema
+    from ai_edge_litert.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.read_model_from_bytearray(bytearray(flatbuffer))
+    model.metadata = [m for m in (model.metadata or []) if m.name.decode() not in entries]
+    for name, payload in entries.items():
+        buffer = schema.BufferT()
+        buffer.data = np.frombuffer(payload, dtype=np.uint8)
+        model.buffers.append(buffer)
+        entry = schema.MetadataT()
+        entry.name = name
+        entry.buffer = len(model.buffers) - 1
+        model.metadata.append(entry)
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
+
+
+def read_metadata(flatbuffer: bytes, name: str) -> bytes:
+    """The payload of metadata entry ``name`` in a TFLite flatbuffer.
+
+    Raises:
+        KeyError: no such entry.
+    """
+    from ai_edge_litert import schema_py_generated as schema
+
+    model = schema.Model.GetRootAsModel(flatbuffer, 0)
+    for i in range(model.MetadataLength()):
+        entry = model.Metadata(i)
+        if entry.Name().decode() == name:
+            return model.Buffers(entry.Buffer()).DataAsNumpy().tobytes()
+    raise KeyError(name)
+
+
+def _first_error_line(exc: BaseException) -> str:
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    for line in lines:
+        if "not supported" in line.lower() or "unsupported" in line.lower() or "failed to legalize" in line.lower():
+            return line
+    return lines[0] if lines else type(exc).__name__

@@ -1,0 +1,364 @@
+"""Check an exported artifact against the PyTorch model it came from, on generated images.
+
+Two levels, with tolerances set by the artifact's precision:
+
+1. raw outputs: per output, the maximum absolute difference, also relative to the reference output's range
+   (max - min over the batch); FP32 must stay within 1e-4 of the range, FP16 within 1e-2 (FP16 keeps about 3
+   significant digits and errors grow through the network: NVIDIA/TensorRT#2709 reports 1e-2 as normal);
+2. detections: both sides' outputs go through the same NMS, and every detection scoring clearly above the
+   confidence threshold (by more than the score tolerance) on one side must meet one of the same class on the
+   other side with IoU >= 0.99 (FP32) or 0.90 (FP16). Detections within the score tolerance of the threshold may
+   legitimately appear on one side only and are not counted.
+
+Classifiers compare logits and the top-1 class.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..errors import VerificationError
+from ..spec import ModelSpec
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """Allowed disagreement for one precision.
+
+    Attributes:
+        rel_range: max abs difference allowed, as a fraction of the reference output's range.
+        iou: minimum IoU of matched detections.
+    """
+
+    rel_range: float
+    iou: float
+
+
+TOLERANCES: Dict[str, Tolerance] = {
+    "fp32": Tolerance(rel_range=1e-4, iou=0.99),
+    "fp16": Tolerance(rel_range=1e-2, iou=0.90),
+    "bf16": Tolerance(rel_range=3e-2, iou=0.85),
+}
+
+
+@dataclass(frozen=True)
+class OutputDiff:
+    """Disagreement of one output tensor."""
+
+    name: str
+    max_abs: float
+    value_range: float
+    rel: float
+    ok: bool
+
+
+@dataclass(frozen=True)
+class DetectionMatch:
+    """Detections of one image compared: counts, IoU of the matched pairs, and the unmatched confident ones."""
+
+    reference: int
+    artifact: int
+    matched: int
+    min_iou: float
+    missing: int
+    extra: int
+
+    @property
+    def ok(self) -> bool:
+        """No confident detection is missing on either side and every matched pair overlaps enough."""
+        return self.missing == 0 and self.extra == 0
+
+
+@dataclass
+class VerificationReport:
+    """Everything one verification found; :meth:`table` prints it, :meth:`raise_for_failure` enforces it."""
+
+    artifact: str
+    precision: str
+    tolerance: Tolerance
+    outputs: List[OutputDiff] = field(default_factory=list)
+    detections: List[DetectionMatch] = field(default_factory=list)
+    problems: List[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """Whether every check passed."""
+        return not self.problems
+
+    def table(self) -> str:
+        """A plain-text table of the output differences and the detection matches."""
+        lines = [f"verify {self.artifact} ({self.precision}, tolerance {self.tolerance.rel_range:g} of range, "
+                 f"IoU >= {self.tolerance.iou:g}) against PyTorch"]
+        lines.append(f"  {'output':<12} {'max abs diff':>13} {'range':>10} {'rel':>10}  ok")
+        for d in self.outputs:
+            lines.append(f"  {d.name:<12} {d.max_abs:13.3g} {d.value_range:10.4g} {d.rel:10.2e}  {'yes' if d.ok else 'NO'}")
+        if self.detections:
+            lines.append(f"  {'image':<6} {'torch':>6} {'artifact':>9} {'matched':>8} {'min IoU':>8} {'missing':>8} {'extra':>6}")
+            for i, m in enumerate(self.detections):
+                lines.append(f"  {i:<6} {m.reference:6d} {m.artifact:9d} {m.matched:8d} {m.min_iou:8.4f} "
+                             f"{m.missing:8d} {m.extra:6d}")
+        lines.append("  result: " + ("pass" if self.ok else "FAIL: " + "; ".join(self.problems)))
+        return "\n".join(lines)
+
+    def raise_for_failure(self) -> None:
+        """Raise :class:`VerificationError` (with the table) when a check failed."""
+        if not self.ok:
+            raise VerificationError(
+                f"{self.artifact} disagrees with PyTorch beyond the {self.precision} tolerance: "
+                f"{'; '.join(self.problems)}; export with --no-verify to keep it anyway.\n{self.table()}"
+            )
+
+
+def sample_images(n: int = 4, seed: int = 0) -> List[np.ndarray]:
+    """``n`` generated BGR scenes of different sizes and aspect ratios (so letterboxing pads differently).
+
+    Each has a gradient background, sensor-like noise, and filled / outlined rectangles, ellipses and polylines
+    of random colours and sizes, a few of them overlapping: enough structure for a random or trained detector
+    to produce boxes of several scales.
+
+    Returns:
+        uint8 arrays (H, W, 3).
+    """
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    sizes = [(480, 640), (640, 480), (360, 640), (500, 500), (300, 700), (720, 540)]
+    images = []
+    for i in range(n):
+        h, w = sizes[i % len(sizes)]
+        ramp = np.linspace(0, 1, w, dtype=np.float32)[None, :, None] * rng.uniform(40, 160, 3)
+        ramp = ramp + np.linspace(0, 1, h, dtype=np.float32)[:, None, None] * rng.uniform(20, 90, 3)
+        img = np.clip(ramp + rng.normal(0, 6, (h, w, 3)), 0, 255).astype(np.uint8)
+        for _ in range(int(rng.integers(6, 14))):
+            color = tuple(int(c) for c in rng.integers(0, 256, 3))
+            x0, y0 = int(rng.integers(0, w - 20)), int(rng.integers(0, h - 20))
+            bw, bh = int(rng.integers(12, w // 2)), int(rng.integers(12, h // 2))
+            thickness = -1 if rng.random() < 0.6 else int(rng.integers(2, 6))
+            kind = rng.integers(0, 3)
+            if kind == 0:
+                cv2.rectangle(img, (x0, y0), (min(w - 1, x0 + bw), min(h - 1, y0 + bh)), color, thickness)
+            elif kind == 1:
+                cv2.ellipse(img, (x0, y0), (bw // 2, bh // 2), float(rng.uniform(0, 180)), 0, 360, color, thickness)
+            else:
+                pts = np.stack([rng.integers(0, w, 4), rng.integers(0, h, 4)], 1).astype(np.int32)
+                cv2.polylines(img, [pts], True, color, max(2, thickness))
+        images.append(img)
+    return images
+
+
+def compare_outputs(reference: Mapping[str, np.ndarray], outputs: Mapping[str, np.ndarray],
+                    tolerance: Tolerance) -> List[OutputDiff]:
+    """Max abs difference of each output, relative to the reference's range (integer outputs must be equal).
+
+    Raises:
+        VerificationError: an output is missing or has another shape.
+    """
+    diffs = []
+    for name, ref in reference.items():
+        if name not in outputs:
+            raise VerificationError(f"the artifact has no output {name!r} (it has {sorted(outputs)})")
+        out = outputs[name]
+        if out.shape != ref.shape:
+            raise VerificationError(f"output {name!r} has shape {out.shape}, PyTorch gives {ref.shape}")
+        ref64, out64 = ref.astype(np.float64), out.astype(np.float64)
+        max_abs = float(np.abs(ref64 - out64).max()) if ref.size else 0.0
+        value_range = float(ref64.max() - ref64.min()) if ref.size else 0.0
+        rel = max_abs / value_range if value_range > 0 else max_abs
+        exact = not np.issubdtype(ref.dtype, np.floating)
+        ok = max_abs == 0 if exact else rel <= tolerance.rel_range
+        diffs.append(OutputDiff(name, max_abs, value_range, rel, ok))
+    return diffs
+
+
+def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU matrix (N, M) of xyxy boxes a (N, 4) and b (M, 4)."""
+    lt = np.maximum(a[:, None, :2], b[None, :, :2])
+    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = np.clip(rb - lt, 0, None).prod(-1)
+    area_a = np.clip(a[:, 2:] - a[:, :2], 0, None).prod(-1)
+    area_b = np.clip(b[:, 2:] - b[:, :2], 0, None).prod(-1)
+    return inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-9)
+
+
+Dets = Tuple[np.ndarray, np.ndarray, np.ndarray]  # boxes (N, 4) xyxy, scores (N,), class ids (N,)
+
+
+def match_detections(reference: Dets, artifact: Dets, *, iou: float, conf: float, margin: float) -> DetectionMatch:
+    """Greedily pair same-class detections by IoU, best scores first.
+
+    Args:
+        reference, artifact: (boxes, scores, class ids) of one image.
+        iou: a pair counts as matched at or above this IoU.
+        conf: the confidence threshold both sides used.
+        margin: score tolerance; unmatched detections scoring below ``conf + margin`` are not counted.
+    """
+    rb, rs, rc = reference
+    ab, as_, ac = artifact
+    ious = box_iou(rb, ab) if len(rb) and len(ab) else np.zeros((len(rb), len(ab)))
+    ious = np.where(rc[:, None] == ac[None, :], ious, 0.0) if ious.size else ious
+    used = np.zeros(len(ab), bool)
+    matched_ref = np.zeros(len(rb), bool)
+    pair_ious = []
+    for i in np.argsort(-rs, kind="stable"):
+        if not len(ab):
+            break
+        cand = np.where(used, -1.0, ious[i])
+        j = int(cand.argmax())
+        if cand[j] >= iou:
+            used[j], matched_ref[i] = True, True
+            pair_ious.append(float(cand[j]))
+    missing = int(((~matched_ref) & (rs >= conf + margin)).sum())
+    extra = int(((~used) & (as_ >= conf + margin)).sum())
+    return DetectionMatch(len(rb), len(ab), len(pair_ious), min(pair_ious) if pair_ious else 1.0, missing, extra)
+
+
+def nms_detections(boxes: np.ndarray, scores: np.ndarray, *, conf: float, iou: float, max_det: int = 300) -> Dets:
+    """Class-aware NMS of one image's export outputs (boxes (N, 4) xyxy, scores (N, nc)), torchvision's kernel.
+
+    The same function is applied to the PyTorch and the artifact outputs, so differences come from the outputs.
+    """
+    import torchvision
+
+    cls = scores.argmax(1)
+    best = scores[np.arange(len(scores)), cls]
+    keep = best >= conf
+    b = torch.from_numpy(np.ascontiguousarray(boxes[keep], dtype=np.float32))
+    s = torch.from_numpy(np.ascontiguousarray(best[keep], dtype=np.float32))
+    c = torch.from_numpy(cls[keep])
+    idx = torchvision.ops.batched_nms(b, s, c, iou)[:max_det].numpy()
+    return boxes[keep][idx], best[keep][idx], cls[keep][idx]
+
+
+def _nms_outputs(outputs: Mapping[str, np.ndarray], i: int) -> Dets:
+    n = int(outputs["num_dets"][i].reshape(-1)[0])
+    return outputs["det_boxes"][i, :n], outputs["det_scores"][i, :n], outputs["det_classes"][i, :n].astype(int)
+
+
+def _named(outputs: Mapping[str, np.ndarray], names: Sequence[str]) -> Dict[str, np.ndarray]:
+    """The artifact's outputs under the spec's names (by name when present, else by position)."""
+    if all(n in outputs for n in names):
+        return {n: outputs[n] for n in names}
+    if len(outputs) != len(names):
+        raise VerificationError(f"the artifact has outputs {sorted(outputs)}, expected {list(names)}")
+    return dict(zip(names, outputs.values()))
+
+
+def verify_artifact(
+    artifact: Union[str, Path],
+    model: nn.Module,
+    spec: ModelSpec,
+    *,
+    images: Optional[Sequence[np.ndarray]] = None,
+    nms: bool = False,
+    conf: float = 0.25,
+    iou: float = 0.45,
+) -> VerificationReport:
+    """Run ``artifact`` and the export-mode torch ``model`` on the same letterboxed images and compare.
+
+    Args:
+        artifact: the exported file (any suffix :func:`lite_deploy.runtime.load_runtime` opens).
+        model: the export-mode module it came from (``prepare_for_export``), float32.
+        spec: the artifact's spec (input size, layout, batch, outputs, precision).
+        images: BGR images; default :func:`sample_images` (as many as the batch, at least 2).
+        nms: the artifact ends in NMS: its detections are compared with torch's outputs after host NMS using
+            the spec's ``extra['nms']`` thresholds.
+        conf, iou: thresholds of the detection comparison (without in-graph NMS).
+
+    Returns:
+        The report (check ``ok`` or call ``raise_for_failure``).
+    """
+    from ..runtime import load_runtime
+    from ..runtime.preprocess import Preprocessor
+
+    tolerance = TOLERANCES.get(spec.precision, TOLERANCES["fp32"])
+    report = VerificationReport(Path(artifact).name, spec.precision, tolerance)
+    batch = spec.batch or 2
+    images = list(images) if images is not None else sample_images(max(batch, 2))
+    preprocess = Preprocessor(spec.replace(layout="NCHW"))
+    runtime = load_runtime(artifact)
+    try:
+        for start in range(0, len(images) - batch + 1, batch):
+            chunk = images[start:start + batch]
+            x_nchw = preprocess(chunk)[0].copy()
+            feed = np.ascontiguousarray(x_nchw.transpose(0, 2, 3, 1)) if spec.layout == "NHWC" else x_nchw
+            with torch.no_grad():
+                ref = model(torch.from_numpy(x_nchw))
+            ref = ref if isinstance(ref, (tuple, list)) else (ref,)
+            ref_names = ("logits",) if spec.output_layout == "logits" else ("boxes", "scores")
+            reference = {n: r.numpy() for n, r in zip(ref_names, ref)}
+            outputs = _named(runtime.infer(feed), spec.output_names)
+            if spec.output_layout == "nms":
+                _check_nms(report, reference, outputs, spec, tolerance)
+            else:
+                _check_raw(report, reference, outputs, spec, tolerance, conf, iou)
+    finally:
+        runtime.close()
+    return report
+
+
+def _check_raw(report: VerificationReport, reference: Dict[str, np.ndarray], outputs: Dict[str, np.ndarray],
+               spec: ModelSpec, tolerance: Tolerance, conf: float, iou: float) -> None:
+    diffs = compare_outputs(reference, outputs, tolerance)
+    _merge_diffs(report, diffs)
+    if spec.output_layout == "logits":
+        if (reference["logits"].argmax(1) != outputs["logits"].argmax(1)).any() and not all(d.ok for d in diffs):
+            report.problems.append("top-1 classes differ")
+        return
+    margin = tolerance.rel_range * max(1e-6, float(np.ptp(reference["scores"])))
+    conf = effective_conf(reference["scores"], conf)
+    for i in range(len(reference["boxes"])):
+        ref_dets = nms_detections(reference["boxes"][i], reference["scores"][i], conf=conf, iou=iou)
+        art_dets = nms_detections(outputs["boxes"][i], outputs["scores"][i], conf=conf, iou=iou)
+        _add_match(report, ref_dets, art_dets, tolerance, conf, margin)
+
+
+def effective_conf(scores: np.ndarray, conf: float, candidates: int = 100) -> float:
+    """``conf``, lowered to the ``candidates``-th best box score of the batch when fewer boxes reach it.
+
+    Untrained (random-weight) models score far below any useful threshold; comparing their detections at a
+    threshold that keeps about ``candidates`` boxes per batch still tests boxes, scores and NMS.
+    """
+    best = scores.max(-1).ravel()
+    if best.size <= candidates:
+        return float(min(conf, best.min()))
+    return float(min(conf, np.partition(best, -candidates)[-candidates]))
+
+
+def _merge_diffs(report: VerificationReport, diffs: Sequence[OutputDiff]) -> None:
+    """Keep, per output, the worst difference over all batches; record failures once."""
+    for d in diffs:
+        old = next((i for i, o in enumerate(report.outputs) if o.name == d.name), None)
+        if old is None:
+            report.outputs.append(d)
+        elif d.rel > report.outputs[old].rel:
+            report.outputs[old] = d
+    report.problems[:] = [p for p in report.problems if not p.startswith("output ")]
+    report.problems[:0] = [f"output {o.name} differs by {o.max_abs:.3g} ({o.rel:.2e} of its range)"
+                           for o in report.outputs if not o.ok]
+
+
+def _check_nms(report: VerificationReport, reference: Dict[str, np.ndarray], outputs: Dict[str, np.ndarray],
+               spec: ModelSpec, tolerance: Tolerance) -> None:
+    settings = spec.extra.get("nms", {})
+    conf, iou, max_det = settings.get("conf", 0.25), settings.get("iou", 0.45), settings.get("max_det", 300)
+    margin = tolerance.rel_range * max(1e-6, float(np.ptp(reference["scores"])))
+    for i in range(len(reference["boxes"])):
+        ref_dets = nms_detections(reference["boxes"][i], reference["scores"][i], conf=conf, iou=iou, max_det=max_det)
+        _add_match(report, ref_dets, _nms_outputs(outputs, i), tolerance, conf, margin)
+
+
+def _add_match(report: VerificationReport, ref_dets: Dets, art_dets: Dets, tolerance: Tolerance, conf: float,
+               margin: float) -> None:
+    match = match_detections(ref_dets, art_dets, iou=tolerance.iou, conf=conf, margin=margin)
+    report.detections.append(match)
+    if not match.ok:
+        report.problems.append(
+            f"image {len(report.detections) - 1}: {match.missing} PyTorch detections unmatched, {match.extra} extra "
+            f"(IoU >= {tolerance.iou:g} required)"
+        )

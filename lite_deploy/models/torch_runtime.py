@@ -1,0 +1,84 @@
+"""The ``.pt`` reference backend: a checkpoint run by PyTorch through the same Runtime interface as every artifact.
+
+It loads any supported checkpoint, applies the export rewrites (:func:`~lite_deploy.models.deploy.prepare_for_export`)
+and runs the export-mode model, so its outputs are exactly what the exported artifacts are compared against.
+Host side only (needs torch); the runtime registry imports it by dotted name.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Dict, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..runtime.base import Runtime, TensorInfo
+from ..spec import ModelSpec
+
+
+class TorchRuntime(Runtime):
+    """An export-mode torch model on the CPU, float32, NCHW input, any batch size.
+
+    Args:
+        path: the weights file (any checkpoint :func:`lite_deploy.models.load_model` reads).
+        spec: the spec to use; default: described from the checkpoint at ``imgsz``.
+        imgsz: network input size (int or (height, width)) in pixels when no spec is given.
+        threads: torch intra-op threads (``None`` leaves torch's setting).
+        shuffle: GSConv shuffle variant for checkpoints whose variant cannot be inferred.
+    """
+
+    def __init__(
+        self, path: Union[str, Path], spec: Optional[ModelSpec] = None, *, imgsz: Union[int, Sequence[int]] = 640,
+        threads: Optional[int] = None, shuffle: Optional[str] = None,
+    ) -> None:
+        from . import load_model
+        from .deploy import prepare_for_export
+
+        model = load_model(path, shuffle=shuffle)
+        if spec is None:
+            from ..export.describe import describe
+
+            hw = (int(imgsz), int(imgsz)) if isinstance(imgsz, int) else tuple(int(v) for v in imgsz)
+            spec = describe(model, imgsz=hw, target="torch", batch=None, source=path)
+        self._setup(path, spec, prepare_for_export(model), threads)
+
+    @classmethod
+    def from_module(cls, model: nn.Module, spec: ModelSpec, path: Union[str, Path] = "<module>",
+                    threads: Optional[int] = None) -> "TorchRuntime":
+        """Wrap an export-mode module already in memory (from ``prepare_for_export``) with ``spec``."""
+        runtime = cls.__new__(cls)
+        runtime._setup(path, spec, model, threads)
+        return runtime
+
+    def _setup(self, path: Union[str, Path], spec: ModelSpec, model: nn.Module, threads: Optional[int]) -> None:
+        Runtime.__init__(self, path, spec)
+        if threads is not None:
+            torch.set_num_threads(int(threads))
+        self.model = model.eval()
+        h, w = spec.imgsz
+        self._inputs = (TensorInfo(spec.input_name, (None, 3, h, w), np.dtype(np.float32)),)
+        with torch.no_grad():
+            out = self.model(torch.zeros(1, 3, h, w))
+        out = out if isinstance(out, (tuple, list)) else (out,)
+        self._outputs = tuple(
+            TensorInfo(name, (None, *o.shape[1:]), np.dtype(np.float32)) for name, o in zip(spec.output_names, out)
+        )
+
+    @property
+    def inputs(self) -> Tuple[TensorInfo, ...]:
+        """One NCHW float32 input, any batch."""
+        return self._inputs
+
+    @property
+    def outputs(self) -> Tuple[TensorInfo, ...]:
+        """``boxes`` (B, N, 4) and ``scores`` (B, N, nc) for detectors, ``logits`` (B, nc) for classifiers."""
+        return self._outputs
+
+    def _infer(self, feeds: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
+        x = torch.from_numpy(np.ascontiguousarray(feeds[self._inputs[0].name]))
+        with torch.no_grad():
+            out = self.model(x)
+        out = out if isinstance(out, (tuple, list)) else (out,)
+        return {info.name: o.float().numpy() for info, o in zip(self._outputs, out)}
