@@ -192,7 +192,8 @@ def save_checkpoint(
     """Write ``model`` in this project's checkpoint format, atomically.
 
     Args:
-        model: a model of this zoo (has ``yaml``, ``names``, ``task``, ``stride``).
+        model: a model of this zoo: a yaml-built detector / classifier (has ``yaml``) or a
+            :func:`~lite_deploy.models.backbones.build_classifier` classifier (has ``config``).
         path: destination file (``.pt``).
         imgsz: training / intended input size, an int or [height, width] in pixels.
         provenance: plain data about where the weights come from (source file, hash, dataset, epochs ...).
@@ -201,8 +202,13 @@ def save_checkpoint(
     Returns:
         The written path.
     """
-    if not isinstance(getattr(model, "yaml", None), dict):
-        raise ValueError("save_checkpoint needs a model built by lite_deploy.models (it has no 'yaml' config)")
+    cfg = getattr(model, "yaml", None)
+    classifier = getattr(model, "config", None)
+    if not isinstance(cfg, dict) and not (isinstance(classifier, dict) and classifier.get("arch")):
+        raise ValueError(
+            "save_checkpoint needs a model of this zoo: built by build_model (it has a 'yaml' config) or by "
+            "build_classifier (it has a 'config' with 'arch')"
+        )
     head = model.model[-1] if hasattr(model, "model") else None
     anchors = (head.anchors * head.stride.view(-1, 1, 1)).tolist() if isinstance(head, Detect) else None
     hw = [int(imgsz), int(imgsz)] if isinstance(imgsz, int) else [int(v) for v in imgsz]
@@ -210,9 +216,10 @@ def save_checkpoint(
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "task": getattr(model, "task", "detect"),
-        "yaml": _plain(model.yaml),
+        "yaml": _plain(cfg) if isinstance(cfg, dict) else None,
+        "classifier": None if isinstance(cfg, dict) else _plain(classifier),
         "names": {int(k): str(v) for k, v in dict(model.names).items()},
-        "stride": [float(s) for s in model.stride],
+        "stride": [float(s) for s in getattr(model, "stride", [])],
         "anchors": anchors,
         "imgsz": hw,
         "provenance": _plain(provenance or {}),
@@ -284,12 +291,19 @@ def _from_own(ckpt: Dict[str, Any], path: Union[str, Path], shuffle: Optional[st
             f"{path} uses checkpoint format version {ckpt['format_version']}; this lite-deploy reads up to "
             f"{FORMAT_VERSION}, so upgrade lite-deploy"
         )
-    cfg = copy.deepcopy(ckpt["yaml"])
-    if shuffle is not None:
-        cfg["gsconv_shuffle"] = shuffle
-    model = model_from_yaml(cfg, ch=int(cfg.get("ch", 3)))
+    names = {int(k): str(v) for k, v in ckpt["names"].items()}
+    if ckpt.get("yaml") is None and ckpt.get("classifier"):
+        from .backbones import build_classifier
+
+        options = dict(ckpt["classifier"])
+        model = build_classifier(options.pop("arch"), names=names, **options)
+    else:
+        cfg = copy.deepcopy(ckpt["yaml"])
+        if shuffle is not None:
+            cfg["gsconv_shuffle"] = shuffle
+        model = model_from_yaml(cfg, ch=int(cfg.get("ch", 3)))
     _load_state(model, ckpt["state_dict"], path)
-    model.names = {int(k): str(v) for k, v in ckpt["names"].items()}
+    model.names = names
     return model
 
 

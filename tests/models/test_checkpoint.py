@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import os
 import pickle
 import zipfile
@@ -136,3 +135,15 @@ def test_yolov5_checkpoint_resaved_in_own_format(yolov5_fixtures, tmp_path):
     x = torch.rand(1, 3, 64, 64)
     with torch.no_grad():
         torch.testing.assert_close(again(x)[0], model(x)[0])
+
+
+def test_classifier_round_trip(tmp_path):
+    from lite_deploy.models.backbones import build_classifier
+
+    model = build_classifier("squeezenet1_1", num_classes=3, names=["a", "b", "c"]).eval()
+    path = save_checkpoint(model, tmp_path / "cls.pt", imgsz=64)
+    loaded = load_model(path)
+    assert loaded.task == "classify" and loaded.names == {0: "a", 1: "b", 2: "c"}
+    x = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), model(x))
