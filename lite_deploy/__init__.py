@@ -21,6 +21,11 @@ _EXPORTS = {
     "build_classifier": "lite_deploy.models.backbones:build_classifier",
     "list_classifiers": "lite_deploy.models.backbones:list_classifiers",
     "load_torchvision_backbone": "lite_deploy.models.backbones:load_torchvision_backbone",
+    "YoloDataset": "lite_deploy.data.yolo:YoloDataset",
+    "CocoDataset": "lite_deploy.data.coco:CocoDataset",
+    "generate_shapes": "lite_deploy.data.shapes:generate_shapes",
+    "DetectionEvaluator": "lite_deploy.eval.metrics:DetectionEvaluator",
+    "validate": "lite_deploy.eval.validate:validate",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

@@ -18,6 +18,8 @@ from .errors import LiteDeployError
 # subcommand -> module under lite_deploy.commands
 COMMANDS = {
     "info": "info",
+    "dataset": "dataset",
+    "val": "val",
 }
 
 

@@ -1,0 +1,34 @@
+"""``lite-deploy val``: score a checkpoint or exported artifact on a dataset (COCO mAP50, mAP50-95, P, R)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    """Register ``val``."""
+    parser = subparsers.add_parser(
+        "val", help="score a model or artifact on a dataset (COCO mAP)", description=__doc__,
+    )
+    parser.add_argument("model", help="checkpoint (.pt) or artifact (.onnx, .xml, .tflite, .engine)")
+    parser.add_argument("--data", required=True, help="YOLO data.yaml or COCO instances .json")
+    parser.add_argument("--split", default="val", help="split of a YOLO dataset (default val)")
+    parser.add_argument("--images", help="image folder of a COCO .json (default: the file's folder)")
+    parser.add_argument("--imgsz", type=int, help="input size for checkpoints (artifacts have theirs fixed)")
+    parser.add_argument("--conf", type=float, default=0.001, help="confidence threshold (default 0.001)")
+    parser.add_argument("--iou", type=float, default=0.6, help="NMS IoU threshold (default 0.6)")
+    parser.add_argument("--max-det", type=int, default=300, help="detections per image (default 300)")
+    parser.add_argument("--batch", type=int, default=1, help="frames per inference call (default 1)")
+    parser.add_argument("--save-json", metavar="DIR", help="write gt.json, predictions.json (COCO) and results.json")
+    parser.add_argument("--plots", metavar="DIR", help="write the precision-recall curve pr_curve.png")
+    parser.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from ..eval.validate import validate
+
+    validate(
+        args.model, args.data, split=args.split, images=args.images, conf=args.conf, iou=args.iou,
+        max_det=args.max_det, imgsz=args.imgsz, batch=args.batch, save_json=args.save_json, plots=args.plots,
+    )
+    return 0
