@@ -141,3 +141,24 @@ def test_gsconv_shuffles_are_the_published_permutations(variant, expected):
         torch.testing.assert_close(m(x), plain[:, expected])
         m.use_static_permutation()
         torch.testing.assert_close(m(x), plain[:, expected])
+
+
+def test_gsconvns_honours_kernel_stride_and_act():
+    from lite_deploy.models.gsconv import GSConvns
+
+    m = GSConvns(8, 16, 3, 2, act=False).eval()
+    assert m.cv1.conv.kernel_size == (3, 3) and m.cv1.conv.stride == (2, 2) and isinstance(m.cv1.act, nn.Identity)
+    assert sum(p.numel() for p in m.parameters()) == sum(p.numel() for p in GSConv(8, 16, 3, 2).parameters()) + 16 * 16
+    with torch.no_grad():
+        y = m(torch.randn(2, 8, 16, 12))
+    assert y.shape == (2, 16, 8, 6) and bool((y >= 0).all())
+
+
+def test_vovgscsp_keeps_the_forks_quirks():
+    model = build_model("slimneck-yolov5n")
+    keys = model.state_dict().keys()
+    assert "model.13.res.conv.weight" in keys  # built but never called
+    assert "model.13.gsb.0.conv_lighting.0.cv1.conv.weight" in keys  # Sequential of GSBottlenecks
+    snc = build_model("SNc-yolov5s").state_dict()
+    assert snc["model.13.gsb.shortcut.conv.weight"].shape == (128, 1, 1, 1)  # 1x1 depth-wise shortcut, no index
+    assert snc["model.13.gsb.conv_lighting.0.cv1.conv.weight"].shape[0] == 32  # inner width int(c_*0.5) // 2
