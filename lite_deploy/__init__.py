@@ -15,6 +15,7 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "ModelSpec": "lite_deploy.spec:ModelSpec",
     "LiteDeployError": "lite_deploy.errors:LiteDeployError",
+    "export": "lite_deploy.export:export",
     "build_model": "lite_deploy.models:build_model",
     "load_model": "lite_deploy.models:load_model",
     "list_configs": "lite_deploy.models:list_configs",

@@ -20,6 +20,9 @@ COMMANDS = {
     "info": "info",
     "dataset": "dataset",
     "val": "val",
+    "export": "export",
+    "check": "check",
+    "build-engine": "build_engine",
 }
 
 

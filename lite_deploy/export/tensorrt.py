@@ -24,7 +24,7 @@ import shutil
 import subprocess
 from pathlib import Path
 from types import ModuleType
-from typing import Any, List, Optional, Sequence, Tuple, Union
+from typing import Any, Optional, Sequence, Tuple, Union
 
 from ..errors import BackendUnavailableError, ExportError
 from ..spec import ModelSpec, atomic_write_bytes, sidecar_path
@@ -191,16 +191,6 @@ def gpu_name() -> str:
     return model.read_text(errors="replace").strip("\x00").strip() if model.is_file() else ""
 
 
-def _onnx_input(data: bytes) -> Tuple[str, List[Optional[int]]]:
-    import onnx
-
-    proto = onnx.load_from_string(data)
-    initializers = {i.name for i in proto.graph.initializer}
-    inp = next(i for i in proto.graph.input if i.name not in initializers)
-    dims = [d.dim_value if d.HasField("dim_value") else None for d in inp.type.tensor_type.shape.dim]
-    return inp.name, dims
-
-
 def build_engine(
     onnx_path: Union[str, Path], engine_path: Optional[Union[str, Path]] = None, *, half: bool = False,
     workspace_gb: float = DEFAULT_WORKSPACE_GB, min_batch: int = 1, opt_batch: Optional[int] = None,
@@ -232,13 +222,12 @@ def build_engine(
     spec = _read_spec(onnx_path)
     engine_path = Path(engine_path) if engine_path else onnx_path.with_suffix(".engine")
     cache_path = Path(timing_cache) if timing_cache else engine_path.with_name(engine_path.name + ".timing.cache")
-    data = onnx_path.read_bytes()
-    input_name, dims = _onnx_input(data)
-    profile = profile_shapes(dims, min_batch=min_batch, opt_batch=opt_batch, max_batch=max_batch)
-
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
-    network = parse_onnx(trt, builder, data, logger)
+    network = parse_onnx(trt, builder, onnx_path.read_bytes(), logger)
+    network_input = network.get_input(0)
+    input_name = network_input.name
+    profile = profile_shapes(tuple(network_input.shape), min_batch=min_batch, opt_batch=opt_batch, max_batch=max_batch)
     config, precision = configure(
         trt, builder, network, half=half, onnx_fp16=spec.precision == "fp16", workspace_gb=workspace_gb,
         profile=profile, input_name=input_name, timing_cache=cache_path.read_bytes() if cache_path.is_file() else None,
@@ -257,16 +246,11 @@ def build_engine(
 
 def _read_spec(onnx_path: Path) -> ModelSpec:
     side = sidecar_path(onnx_path)
-    if side.is_file():
-        return ModelSpec.load(side)
-    import onnx
-
-    from .onnx import read_spec
-
-    spec = read_spec(onnx.load(str(onnx_path), load_external_data=False))
-    if spec is None:
-        raise ExportError(f"{onnx_path.name} carries no lite-deploy spec; export it with `lite-deploy export --target trt`")
-    return spec
+    if not side.is_file():
+        raise ExportError(
+            f"{side.name} is missing: copy it with {onnx_path.name} (both come from `lite-deploy export --target trt`)"
+        )
+    return ModelSpec.load(side)
 
 
 def build_command(onnx_name: str, *, half: bool, spec_batch: Optional[int], max_batch: int) -> str:

@@ -9,11 +9,12 @@ takes NHWC images, which the runtime feeds without a transpose and XNNPACK runs 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import tempfile
 from pathlib import Path
-from typing import Dict, Sequence, Union
+from typing import Dict, Iterator, Sequence, Union
 
 import numpy as np
 import torch
@@ -23,7 +24,8 @@ from ..errors import BackendUnavailableError, ExportError
 from ..spec import SPEC_KEY, ModelSpec, atomic_write_bytes, sidecar_path
 from .describe import INPUT_NAME
 
-LOGGER = logging.getLogger(__name__)
+# TensorFlow-style C++ logging of the converter: warnings and errors only
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 DEFAULT_LAYOUT = "NHWC"
 
@@ -88,7 +90,7 @@ def torch_to_tflite(
     wrapped = NamedOutputs(model, spec.output_names, spec.layout).eval()
     quant = quant_recipes.full_fp16_recipe() if spec.precision == "fp16" else None
     try:
-        with torch.no_grad():
+        with torch.no_grad(), _quiet_converter():
             converted = litert_torch.convert(wrapped, sample_kwargs={INPUT_NAME: torch.rand(shape)}, quant_config=quant)
     except Exception as exc:  # torch.export and the MLIR converter raise many unrelated types
         raise ExportError(f"TFLite conversion failed: {_first_error_line(exc)}") from exc
@@ -142,6 +144,23 @@ def read_metadata(flatbuffer: bytes, name: str) -> bytes:
         if entry.Name().decode() == name:
             return model.Buffers(entry.Buffer()).DataAsNumpy().tobytes()
     raise KeyError(name)
+
+
+@contextlib.contextmanager
+def _quiet_converter() -> Iterator[None]:
+    """Silence litert-torch's progress console and its per-operator INFO logging for the conversion."""
+    from litert_torch import progress
+
+    root = logging.getLogger()
+    level, quiet = root.level, progress.console.quiet
+    progress.console.quiet = True
+    if root.getEffectiveLevel() < logging.WARNING:
+        root.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        progress.console.quiet = quiet
+        root.setLevel(level)
 
 
 def _first_error_line(exc: BaseException) -> str:
