@@ -1,0 +1,132 @@
+"""Find the :class:`ModelSpec` of an artifact: sidecar JSON, embedded metadata, or inferred from a plain YOLOv5 export.
+
+Order:
+1. ``<artifact>.json`` beside the file (:func:`lite_deploy.spec.sidecar_path`);
+2. the spec embedded in the artifact under :data:`lite_deploy.spec.SPEC_KEY` (ONNX ``metadata_props``,
+   OpenVINO ``rt_info`` ``['lite_deploy', 'spec']``), as the backends report it through
+   :meth:`Runtime.embedded_metadata`;
+3. a YOLOv5 ``export.py`` ONNX: ``metadata_props`` ``stride`` and ``names`` and one (B, N, 5+nc) output.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import logging
+from pathlib import Path
+from typing import Any, Dict, Mapping, Sequence, Tuple, Union
+
+from ..spec import SPEC_KEY, ModelSpec, sidecar_path
+from .base import TensorInfo, load_runtime
+
+LOGGER = logging.getLogger(__name__)
+
+TARGETS = {".onnx": "onnx", ".xml": "openvino", ".tflite": "tflite", ".engine": "tensorrt", ".plan": "tensorrt"}
+
+
+def load_spec(artifact: Union[str, Path]) -> ModelSpec:
+    """The spec of ``artifact``: its sidecar if present, else what the artifact itself says.
+
+    Raises:
+        FileNotFoundError: ``artifact`` does not exist.
+        ValueError: no sidecar, nothing embedded, and not a recognisable YOLOv5 export.
+    """
+    sidecar = sidecar_path(artifact)
+    if sidecar.is_file():
+        return ModelSpec.load(sidecar)
+    with load_runtime(artifact) as runtime:
+        return runtime.spec
+
+
+def resolve_spec(
+    artifact: Union[str, Path],
+    metadata: Mapping[str, str],
+    inputs: Sequence[TensorInfo],
+    outputs: Sequence[TensorInfo],
+) -> ModelSpec:
+    """Spec of an opened artifact from its sidecar, its embedded ``metadata`` or its tensors.
+
+    Args:
+        artifact: the model file (its sidecar is ``<artifact>.json``).
+        metadata: key/value metadata stored in the artifact.
+        inputs: the artifact's inputs.
+        outputs: the artifact's outputs.
+
+    Raises:
+        ValueError: nothing says what the model is (the message says what to add).
+    """
+    sidecar = sidecar_path(artifact)
+    if sidecar.is_file():
+        return ModelSpec.load(sidecar)
+    if SPEC_KEY in metadata:
+        return ModelSpec.from_json(metadata[SPEC_KEY])
+    if "names" in metadata and "stride" in metadata:
+        return yolov5_spec(artifact, metadata, inputs, outputs)
+    raise ValueError(
+        f"{Path(artifact).name} does not say what model it is: write its ModelSpec to {sidecar.name} "
+        f"(lite-deploy export does), or give it '{SPEC_KEY}' metadata, or for a YOLOv5 export keep the "
+        "'stride' and 'names' metadata that YOLOv5's export.py writes"
+    )
+
+
+def yolov5_spec(
+    artifact: Union[str, Path], metadata: Mapping[str, str], inputs: Sequence[TensorInfo], outputs: Sequence[TensorInfo]
+) -> ModelSpec:
+    """Infer the spec of a YOLOv5 ``export.py`` artifact from its ``stride``/``names`` metadata and tensor shapes.
+
+    Raises:
+        ValueError: the tensors are not one NCHW image input and one (B, N, 5+nc) output, or the input's
+            height/width are dynamic.
+    """
+    name = Path(artifact).name
+    names = parse_names(metadata["names"])
+    if len(inputs) != 1 or len(inputs[0].shape) != 4:
+        raise ValueError(f"{name}: expected one (B, 3, H, W) image input, got {[tuple(t.shape) for t in inputs]}")
+    image = inputs[0]
+    height, width = image.shape[2], image.shape[3]
+    if height is None or width is None:
+        raise ValueError(
+            f"{name} has a dynamic input height/width: write a ModelSpec sidecar {sidecar_path(artifact).name} "
+            "giving imgsz"
+        )
+    if not outputs or len(outputs[0].shape) != 3 or outputs[0].shape[2] != 5 + len(names):
+        raise ValueError(
+            f"{name}: expected a first output of shape (B, N, 5+{len(names)}) for its {len(names)} class names, "
+            f"got {[tuple(t.shape) for t in outputs]}"
+        )
+    LOGGER.info("%s has no ModelSpec: read it as a YOLOv5 export (%d classes, %dx%d)", name, len(names), height, width)
+    return ModelSpec(
+        task="detect",
+        names=names,
+        imgsz=(height, width),
+        output_layout="yolov5",
+        output_names=(outputs[0].name,),
+        batch=image.shape[0],
+        input_name=image.name,
+        stride=int(float(metadata["stride"])),
+        target=TARGETS.get(Path(artifact).suffix.lower(), ""),
+    )
+
+
+def parse_names(text: str) -> Tuple[str, ...]:
+    """Class names from YOLOv5's ``names`` metadata: ``"{0: 'person', ...}"``, or a JSON list/dict.
+
+    Raises:
+        ValueError: the text is neither a Python literal nor JSON of a list or {index: name} dict.
+    """
+    value: Any
+    try:
+        value = ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        try:
+            value = json.loads(text)
+        except ValueError:
+            raise ValueError(f"cannot read class names from metadata {text[:80]!r}") from None
+    if isinstance(value, dict):
+        by_index: Dict[int, str] = {int(k): str(v) for k, v in value.items()}
+        if sorted(by_index) != list(range(len(by_index))):
+            raise ValueError(f"class names metadata must number classes 0..n-1, got keys {sorted(by_index)[:10]}")
+        return tuple(by_index[i] for i in range(len(by_index)))
+    if isinstance(value, (list, tuple)):
+        return tuple(str(v) for v in value)
+    raise ValueError(f"cannot read class names from metadata {text[:80]!r}")

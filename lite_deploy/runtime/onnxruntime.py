@@ -1,0 +1,110 @@
+"""ONNX Runtime backend (``.onnx``)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Dict, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import onnxruntime as ort
+
+from ..errors import BackendUnavailableError
+from ..spec import ModelSpec
+from .base import Runtime, TensorInfo, dynamic_dim
+
+LOGGER = logging.getLogger(__name__)
+
+# ONNX Runtime's type strings -> numpy
+_DTYPES = {
+    "tensor(float)": np.float32,
+    "tensor(float16)": np.float16,
+    "tensor(double)": np.float64,
+    "tensor(int8)": np.int8,
+    "tensor(uint8)": np.uint8,
+    "tensor(int32)": np.int32,
+    "tensor(int64)": np.int64,
+    "tensor(bool)": np.bool_,
+}
+
+Provider = Union[str, Tuple[str, Dict[str, Any]]]
+
+
+class OnnxRuntime(Runtime):
+    """An ONNX model in an ``onnxruntime.InferenceSession``.
+
+    Args:
+        path: ``.onnx`` file.
+        providers: execution providers in priority order, names or ``(name, options)`` pairs; default CPU.
+        threads: intra-op threads (``None``: ONNX Runtime's default, one per physical core).
+        allow_fallback: accept a session that dropped a requested provider (ONNX Runtime falls back to CPU
+            silently when a provider fails to initialise); by default that raises.
+        spec: the artifact's spec if already known.
+
+    Raises:
+        BackendUnavailableError: a requested provider is not in this ONNX Runtime build, or failed to start.
+    """
+
+    def __init__(
+        self,
+        path: Union[str, Path],
+        providers: Optional[Sequence[Provider]] = None,
+        threads: Optional[int] = None,
+        allow_fallback: bool = False,
+        spec: Optional[ModelSpec] = None,
+    ) -> None:
+        super().__init__(path, spec)
+        providers = list(providers or ["CPUExecutionProvider"])
+        wanted = [p if isinstance(p, str) else p[0] for p in providers]
+        available = ort.get_available_providers()
+        absent = [p for p in wanted if p not in available]
+        if absent:
+            raise BackendUnavailableError(
+                f"ONNX Runtime here has no {', '.join(absent)} (available: {', '.join(available)}); "
+                "for CUDA/TensorRT install onnxruntime-gpu: pip install 'lite-deploy[onnxruntime-gpu]'"
+            )
+        options = ort.SessionOptions()
+        if threads is not None:
+            options.intra_op_num_threads = int(threads)
+        self.session = ort.InferenceSession(str(self.path), sess_options=options, providers=providers)
+        dropped = [p for p in wanted if p not in self.session.get_providers()]
+        if dropped:
+            message = f"ONNX Runtime could not start {', '.join(dropped)} for {self.path.name}"
+            if not allow_fallback:
+                raise BackendUnavailableError(message + "; pass allow_fallback=True to run on the remaining providers")
+            LOGGER.warning("%s; running on %s", message, ", ".join(self.session.get_providers()))
+        self._inputs = tuple(_info(t) for t in self.session.get_inputs())
+        self._outputs = tuple(_info(t) for t in self.session.get_outputs())
+        self._output_names = [t.name for t in self._outputs]
+
+    @property
+    def inputs(self) -> Tuple[TensorInfo, ...]:
+        return self._inputs
+
+    @property
+    def outputs(self) -> Tuple[TensorInfo, ...]:
+        return self._outputs
+
+    @property
+    def providers(self) -> Tuple[str, ...]:
+        """The providers the session runs on."""
+        return tuple(self.session.get_providers())
+
+    def embedded_metadata(self) -> Dict[str, str]:
+        """The ONNX ``metadata_props``."""
+        return dict(self.session.get_modelmeta().custom_metadata_map)
+
+    def _infer(self, feeds: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
+        values = self.session.run(self._output_names, feeds)
+        return dict(zip(self._output_names, values))
+
+    def close(self) -> None:
+        """Drop the session."""
+        self.__dict__.pop("session", None)
+
+
+def _info(node: Any) -> TensorInfo:
+    dtype = _DTYPES.get(node.type)
+    if dtype is None:
+        raise ValueError(f"tensor {node.name!r} has type {node.type}, which lite-deploy does not handle")
+    return TensorInfo(node.name, tuple(dynamic_dim(d) for d in node.shape), np.dtype(dtype))

@@ -1,0 +1,134 @@
+"""TensorRT backend (``.engine`` / ``.plan``) on TensorRT 8.5 to 11 through the name-based tensor API.
+
+Engines carry no metadata of their own, so the ModelSpec sidecar ``<engine>.json`` is required: it records the
+TensorRT version and GPU the engine was built for, and a mismatch is refused before deserializing (TensorRT would
+otherwise fail with a terse "version tag" or "platform" error, or crash). The shape, profile and dtype logic
+lives in :mod:`lite_deploy.runtime.tensorrt_compat`, the buffers in :mod:`lite_deploy.runtime.cuda_memory`.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Dict, Optional, Tuple, Union
+
+import numpy as np
+import tensorrt as trt
+
+from ..spec import ModelSpec, sidecar_path
+from .base import Runtime, TensorInfo
+from .cuda_memory import open_cuda
+from .tensorrt_compat import (
+    check_engine_compat,
+    check_input_shape,
+    describe_io,
+    profile_ranges,
+    require_tensor_api,
+    resolved_output_shapes,
+)
+
+LOGGER = logging.getLogger(__name__)
+
+
+class _TrtLogger(trt.ILogger):
+    """Routes TensorRT's messages to :mod:`logging`."""
+
+    def __init__(self) -> None:
+        trt.ILogger.__init__(self)
+
+    def log(self, severity: "trt.ILogger.Severity", msg: str) -> None:
+        if severity in (trt.ILogger.Severity.INTERNAL_ERROR, trt.ILogger.Severity.ERROR):
+            LOGGER.error("TensorRT: %s", msg)
+        elif severity == trt.ILogger.Severity.WARNING:
+            LOGGER.warning("TensorRT: %s", msg)
+        else:
+            LOGGER.debug("TensorRT: %s", msg)
+
+
+class TensorRTRuntime(Runtime):
+    """A serialized TensorRT engine with device buffers reused across calls.
+
+    Args:
+        path: ``.engine`` / ``.plan`` file, with its spec sidecar ``<path>.json``.
+        profile: optimization profile index to run with.
+        spec: the artifact's spec if already known (otherwise read from the sidecar).
+
+    Raises:
+        FileNotFoundError: no spec sidecar.
+        EngineMismatchError: the engine was built for another TensorRT version or GPU.
+        BackendUnavailableError: no CUDA binding, or a TensorRT older than 8.5.
+        RuntimeError: TensorRT could not deserialize the engine.
+    """
+
+    def __init__(self, path: Union[str, Path], profile: int = 0, spec: Optional[ModelSpec] = None) -> None:
+        path = Path(path)
+        if spec is None:
+            sidecar = sidecar_path(path)
+            if not sidecar.is_file():
+                raise FileNotFoundError(
+                    f"{path.name} needs its spec {sidecar.name} beside it (written by lite-deploy build-engine)"
+                )
+            spec = ModelSpec.load(sidecar)
+        super().__init__(path, spec)
+        self.cuda = open_cuda()
+        for warning in check_engine_compat(spec.extra, trt.__version__, self.cuda.device_name(), path.name):
+            LOGGER.warning("%s; if it fails to load, rebuild it on this device", warning)
+        self._logger = _TrtLogger()
+        self._trt_runtime = trt.Runtime(self._logger)
+        self.engine = self._trt_runtime.deserialize_cuda_engine(path.read_bytes())
+        if self.engine is None:
+            raise RuntimeError(f"TensorRT could not deserialize {path.name} (see the TensorRT messages above)")
+        self.context = self.engine.create_execution_context()
+        require_tensor_api(self.engine, self.context)
+        if profile:
+            self.context.set_optimization_profile_async(profile, self.cuda.stream_handle)
+        self._inputs, self._outputs = describe_io(self.engine, trt)
+        self._profiles = profile_ranges(self.engine, self._inputs, profile)
+        self._buffers: Dict[str, Tuple[int, int]] = {}  # name -> (device address, capacity in bytes)
+
+    @property
+    def inputs(self) -> Tuple[TensorInfo, ...]:
+        return self._inputs
+
+    @property
+    def outputs(self) -> Tuple[TensorInfo, ...]:
+        return self._outputs
+
+    def _device_buffer(self, name: str, nbytes: int) -> int:
+        address, capacity = self._buffers.get(name, (0, 0))
+        if nbytes > capacity:
+            if address:
+                self.cuda.free(address)
+            address = self.cuda.alloc(nbytes)
+            self._buffers[name] = (address, nbytes)
+            self.context.set_tensor_address(name, address)
+        return address
+
+    def _infer(self, feeds: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
+        for info in self._inputs:
+            array = np.ascontiguousarray(feeds[info.name])
+            check_input_shape(info, array.shape, self._profiles.get(info.name))
+            self.context.set_input_shape(info.name, array.shape)
+            self.cuda.to_device(self._device_buffer(info.name, array.nbytes), array)
+        results = {}
+        for name, shape in resolved_output_shapes(self.context, self._outputs).items():
+            results[name] = np.empty(shape, dtype=next(o.dtype for o in self._outputs if o.name == name))
+            self._device_buffer(name, results[name].nbytes)
+        if not self.context.execute_async_v3(self.cuda.stream_handle):
+            raise RuntimeError(f"TensorRT failed to run {self.path.name} (see the TensorRT messages above)")
+        for name, array in results.items():
+            self.cuda.to_host(array, self._buffers[name][0])
+        self.cuda.synchronize()
+        return results
+
+    def close(self) -> None:
+        """Free the device buffers and the stream, then the engine."""
+        cuda = self.__dict__.get("cuda")
+        if cuda is not None:
+            cuda.synchronize()
+            for address, _ in self._buffers.values():
+                cuda.free(address)
+            self._buffers.clear()
+            cuda.close()
+        for name in ("context", "engine", "_trt_runtime", "cuda"):
+            self.__dict__.pop(name, None)
