@@ -27,6 +27,13 @@ _EXPORTS = {
     "generate_shapes": "lite_deploy.data.shapes:generate_shapes",
     "DetectionEvaluator": "lite_deploy.eval.metrics:DetectionEvaluator",
     "validate": "lite_deploy.eval.validate:validate",
+    "Detector": "lite_deploy.runtime:Detector",
+    "Detections": "lite_deploy.runtime:Detections",
+    "Classifier": "lite_deploy.runtime:Classifier",
+    "load_runtime": "lite_deploy.runtime:load_runtime",
+    "load_spec": "lite_deploy.runtime:load_spec",
+    "letterbox": "lite_deploy.runtime:letterbox",
+    "nms": "lite_deploy.runtime:nms",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

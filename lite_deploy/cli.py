@@ -23,6 +23,7 @@ COMMANDS = {
     "export": "export",
     "check": "check",
     "build-engine": "build_engine",
+    "predict": "predict",
 }
 
 

@@ -36,3 +36,7 @@ class VerificationError(ExportError):
 
 class DatasetError(LiteDeployError):
     """A dataset is malformed (the message gives file and line)."""
+
+
+class EngineMismatchError(LiteDeployError):
+    """A TensorRT engine was built for another TensorRT version or GPU; it must be rebuilt on the device."""
