@@ -1,0 +1,159 @@
+"""``nms`` keeps exactly what torchvision keeps; the YOLOv5-style candidate selection around it."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from lite_deploy.runtime import nms
+from lite_deploy.runtime.postprocess import candidates_boxes_scores, candidates_yolov5, decode_nms_outputs, select
+
+torch = pytest.importorskip("torch")
+torchvision = pytest.importorskip("torchvision")
+
+
+def _random_boxes(rng: np.random.Generator, n: int, integer: bool) -> np.ndarray:
+    xy = rng.uniform(0, 300, (n, 2))
+    wh = rng.uniform(2, 90, (n, 2))
+    if integer:  # many exactly equal areas and coordinates
+        xy, wh = np.round(xy), np.round(wh)
+    return np.concatenate([xy, xy + wh], 1).astype(np.float32)
+
+
+def _near_threshold_pairs(rng: np.random.Generator, n: int, threshold: float) -> np.ndarray:
+    """Pairs of boxes whose IoU lies within a float32 step of ``threshold`` (as torchvision's test builds)."""
+    base = _random_boxes(rng, n, integer=False)
+    w = base[:, 2] - base[:, 0]
+    # a box shifted right by s has IoU (w - s) / (w + s) with the original: solve for the threshold
+    shift = w * (1 - threshold) / (1 + threshold)
+    shift = shift * (1 + rng.choice([-1e-6, 0, 1e-6], n)).astype(np.float32)
+    moved = base.copy()
+    moved[:, [0, 2]] += shift[:, None]
+    return np.concatenate([base, moved]).astype(np.float32)
+
+
+def _torch(boxes, scores, threshold, classes=None):
+    b, s = torch.from_numpy(boxes), torch.from_numpy(scores)
+    if classes is None:
+        return torchvision.ops.nms(b, s, threshold).numpy()
+    return torchvision.ops.batched_nms(b, s, torch.from_numpy(classes), threshold).numpy()
+
+
+@pytest.mark.parametrize("seed", range(60))
+def test_same_indices_as_torchvision(seed):
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(1, 800))  # batched_nms uses its coordinate-offset path below 1000 boxes on the CPU
+    boxes = _random_boxes(rng, n, integer=seed % 3 == 0)
+    scores = rng.random(n).astype(np.float32)
+    if seed % 2 == 0:
+        scores = (np.round(scores * 8) / 8).astype(np.float32)  # many ties
+    classes = rng.integers(0, 1 + seed % 6, n)
+    threshold = float(rng.choice([0.3, 0.45, 0.5, 0.65, 0.7]))
+    np.testing.assert_array_equal(nms(boxes, scores, threshold), _torch(boxes, scores, threshold))
+    np.testing.assert_array_equal(nms(boxes, scores, threshold, classes), _torch(boxes, scores, threshold, classes))
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_same_indices_at_the_iou_margin(seed):
+    rng = np.random.default_rng(100 + seed)
+    threshold = float(rng.choice([0.45, 0.5, 0.6, 0.7]))
+    boxes = _near_threshold_pairs(rng, 200, threshold)
+    scores = rng.random(len(boxes)).astype(np.float32)
+    classes = rng.integers(0, 3, len(boxes))
+    np.testing.assert_array_equal(nms(boxes, scores, threshold), _torch(boxes, scores, threshold))
+    np.testing.assert_array_equal(nms(boxes, scores, threshold, classes), _torch(boxes, scores, threshold, classes))
+
+
+def test_many_boxes_cross_blocks():
+    rng = np.random.default_rng(7)
+    boxes = _random_boxes(rng, 3000, integer=False)
+    scores = rng.random(3000).astype(np.float32)
+    np.testing.assert_array_equal(nms(boxes, scores, 0.5), _torch(boxes, scores, 0.5))
+
+
+def test_ties_keep_the_lower_index_first():
+    boxes = np.array([[0, 0, 10, 10], [1, 0, 11, 10], [50, 50, 60, 60]], np.float32)
+    scores = np.array([0.5, 0.5, 0.5], np.float32)
+    np.testing.assert_array_equal(nms(boxes, scores, 0.5), [0, 2])
+
+
+@pytest.mark.parametrize(
+    "boxes, scores, classes, message",
+    [
+        (np.zeros((3, 5)), np.zeros(3), None, r"boxes must have shape \(N, 4\), got \(3, 5\)"),
+        (np.zeros((3, 4)), np.zeros(2), None, r"scores must have shape \(3,\)"),
+        (np.zeros((3, 4)), np.zeros(3), np.zeros(4, int), r"class_ids must have shape \(3,\)"),
+    ],
+)
+def test_bad_arguments(boxes, scores, classes, message):
+    with pytest.raises(ValueError, match=message):
+        nms(boxes, scores, 0.5, classes)
+
+
+def test_empty():
+    assert nms(np.zeros((0, 4)), np.zeros(0), 0.5).shape == (0,)
+
+
+def _yolov5_rows(rng, n, nc):
+    pred = np.zeros((n, 5 + nc), np.float32)
+    pred[:, :2] = rng.uniform(0, 320, (n, 2))
+    pred[:, 2:4] = rng.uniform(8, 120, (n, 2))
+    pred[:, 4] = rng.random(n)
+    pred[:, 5:] = rng.random((n, nc))
+    return pred
+
+
+def _reference(pred, conf, iou, multi_label, classes, agnostic, max_det):
+    """YOLOv5's non_max_suppression for one image, from its documented steps, in torch."""
+    x = torch.from_numpy(pred.copy())
+    x = x[x[:, 4] > conf]
+    x[:, 5:] *= x[:, 4:5]
+    box = torch.cat((x[:, :2] - x[:, 2:4] / 2, x[:, :2] + x[:, 2:4] / 2), 1)
+    if multi_label:
+        i, j = (x[:, 5:] > conf).nonzero(as_tuple=False).T
+        box, score, cls = box[i], x[i, 5 + j], j
+    else:
+        score, cls = x[:, 5:].max(1)
+        keep = score > conf
+        box, score, cls = box[keep], score[keep], cls[keep]
+    if classes is not None:
+        keep = torch.isin(cls, torch.tensor(classes))
+        box, score, cls = box[keep], score[keep], cls[keep]
+    kept = torchvision.ops.nms(box + cls[:, None].float() * (0 if agnostic else 7680), score, iou)[:max_det]
+    return box[kept].numpy(), score[kept].numpy(), cls[kept].numpy()
+
+
+@pytest.mark.parametrize(
+    "conf, multi_label, classes, agnostic, max_det",
+    [(0.25, False, None, False, 300), (0.1, True, None, False, 300), (0.25, False, [1, 3], False, 300),
+     (0.25, False, None, True, 300), (0.05, False, None, False, 7)],
+)
+def test_yolov5_selection_matches_reference(conf, multi_label, classes, agnostic, max_det):
+    rng = np.random.default_rng(11)
+    pred = _yolov5_rows(rng, 2000, 5)
+    got = select(candidates_yolov5(pred, conf, multi_label, classes), 0.45, max_det, agnostic=agnostic)
+    want = _reference(pred, conf, 0.45, multi_label, classes, agnostic, max_det)
+    np.testing.assert_array_equal(got[2], want[2])
+    np.testing.assert_array_equal(got[1], want[1])
+    np.testing.assert_array_equal(got[0], want[0])
+
+
+def test_boxes_scores_layout_equals_yolov5_layout():
+    rng = np.random.default_rng(5)
+    pred = _yolov5_rows(rng, 500, 4)
+    pred[:, 4] = 1.0  # objectness 1: the two layouts carry the same numbers
+    boxes = np.concatenate([pred[:, :2] - pred[:, 2:4] / 2, pred[:, :2] + pred[:, 2:4] / 2], 1)
+    a = select(candidates_yolov5(pred, 0.3), 0.5)
+    b = select(candidates_boxes_scores(boxes, pred[:, 5:], 0.3), 0.5)
+    for x, y in zip(a, b):
+        np.testing.assert_array_equal(x, y)
+
+
+def test_in_graph_nms_outputs():
+    boxes = np.arange(20, dtype=np.float32).reshape(5, 4)
+    scores = np.array([0.9, 0.2, 0.7, 0.8, 0.0], np.float32)
+    classes = np.array([0, 1, 2, 1, 0], np.int32)
+    got_boxes, got_scores, got_classes = decode_nms_outputs(np.array([4]), boxes, scores, classes, 0.25, classes=[0, 1])
+    np.testing.assert_array_equal(got_scores, scores[[0, 3]])
+    np.testing.assert_array_equal(got_classes, [0, 1])
+    np.testing.assert_array_equal(got_boxes, boxes[[0, 3]])

@@ -1,0 +1,121 @@
+"""Letterbox = YOLOv5's letterbox; image checks; the batched blob; centre crop."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from lite_deploy.runtime import letterbox
+from lite_deploy.runtime.preprocess import Preprocessor, center_crop, check_image
+from lite_deploy.spec import ModelSpec
+
+
+def reference_letterbox(im, new_shape=(640, 640), stride=32, auto=False, scaleup=True, value=114):
+    """YOLOv5's letterbox as documented: gain, unpadded size, padding (mod stride with auto), halves, border."""
+    if isinstance(new_shape, int):
+        new_shape = (new_shape, new_shape)
+    h, w = im.shape[:2]
+    r = min(new_shape[0] / h, new_shape[1] / w)
+    if not scaleup:
+        r = min(r, 1.0)
+    unpadded = (int(round(w * r)), int(round(h * r)))
+    dw, dh = new_shape[1] - unpadded[0], new_shape[0] - unpadded[1]
+    if auto:
+        dw, dh = dw % stride, dh % stride
+    dw, dh = dw / 2, dh / 2
+    if (w, h) != unpadded:
+        im = cv2.resize(im, unpadded, interpolation=cv2.INTER_LINEAR)
+    top, bottom = int(round(dh - 0.1)), int(round(dh + 0.1))
+    left, right = int(round(dw - 0.1)), int(round(dw + 0.1))
+    im = cv2.copyMakeBorder(im, top, bottom, left, right, cv2.BORDER_CONSTANT, value=(value, value, value))
+    return im, (r, r), (dw, dh)
+
+
+SHAPES = [(720, 1280), (1280, 720), (17, 23), (640, 640), (333, 501), (1, 9), (480, 640), (641, 639)]
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("new_shape", [640, (320, 256), 97])
+@pytest.mark.parametrize("auto, scaleup", [(False, True), (True, True), (False, False), (True, False)])
+def test_letterbox_equals_yolov5(shape, new_shape, auto, scaleup):
+    image = np.random.default_rng(sum(shape)).integers(0, 256, (*shape, 3), dtype=np.uint8)
+    got, ratio, pad = letterbox(image, new_shape, stride=32, auto=auto, scaleup=scaleup)
+    want, want_ratio, want_pad = reference_letterbox(image, new_shape, 32, auto, scaleup)
+    assert ratio == want_ratio and pad == want_pad
+    np.testing.assert_array_equal(got, want)
+
+
+def _spec(**changes) -> ModelSpec:
+    base = dict(task="detect", names=("a",), imgsz=(320, 256), output_layout="yolov5", output_names=("y",))
+    base.update(changes)
+    return ModelSpec(**base)
+
+
+@pytest.mark.parametrize("shape", [(720, 1280), (90, 60), (256, 320), (320, 256)])
+def test_preprocessor_blob_equals_letterbox_then_yolov5_transform(shape):
+    frames = [np.random.default_rng(i).integers(0, 256, (*shape, 3), dtype=np.uint8) for i in range(3)]
+    pre = Preprocessor(_spec())
+    for _ in range(2):  # the second call reuses the buffers, which must not leak the first call's pixels
+        blob, geometries = pre(frames)
+    assert blob.shape == (3, 3, 320, 256) and blob.dtype == np.float32
+    for i, frame in enumerate(frames):
+        padded, (ratio, _), _ = reference_letterbox(frame, (320, 256))
+        want = padded[:, :, ::-1].transpose(2, 0, 1).astype(np.float32) / np.float32(255)
+        np.testing.assert_array_equal(blob[i], want)
+        assert geometries[i].ratio == ratio and geometries[i].shape == shape
+
+
+def test_preprocessor_layout_dtype_and_normalisation():
+    frame = np.random.default_rng(0).integers(0, 256, (50, 70, 3), dtype=np.uint8)
+    mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+    nchw, _ = Preprocessor(_spec(mean=mean, std=std))([frame])
+    nhwc, _ = Preprocessor(_spec(mean=mean, std=std, layout="NHWC"))([frame])
+    np.testing.assert_array_equal(nhwc[0], nchw[0].transpose(1, 2, 0))
+    padded = reference_letterbox(frame, (320, 256))[0][:, :, ::-1].astype(np.float32) / np.float32(255)
+    want = (padded - np.float32(mean)) / np.float32(std)
+    np.testing.assert_allclose(nhwc[0], want, rtol=1e-6, atol=1e-6)
+    half, _ = Preprocessor(_spec(), np.float16)([frame])
+    assert half.dtype == np.float16
+    raw, _ = Preprocessor(_spec(), np.uint8)([frame])
+    np.testing.assert_array_equal(raw[0], reference_letterbox(frame, (320, 256))[0][:, :, ::-1].transpose(2, 0, 1))
+
+
+def test_preprocessor_auto_letterbox_for_one_frame():
+    frame = np.zeros((720, 1280, 3), np.uint8)
+    blob, geometries = Preprocessor(_spec(imgsz=(640, 640), letterbox_auto=True))([frame])
+    assert blob.shape == (1, 3, 384, 640) and geometries[0].top == 12
+
+
+@pytest.mark.parametrize(
+    "image, message",
+    [
+        (None, r"HxWx3 uint8 BGR image .*got None"),
+        (np.zeros((8, 8, 3), np.float32), r"got dtype float32; convert to uint8"),
+        (np.zeros((8, 8, 2), np.uint8), r"got shape \(8, 8, 2\)"),
+        (np.zeros((1, 1, 8, 8, 3), np.uint8), r"got shape \(1, 1, 8, 8, 3\)"),
+        ("image.jpg", r"got str"),
+    ],
+)
+def test_bad_images_are_rejected(image, message):
+    with pytest.raises(ValueError, match=message):
+        check_image(image)
+
+
+def test_grey_and_bgra_are_converted():
+    grey = np.arange(64, dtype=np.uint8).reshape(8, 8)
+    np.testing.assert_array_equal(check_image(grey), np.repeat(grey[:, :, None], 3, axis=2))
+    bgra = np.dstack([grey, grey + 1, grey + 2, np.full_like(grey, 255)])
+    np.testing.assert_array_equal(check_image(bgra), bgra[:, :, :3])
+
+
+@pytest.mark.parametrize("shape", [(480, 640), (640, 480), (224, 224), (100, 300)])
+def test_center_crop(shape):
+    image = np.random.default_rng(1).integers(0, 256, (*shape, 3), dtype=np.uint8)
+    crop = center_crop(image, (224, 224), 0.875)
+    assert crop.shape == (224, 224, 3)
+    short = min(shape)
+    resized_shape = (256, int(256 * shape[1] / shape[0])) if shape[0] <= shape[1] else (int(256 * shape[0] / shape[1]), 256)
+    resized = cv2.resize(image, resized_shape[::-1], interpolation=cv2.INTER_LINEAR) if short != 256 else image
+    top, left = round((resized_shape[0] - 224) / 2), round((resized_shape[1] - 224) / 2)
+    np.testing.assert_array_equal(crop, resized[top : top + 224, left : left + 224])
