@@ -20,6 +20,7 @@ COMMANDS = {
     "info": "info",
     "dataset": "dataset",
     "val": "val",
+    "train": "train",
     "export": "export",
     "check": "check",
     "build-engine": "build_engine",

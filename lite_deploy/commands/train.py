@@ -1,0 +1,47 @@
+"""``lite-deploy train``: train a detector of the zoo on a YOLO dataset (YOLOv5's recipe)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    """Register ``train``."""
+    parser = subparsers.add_parser("train", help="train a detector on a YOLO dataset", description=__doc__)
+    parser.add_argument("--cfg", help="model config: bundled name (see `lite-deploy info --list`) or yaml file")
+    parser.add_argument("--data", help="YOLO data.yaml")
+    parser.add_argument("--weights", help="starting checkpoint (lite-deploy, YOLOv5 or slim-neck); classes may differ")
+    parser.add_argument("--epochs", type=int, default=100, help="epochs (default 100)")
+    parser.add_argument("--imgsz", type=int, default=320, help="square input size in pixels (default 320)")
+    parser.add_argument("--batch", type=int, default=16, help="images per iteration (default 16)")
+    parser.add_argument("--workers", type=int, default=2, help="data loading processes (default 2)")
+    parser.add_argument("--device", help="cpu, cuda, cuda:0 ... (default: CUDA when available)")
+    parser.add_argument("--project", default="runs/train", help="folder of runs (default runs/train)")
+    parser.add_argument("--name", default="exp", help="run name (default exp; exp2, exp3 ... when taken)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument("--lr0", type=float, default=0.01, help="initial learning rate (default 0.01)")
+    parser.add_argument("--cos-lr", action="store_true", help="cosine learning-rate decay instead of linear")
+    parser.add_argument("--close-mosaic", type=int, default=0, help="no mosaic in the last N epochs (default 0)")
+    parser.add_argument("--resume", metavar="LAST", help="continue an interrupted run (its weights/last.pt or folder)")
+    parser.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from ..train.trainer import TrainConfig, train
+
+    if args.resume:
+        results = train(resume=args.resume)
+    else:
+        if not args.data:
+            raise SystemExit("lite-deploy train: --data is required (unless --resume)")
+        config = TrainConfig(
+            data=args.data, cfg=args.cfg, weights=args.weights, epochs=args.epochs, imgsz=args.imgsz,
+            batch=args.batch, workers=args.workers, device=args.device, project=args.project, name=args.name,
+            seed=args.seed, lr0=args.lr0, cos_lr=args.cos_lr, close_mosaic=args.close_mosaic,
+        )
+        results = train(config)
+    print(
+        f"mAP50 {results['map50']:.3f}  mAP50-95 {results['map50_95']:.3f}  best: {results['best']}  "
+        f"last: {results['last']}"
+    )
+    return 0

@@ -1,0 +1,84 @@
+"""Training runs end to end on a tiny generated set: checkpoints, validation, resume, fine-tuning."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from lite_deploy.data.shapes import CLASSES, generate_shapes
+from lite_deploy.data.yolo import YoloDataset
+from lite_deploy.errors import CheckpointError
+from lite_deploy.models import load_model
+from lite_deploy.train.data import AugmentConfig, TrainDataset
+from lite_deploy.train.trainer import Trainer, TrainConfig, train
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return generate_shapes(tmp_path_factory.mktemp("tiny"), train=6, val=3, seed=2, imgsz=96, progress=False)
+
+
+def test_train_dataset_labels(tiny_data: Path) -> None:
+    ds = YoloDataset.from_yaml(tiny_data, "train")
+    plain = TrainDataset(ds, 96, augment=False)
+    image, labels = plain[0]
+    assert image.shape == (3, 96, 96) and image.dtype == torch.uint8
+    # without augmentation the labels are the dataset's boxes, letterboxed like the image
+    h, w = ds.load_image(0).shape[:2]
+    r = 96 / max(h, w)
+    expected = ds.labels[0][:, 1:].copy()
+    expected[:, [0, 2]] *= w * r / 96
+    expected[:, [1, 3]] *= h * r / 96
+    expected[:, 0] += (96 - round(w * r)) / 2 / 96
+    expected[:, 1] += (96 - round(h * r)) / 2 / 96
+    np.testing.assert_allclose(labels[:, 2:].numpy(), expected, atol=1.5 / 96)
+    torch.manual_seed(0)
+    augmented = TrainDataset(ds, 96, augment=True, config=AugmentConfig(degrees=10, shear=2))
+    images, targets = TrainDataset.collate([augmented[i] for i in range(len(ds))])
+    assert images.shape == (6, 3, 96, 96) and targets.shape[1] == 6 and len(targets)
+    assert set(targets[:, 0].long().tolist()) <= set(range(6))
+    assert (targets[:, 2:] >= 0).all() and (targets[:, 2:] <= 1).all() and (targets[:, 4:] > 0).all()
+
+
+def test_train_interrupt_resume_and_checkpoints(tiny_data: Path, tmp_path: Path, monkeypatch) -> None:
+    torch.set_num_threads(1)
+    config = TrainConfig(data=str(tiny_data), cfg="yolov5n", epochs=2, imgsz=96, batch=3, workers=0,
+                         project=str(tmp_path), name="run", val_batch=3)
+    original = Trainer._save
+
+    def save_then_interrupt(self, ema, model, optimizer, epoch, results, improved):
+        original(self, ema, model, optimizer, epoch, results, improved)
+        if results and epoch == 0:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(Trainer, "_save", save_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        train(config, progress=False)
+    weights = tmp_path / "run" / "weights"
+    assert (weights / "last.pt").is_file() and (weights / "last.state.pt").is_file()
+    monkeypatch.setattr(Trainer, "_save", original)
+    results = train(resume=str(tmp_path / "run"), progress=False)
+    rows = list(csv.DictReader((tmp_path / "run" / "results.csv").open()))
+    assert [r["epoch"] for r in rows] == ["1", "2"]
+    assert not (weights / "last.state.pt").exists()  # a finished run cannot be resumed
+    assert 0 <= results["map50_95"] <= results["map50"] <= 1 and results["images"] == 3
+    model = load_model(results["best"])
+    assert tuple(model.names.values()) == CLASSES and model.model[-1].nc == 6
+    with pytest.raises(CheckpointError, match="cannot be resumed"):
+        train(resume=results["last"], progress=False)
+
+
+def test_fine_tune_from_yolov5_with_other_classes(yolov5_fixtures: Path, tiny_data: Path) -> None:
+    source = yolov5_fixtures / "yolov5n-v7-nc80.pt"
+    trainer = Trainer(TrainConfig(data=str(tiny_data), weights=str(source), imgsz=96))
+    model = trainer.build_model(CLASSES)
+    reference = load_model(source).state_dict()
+    own = model.state_dict()
+    head = [k for k in own if k.startswith("model.24.m.")]
+    assert len(head) == 6 and all(own[k].shape[0] == 3 * (5 + 6) for k in head)
+    kept = [k for k in own if k not in head]
+    assert all(torch.equal(own[k], reference[k]) for k in kept)  # backbone, neck and anchors transferred
