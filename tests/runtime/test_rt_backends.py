@@ -20,11 +20,14 @@ def _frame(h: int = 96, w: int = 128, seed: int = 1) -> np.ndarray:
 
 
 def _box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(len(a), len(b)) IoU; boxes clipped to zero area count as matching when their corners agree to 1e-3 px."""
     lt = np.maximum(a[:, None, :2], b[None, :, :2])
     rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
     inter = np.prod(np.clip(rb - lt, 0, None), axis=2)
     area = lambda x: (x[:, 2] - x[:, 0]) * (x[:, 3] - x[:, 1])  # noqa: E731
-    return inter / (area(a)[:, None] + area(b)[None, :] - inter)
+    iou = inter / np.maximum(area(a)[:, None] + area(b)[None, :] - inter, 1e-9)
+    same = np.abs(a[:, None, :] - b[None, :, :]).max(axis=2) < 1e-3
+    return np.where(same, 1.0, iou)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -198,3 +201,22 @@ def test_missing_backend_module_names_extra(tmp_path, monkeypatch):
     model.write_text("<net/>")
     with pytest.raises(BackendUnavailableError, match=r"pip install 'lite-deploy\[openvino\]'"):
         load_runtime(model)
+
+
+def test_pt_reference_backend_agrees_with_yolov5_export(yolov5_fixtures, yolov5_onnx):
+    """The host-side ``.pt`` backend (this project's loader + export head, boxes/scores layout) against YOLOv5's own
+    ONNX export (xywh/obj/cls layout) of the same checkpoint."""
+    pytest.importorskip("torch")
+    frame = _frame(360, 480, 7)
+    with Detector.load(yolov5_fixtures / "yolov5n-v7-nc80.pt", conf=2e-4) as det_pt:
+        assert det_pt.spec.output_layout == "boxes_scores"
+        from_pt = det_pt(frame)
+    with Detector.load(yolov5_onnx, conf=2e-4) as det_onnx:
+        from_onnx = det_onnx(frame)
+    assert len(from_pt) == len(from_onnx) > 10
+    top = from_onnx[:100]
+    iou = _box_iou(top.boxes, from_pt.boxes)
+    best = iou.argmax(axis=1)
+    assert np.all(iou.max(axis=1) >= 0.99)
+    np.testing.assert_array_equal(top.class_ids, from_pt.class_ids[best])
+    np.testing.assert_allclose(top.scores, from_pt.scores[best], atol=1e-6)
