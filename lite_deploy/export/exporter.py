@@ -17,6 +17,7 @@ Artifact names, in ``out`` (default: ``<weights folder>/<weights stem>_export/``
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import tempfile
 import time
@@ -330,8 +331,11 @@ class _Job:
     def commit(self, files: Sequence[Path]) -> List[Path]:
         """Move staged files into the output folder (each with an atomic rename) and return the new paths."""
         self.out_dir.mkdir(parents=True, exist_ok=True)
+        umask = os.umask(0)
+        os.umask(umask)
         moved = []
         for f in files:
+            f.chmod(0o666 & ~umask)  # temporary files are created private
             dest = self.out_dir / f.name
             f.replace(dest)
             moved.append(dest)
@@ -399,9 +403,7 @@ class _Job:
             engine = build_engine(path, half=o.half, max_batch=None)
         except BackendUnavailableError:
             command = build_command(path.name, half=o.half, spec_batch=o.batch, max_batch=4)
-            note = f"TensorRT is not installed here; on the device run: {command}"
-            LOGGER.info(note)
-            return files, verify_s, note
+            return files, verify_s, f"TensorRT is not installed here; on the device run: {command}"
         files = [engine, sidecar_path(engine)] + files
         verify_s += self._timed_verify(engine, ModelSpec.load(sidecar_path(engine)))
         return files, verify_s, ""

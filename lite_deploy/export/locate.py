@@ -6,6 +6,7 @@ from typing import List, Optional
 
 import torch
 from torch import nn
+from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
 
 
@@ -18,9 +19,28 @@ class _OpRecorder(TorchDispatchMode):
         self.stack = stack
         self.found: Optional[str] = None
 
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: D105 (torch protocol)
-        if self.found is None and func._schema.name == self.op:
+    def record(self) -> None:
+        """Remember the innermost active module (first call wins)."""
+        if self.found is None:
             self.found = self.stack[-1] if self.stack else ""
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: D105 (torch protocol)
+        if func._schema.name == self.op:
+            self.record()
+        return func(*args, **(kwargs or {}))
+
+
+class _FunctionRecorder(TorchFunctionMode):
+    """The same at the Python level, for composite ops (``torch.linalg.svdvals``) that dispatch as other ATen ops."""
+
+    def __init__(self, recorder: _OpRecorder) -> None:
+        super().__init__()
+        self.recorder = recorder
+        self.name = recorder.op.split("::", 1)[1]
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):  # noqa: D105 (torch protocol)
+        if getattr(func, "__name__", None) == self.name:
+            self.recorder.record()
         return func(*args, **(kwargs or {}))
 
 
@@ -40,11 +60,11 @@ def locate_aten_op(model: nn.Module, sample: torch.Tensor, op: str) -> Optional[
     handles = []
     for name, module in model.named_modules():
         label = f"{name} ({type(module).__name__})" if name else "the top-level module"
-        handles.append(module.register_forward_pre_hook(lambda m, a, label=label: stack.append(label)))
-        handles.append(module.register_forward_hook(lambda m, a, o: stack.pop()))
+        handles.append(module.register_forward_pre_hook(lambda m, a, label=label: stack.append(label) and None))
+        handles.append(module.register_forward_hook(lambda m, a, o: stack.pop() and None))  # hooks must return None
     recorder = _OpRecorder(op, stack)
     try:
-        with torch.no_grad(), recorder:
+        with torch.no_grad(), _FunctionRecorder(recorder), recorder:
             model(sample)
     except Exception:  # the model itself may not run eagerly; then there is nothing to locate
         return recorder.found

@@ -181,10 +181,3 @@ def save(proto: onnx.ModelProto, path: Union[str, Path], spec: ModelSpec) -> Pat
     spec.save(sidecar_path(path))
     return path
 
-
-def read_spec(proto: onnx.ModelProto) -> Optional[ModelSpec]:
-    """The spec embedded by :func:`set_metadata`, or ``None``."""
-    for prop in proto.metadata_props:
-        if prop.key == SPEC_KEY:
-            return ModelSpec.from_json(prop.value)
-    return None

@@ -57,16 +57,3 @@ def onnx_to_openvino(onnx_path: Union[str, Path], xml_path: Union[str, Path], sp
     spec.save(sidecar_path(xml_path))
     return xml_path
 
-
-def read_spec(xml_path: Union[str, Path]) -> ModelSpec:
-    """The spec stored in an IR's rt_info by :func:`onnx_to_openvino`.
-
-    Raises:
-        ExportError: the IR carries no spec.
-    """
-    import openvino as ov
-
-    model = ov.Core().read_model(str(xml_path))
-    if not model.has_rt_info(RT_INFO_PATH):
-        raise ExportError(f"{xml_path} carries no lite-deploy spec in its rt_info")
-    return ModelSpec.from_json(model.get_rt_info(RT_INFO_PATH).astype(str))

@@ -97,7 +97,8 @@ def torch_to_tflite(
     path = Path(path)
     with tempfile.TemporaryDirectory(dir=str(path.parent) if path.parent.exists() else None) as tmp:
         raw = Path(tmp) / path.name
-        converted.export(str(raw))
+        with _quiet_converter():
+            converted.export(str(raw))
         data = embed_metadata(raw.read_bytes(), {SPEC_KEY: spec.to_json().encode()})
     atomic_write_bytes(path, data)
     spec.save(sidecar_path(path))
@@ -105,7 +106,7 @@ def torch_to_tflite(
 
 
 def embed_metadata(flatbuffer: bytes, entries: Dict[str, bytes]) -> bytes:
-    """Add (or replace) named metadata buffers in a TFLite flatbuffer.
+    """Add (or replace) named metadata buffers in a TFLite flatbuffer, and name its I/O tensors as its signature.
 
     Args:
         flatbuffer: the ``.tflite`` file's bytes.
@@ -118,6 +119,7 @@ def embed_metadata(flatbuffer: bytes, entries: Dict[str, bytes]) -> bytes:
     from ai_edge_litert.tools import flatbuffer_utils
 
     model = flatbuffer_utils.read_model_from_bytearray(bytearray(flatbuffer))
+    _name_io_tensors(model)
     model.metadata = [m for m in (model.metadata or []) if m.name.decode() not in entries]
     for name, payload in entries.items():
         buffer = schema.BufferT()
@@ -128,6 +130,18 @@ def embed_metadata(flatbuffer: bytes, entries: Dict[str, bytes]) -> bytes:
         entry.buffer = len(model.buffers) - 1
         model.metadata.append(entry)
     return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
+
+
+def _name_io_tensors(model) -> None:
+    """Rename the input and output tensors after their signature keys (``images``, ``boxes``, ``scores`` ...).
+
+    litert-torch names them ``serving_default_<key>:0`` / ``StatefulPartitionedCall:<i>``; with the signature
+    keys as tensor names, interpreters that ignore signatures see the spec's names too.
+    """
+    for signature in model.signatureDefs or []:
+        subgraph = model.subgraphs[signature.subgraphIndex]
+        for tensor_map in list(signature.inputs or []) + list(signature.outputs or []):
+            subgraph.tensors[tensor_map.tensorIndex].name = tensor_map.name
 
 
 def read_metadata(flatbuffer: bytes, name: str) -> bytes:

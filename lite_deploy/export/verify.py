@@ -7,8 +7,8 @@ Two levels, with tolerances set by the artifact's precision:
    significant digits and errors grow through the network: NVIDIA/TensorRT#2709 reports 1e-2 as normal);
 2. detections: both sides' outputs go through the same NMS, and every detection scoring clearly above the
    confidence threshold (by more than the score tolerance) on one side must meet one of the same class on the
-   other side with IoU >= 0.99 (FP32) or 0.90 (FP16). Detections within the score tolerance of the threshold may
-   legitimately appear on one side only and are not counted.
+   other side with IoU >= 0.99 (FP32) or 0.90 (FP16). Detections within the score tolerance of the threshold, and
+   NMS keeping the other of two overlapping near-equal boxes, may legitimately differ and are not counted.
 
 Classifiers compare logits and the top-1 class.
 """
@@ -189,19 +189,26 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 Dets = Tuple[np.ndarray, np.ndarray, np.ndarray]  # boxes (N, 4) xyxy, scores (N,), class ids (N,)
 
 
-def match_detections(reference: Dets, artifact: Dets, *, iou: float, conf: float, margin: float) -> DetectionMatch:
+def match_detections(reference: Dets, artifact: Dets, *, iou: float, conf: float, margin: float,
+                     nms_iou: float = 0.45) -> DetectionMatch:
     """Greedily pair same-class detections by IoU, best scores first.
+
+    An unpaired detection is not counted against the artifact when it scores below ``conf + margin`` (it may
+    fall on either side of the threshold), or when the other side kept an overlapping box of the same class
+    (IoU >= ``nms_iou``) scoring within ``2 * margin`` of it: NMS then merely kept the other of two near-equal
+    boxes.
 
     Args:
         reference, artifact: (boxes, scores, class ids) of one image.
         iou: a pair counts as matched at or above this IoU.
         conf: the confidence threshold both sides used.
-        margin: score tolerance; unmatched detections scoring below ``conf + margin`` are not counted.
+        margin: score tolerance of the precision.
+        nms_iou: the NMS IoU threshold both sides used.
     """
     rb, rs, rc = reference
     ab, as_, ac = artifact
     ious = box_iou(rb, ab) if len(rb) and len(ab) else np.zeros((len(rb), len(ab)))
-    ious = np.where(rc[:, None] == ac[None, :], ious, 0.0) if ious.size else ious
+    ious = np.where(rc[:, None] == ac[None, :], ious, 0.0)
     used = np.zeros(len(ab), bool)
     matched_ref = np.zeros(len(rb), bool)
     pair_ious = []
@@ -213,8 +220,10 @@ def match_detections(reference: Dets, artifact: Dets, *, iou: float, conf: float
         if cand[j] >= iou:
             used[j], matched_ref[i] = True, True
             pair_ious.append(float(cand[j]))
-    missing = int(((~matched_ref) & (rs >= conf + margin)).sum())
-    extra = int(((~used) & (as_ >= conf + margin)).sum())
+    near = np.abs(rs[:, None] - as_[None, :]) <= 2 * margin
+    swapped = (ious >= nms_iou) & near
+    missing = int(((~matched_ref) & (rs >= conf + margin) & ~swapped.any(1)).sum())
+    extra = int(((~used) & (as_ >= conf + margin) & ~swapped.any(0)).sum())
     return DetectionMatch(len(rb), len(ab), len(pair_ious), min(pair_ious) if pair_ious else 1.0, missing, extra)
 
 
@@ -315,7 +324,7 @@ def _check_raw(report: VerificationReport, reference: Dict[str, np.ndarray], out
     for i in range(len(reference["boxes"])):
         ref_dets = nms_detections(reference["boxes"][i], reference["scores"][i], conf=conf, iou=iou)
         art_dets = nms_detections(outputs["boxes"][i], outputs["scores"][i], conf=conf, iou=iou)
-        _add_match(report, ref_dets, art_dets, tolerance, conf, margin)
+        _add_match(report, ref_dets, art_dets, tolerance, conf, margin, iou)
 
 
 def effective_conf(scores: np.ndarray, conf: float, candidates: int = 100) -> float:
@@ -350,12 +359,12 @@ def _check_nms(report: VerificationReport, reference: Dict[str, np.ndarray], out
     margin = tolerance.rel_range * max(1e-6, float(np.ptp(reference["scores"])))
     for i in range(len(reference["boxes"])):
         ref_dets = nms_detections(reference["boxes"][i], reference["scores"][i], conf=conf, iou=iou, max_det=max_det)
-        _add_match(report, ref_dets, _nms_outputs(outputs, i), tolerance, conf, margin)
+        _add_match(report, ref_dets, _nms_outputs(outputs, i), tolerance, conf, margin, iou)
 
 
 def _add_match(report: VerificationReport, ref_dets: Dets, art_dets: Dets, tolerance: Tolerance, conf: float,
-               margin: float) -> None:
-    match = match_detections(ref_dets, art_dets, iou=tolerance.iou, conf=conf, margin=margin)
+               margin: float, nms_iou: float) -> None:
+    match = match_detections(ref_dets, art_dets, iou=tolerance.iou, conf=conf, margin=margin, nms_iou=nms_iou)
     report.detections.append(match)
     if not match.ok:
         report.problems.append(

@@ -12,14 +12,13 @@ from typing import Dict, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
-from torch import nn
 
 from ..runtime.base import Runtime, TensorInfo
 from ..spec import ModelSpec
 
 
 class TorchRuntime(Runtime):
-    """An export-mode torch model on the CPU, float32, NCHW input, any batch size.
+    """An export-mode torch model on the CPU: float32 NCHW input of any batch and any size (multiples of the stride).
 
     Args:
         path: the weights file (any checkpoint :func:`lite_deploy.models.load_model` reads).
@@ -42,33 +41,21 @@ class TorchRuntime(Runtime):
 
             hw = (int(imgsz), int(imgsz)) if isinstance(imgsz, int) else tuple(int(v) for v in imgsz)
             spec = describe(model, imgsz=hw, target="torch", batch=None, source=path)
-        self._setup(path, spec, prepare_for_export(model), threads)
-
-    @classmethod
-    def from_module(cls, model: nn.Module, spec: ModelSpec, path: Union[str, Path] = "<module>",
-                    threads: Optional[int] = None) -> "TorchRuntime":
-        """Wrap an export-mode module already in memory (from ``prepare_for_export``) with ``spec``."""
-        runtime = cls.__new__(cls)
-        runtime._setup(path, spec, model, threads)
-        return runtime
-
-    def _setup(self, path: Union[str, Path], spec: ModelSpec, model: nn.Module, threads: Optional[int]) -> None:
-        Runtime.__init__(self, path, spec)
+        super().__init__(path, spec)
         if threads is not None:
             torch.set_num_threads(int(threads))
-        self.model = model.eval()
-        h, w = spec.imgsz
-        self._inputs = (TensorInfo(spec.input_name, (None, 3, h, w), np.dtype(np.float32)),)
-        with torch.no_grad():
-            out = self.model(torch.zeros(1, 3, h, w))
-        out = out if isinstance(out, (tuple, list)) else (out,)
-        self._outputs = tuple(
-            TensorInfo(name, (None, *o.shape[1:]), np.dtype(np.float32)) for name, o in zip(spec.output_names, out)
-        )
+        self.model = prepare_for_export(model)
+        f32 = np.dtype(np.float32)
+        self._inputs = (TensorInfo(spec.input_name, (None, 3, None, None), f32),)
+        if spec.output_layout == "logits":
+            shapes = [(None, spec.nc)]
+        else:
+            shapes = [(None, None, 4), (None, None, spec.nc)]
+        self._outputs = tuple(TensorInfo(name, shape, f32) for name, shape in zip(spec.output_names, shapes))
 
     @property
     def inputs(self) -> Tuple[TensorInfo, ...]:
-        """One NCHW float32 input, any batch."""
+        """One NCHW float32 input; batch, height and width are free (the spec's ``imgsz`` is the default size)."""
         return self._inputs
 
     @property

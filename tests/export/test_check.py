@@ -1,0 +1,73 @@
+"""``check``: static target reports on small hand-made graphs."""
+
+from __future__ import annotations
+
+import onnx
+import pytest
+import torch
+from onnx import TensorProto, helper
+from torch import nn
+
+from lite_deploy.cli import main
+from lite_deploy.export.check import check_model
+
+
+class Shuffle3D(nn.Module):
+    """The slim-neck GSConv 3-D channel shuffle: folds the batch into axis 0 and transposes across it."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, n, h, w = x.shape
+        y = x.reshape(b * n // 2, 2, h * w).permute(1, 0, 2).reshape(2, -1, n // 2, h, w)
+        return torch.cat((y[0], y[1]), 1)
+
+
+def _save(model: onnx.ModelProto, path) -> str:
+    onnx.save(model, str(path))
+    return str(path)
+
+
+def _layernorm_model(opset: int) -> onnx.ModelProto:
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 8])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 8])
+    scale = helper.make_tensor("s", TensorProto.FLOAT, [8], [1.0] * 8)
+    nz = helper.make_tensor_value_info("nz", TensorProto.INT64, [3, None])
+    graph = helper.make_graph(
+        [helper.make_node("LayerNormalization", ["x", "s"], ["y"], name="ln", axis=-1),
+         helper.make_node("NonZero", ["x"], ["nz"], name="nonzero")],
+        "g", [x], [y, nz], [scale],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+
+
+def test_trt85_unsupported_operator_and_opset(tmp_path):
+    path = _save(_layernorm_model(18), tmp_path / "ln.onnx")
+    report = check_model(path, "trt8.5")
+    text = report.table()
+    assert not report.ok
+    assert "LayerNormalization (1x, e.g. ln) is not supported by TensorRT 8.5" in text
+    assert "opset 18 > 17" in text and "NonZero nonzero has a data-dependent output shape" in text
+    assert check_model(path, "trt10").ok  # LayerNormalization parses on TensorRT 10, opset 18 <= 20
+
+
+def test_batch_folding_reshape_is_an_error(tmp_path):
+    path = tmp_path / "shuffle.onnx"
+    torch.onnx.export(Shuffle3D(), (torch.rand(2, 8, 4, 4),), str(path), dynamo=False, opset_version=17,
+                      input_names=["images"])
+    report = check_model(path, "trt8.5")
+    text = report.table()
+    assert not report.ok and "folds the batch axis" in text and "moves the batch axis" in text
+    assert "rank > 4" in text
+
+
+def test_openvino_real_converter(tmp_path):
+    path = _save(_layernorm_model(17), tmp_path / "ln.onnx")
+    assert check_model(path, "openvino").ok
+
+
+def test_cli_exit_status(tmp_path, capsys):
+    bad = _save(_layernorm_model(18), tmp_path / "ln.onnx")
+    assert main(["check", bad, "--target", "trt8.5"]) == 1
+    assert "will NOT run as is" in capsys.readouterr().out
+    assert main(["check", bad, "--target", "trt10"]) == 0
+    with pytest.raises(SystemExit):
+        main(["check", bad, "--target", "coreml"])

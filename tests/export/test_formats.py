@@ -1,0 +1,124 @@
+"""Real exports of the real YOLOv5 and slim-neck GSConv checkpoints, run by ONNX Runtime, OpenVINO and TFLite."""
+
+from __future__ import annotations
+
+import ast
+import importlib.metadata
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from lite_deploy.export.check import check_model
+from lite_deploy.export.tflite import read_metadata
+from lite_deploy.export.verify import sample_images
+from lite_deploy.runtime import Detector, load_runtime, load_spec
+from lite_deploy.spec import SPEC_KEY, ModelSpec, sidecar_path
+
+IMGSZ = 128  # as in conftest.py
+
+
+def _same_detections(a, b, iou_min: float = 0.99) -> None:
+    """Same count, and every box paired with one of the same class at IoU >= iou_min."""
+    from lite_deploy.export.verify import match_detections
+
+    assert len(a.boxes) == len(b.boxes) > 0
+    m = match_detections((a.boxes, a.scores, a.class_ids), (b.boxes, b.scores, b.class_ids), iou=iou_min,
+                         conf=0.0, margin=0.0)
+    assert m.matched == len(a.boxes) and m.min_iou >= iou_min, m
+
+
+def test_onnx_opset_metadata_and_sidecar(exported):
+    path = exported["yolov5n"]["onnx"]
+    proto = onnx.load(str(path))
+    assert [(o.domain, o.version) for o in proto.opset_import if o.domain in ("", "ai.onnx")] == [("", 17)]
+    assert [i.name for i in proto.graph.input] == ["images"]
+    assert [o.name for o in proto.graph.output] == ["boxes", "scores"]
+    meta = {p.key: p.value for p in proto.metadata_props}
+    assert meta["stride"] == "32" and len(ast.literal_eval(meta["names"])) == 80
+    embedded = ModelSpec.from_json(meta[SPEC_KEY])
+    assert embedded == ModelSpec.load(sidecar_path(path))
+    assert embedded.imgsz == (IMGSZ, IMGSZ) and embedded.batch == 1 and embedded.precision == "fp32"
+    assert embedded.strides == (8, 16, 32) and len(embedded.anchors) == 3
+    assert embedded.source == "yolov5n-v7-nc80.pt" and len(embedded.source_sha256) == 64
+    assert embedded.tool_versions["torch"] == importlib.metadata.version("torch")
+
+
+def test_embedded_specs_are_read_without_sidecar(exported, tmp_path):
+    for key in ("onnx", "openvino"):
+        src = exported["yolov5n"][key]
+        for f in src.parent.glob(src.stem + ".*"):
+            if not f.name.endswith(".json"):
+                shutil.copy(f, tmp_path / f.name)
+        assert load_spec(tmp_path / src.name) == ModelSpec.load(sidecar_path(src))
+    tfl = exported["gsconv"]["tflite"]
+    spec = ModelSpec.from_json(read_metadata(tfl.read_bytes(), SPEC_KEY).decode())
+    assert spec == ModelSpec.load(sidecar_path(tfl)) and spec.layout == "NHWC"
+
+
+@pytest.mark.parametrize("model", ["yolov5n", "gsconv"])
+def test_dynamic_batch_onnx_runs_at_1_2_4(exported, model):
+    path = exported[model]["onnx_dyn"]
+    with load_runtime(path) as rt:
+        assert rt.inputs[0].shape[0] is None
+        single = rt.infer(np.random.default_rng(0).random((4, 3, IMGSZ, IMGSZ), dtype=np.float32))
+        x = np.random.default_rng(0).random((4, 3, IMGSZ, IMGSZ), dtype=np.float32)
+        for b in (1, 2, 4):
+            out = rt.infer(x[:b])
+            assert out["boxes"].shape[0] == b and out["scores"].shape[0] == b
+            np.testing.assert_allclose(out["scores"], single["scores"][:b], atol=1e-6)
+
+
+def test_gsconv_onnx_passes_trt85_check(exported):
+    report = check_model(exported["gsconv"]["onnx_dyn"], "trt8.5")
+    assert report.ok, report.table()
+    assert not any(f.check == "batch axis" for f in report.findings)
+
+
+@pytest.mark.parametrize("model,key", [("yolov5n", "onnx"), ("yolov5n", "openvino"), ("yolov5n", "tflite"),
+                                       ("gsconv", "tflite"), ("yolov5n", "openvino_fp16"),
+                                       ("gsconv", "tflite_fp16")])
+def test_detector_matches_pt(exported, yolov5n_pt, gsconv_pt, model, key):
+    pt = yolov5n_pt if model == "yolov5n" else gsconv_pt
+    artifact = exported[model][key]
+    spec = ModelSpec.load(sidecar_path(artifact))
+    images = sample_images(2, seed=3)
+    with Detector.load(pt, conf=0.0, imgsz=IMGSZ) as probe:  # the .pt backend: PyTorch, export-mode model
+        conf = _conf_between(probe(images[0]).scores, 40)
+    reference = Detector.load(pt, conf=conf, imgsz=IMGSZ)
+    with Detector.load(artifact, conf=conf) as det:
+        assert det.spec.precision == spec.precision
+        for image in images:
+            ref, got = reference(image), det(image)
+            if spec.precision == "fp32":
+                _same_detections(ref, got)
+            else:
+                _same_fp16(ref, got)
+
+
+def _conf_between(scores: np.ndarray, k: int) -> float:
+    """A threshold halfway between the k-th and (k+1)-th best scores (random weights score far below 0.25)."""
+    s = np.sort(scores)[::-1]
+    return float((s[k - 1] + s[k]) / 2)
+
+
+def _same_fp16(ref, got) -> None:
+    """FP16: most boxes find a partner (near-equal scores of an untrained model may reorder NMS)."""
+    from lite_deploy.export.verify import match_detections
+
+    m = match_detections((ref.boxes, ref.scores, ref.class_ids), (got.boxes, got.scores, got.class_ids), iou=0.9,
+                         conf=0.0, margin=0.0)
+    assert m.matched >= 0.9 * len(ref.boxes) > 0, m
+
+
+def test_fp16_artifacts_are_smaller(exported):
+    v5 = exported["yolov5n"]
+    assert v5["openvino_fp16"].with_suffix(".bin").stat().st_size < 0.6 * v5["openvino"].with_suffix(".bin").stat().st_size
+    assert v5["onnx_fp16"].stat().st_size < 0.6 * v5["onnx"].stat().st_size
+    gs = exported["gsconv"]
+    assert gs["tflite_fp16"].stat().st_size < 0.7 * gs["tflite"].stat().st_size
+    assert json.loads(sidecar_path(v5["onnx_fp16"]).read_text())["precision"] == "fp16"
