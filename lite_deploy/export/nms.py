@@ -119,7 +119,7 @@ class WithNMS(nn.Module):
         """images (B, 3, H, W) -> num_dets, det_boxes, det_scores, det_classes (see the module docstring)."""
         boxes, scores = self.model(images)
         scores = scores * (scores == scores.amax(-1, keepdim=True))
-        k = min(self.max_det, boxes.shape[1])
+        k = min(self.max_det, int(boxes.shape[1]))  # N is fixed by the image size; a Python int keeps K static
         if self.kind == "trt":
             return _EfficientNMS.apply(boxes, scores, self.iou, self.conf, k)
         return self._onnx_nms(boxes, scores, k)
