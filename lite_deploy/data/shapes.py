@@ -9,9 +9,9 @@ box of the visible pixels, and a placement that would leave an object (new or ea
 Backgrounds mix a low-frequency colour field, a linear gradient, blurred noise texture, soft blobs and long lines;
 then sensor noise and sometimes blur are added and the image is stored as JPEG at quality :data:`JPEG_QUALITY`.
 
-The difficulty was chosen so that small detectors neither saturate at once nor fail: small and low-contrast
-objects, clutter and occlusion keep mAP50-95 well below 1, while shapes of 11 px and more with a guaranteed colour
-contrast keep mAP50 >= 0.9 reachable for a ~1M-parameter model trained on CPU.
+The difficulty is meant to keep small detectors from saturating at once without making them fail: small
+objects, clutter, occlusion and truncation keep mAP50-95 well below 1, while a smallest side of about 11 px (at
+320) and a guaranteed colour contrast keep every object detectable, so mAP50 can approach 1 with training.
 
 Determinism: image ``i`` of a split is drawn from ``numpy.random.default_rng([seed, split, i])`` with OpenCV
 drawing only, so the same seed gives the same files (byte for byte with the same OpenCV build).

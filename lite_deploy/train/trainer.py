@@ -291,7 +291,6 @@ class Trainer:
 
         cfg = self.config
         torch.manual_seed(cfg.seed)
-        np.random.seed(cfg.seed)
         data = load_data_config(cfg.data)
         train_set = YoloDataset(data.splits["train"], data.names, what=f"{data.yaml_path} [train]")
         val_set = YoloDataset(data.splits["val"], data.names, what=f"{data.yaml_path} [val]")
@@ -372,6 +371,11 @@ class Trainer:
         state = weights_dir / f"last{STATE_SUFFIX}"
         if state.exists():
             state.unlink()
+        if (weights_dir / "best.pt").exists():
+            best = validate(str(weights_dir / "best.pt"), val_set, imgsz=cfg.imgsz, batch=cfg.val_batch,
+                            plots=self.save_dir, progress=False, verbose=True)
+            LOGGER.info("best.pt: mAP50 %.3f mAP50-95 %.3f; precision-recall curve: %s", best["map50"],
+                        best["map50_95"], best["files"]["pr_curve"])
         results = dict(results, save_dir=str(self.save_dir), best=str(weights_dir / "best.pt"),
                        last=str(weights_dir / "last.pt"))
         return results

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from lite_deploy.cli import main
 from lite_deploy.data.shapes import CLASSES, generate_shapes
 from lite_deploy.data.yolo import YoloDataset
 from lite_deploy.errors import CheckpointError
@@ -68,8 +70,14 @@ def test_train_interrupt_resume_and_checkpoints(tiny_data: Path, tmp_path: Path,
     assert 0 <= results["map50_95"] <= results["map50"] <= 1 and results["images"] == 3
     model = load_model(results["best"])
     assert tuple(model.names.values()) == CLASSES and model.model[-1].nc == 6
+    assert (tmp_path / "run" / "pr_curve.png").is_file()
     with pytest.raises(CheckpointError, match="cannot be resumed"):
         train(resume=results["last"], progress=False)
+    # `lite-deploy val` on last.pt gives the numbers the trainer reported for it
+    assert main(["val", results["last"], "--data", str(tiny_data), "--imgsz", "96", "--save-json",
+                 str(tmp_path / "val")]) == 0
+    saved = json.loads((tmp_path / "val" / "results.json").read_text())
+    assert saved["map50_95"] == results["map50_95"] and saved["map50"] == results["map50"]
 
 
 def test_fine_tune_from_yolov5_with_other_classes(yolov5_fixtures: Path, tiny_data: Path) -> None:
