@@ -81,3 +81,14 @@ def test_results_recomputed_by_pycocotools(shapes_val: Path, tmp_path: Path) -> 
     assert batched["map50_95"] == res["map50_95"]
     coco = validate(NoisyOracle(ds, noise=0.08, junk_score=0.6), CocoDataset(tmp_path / "gt.json"), progress=False, verbose=False)
     assert coco["map50_95"] == res["map50_95"] and coco["per_class"] == res["per_class"]
+
+
+def test_data_and_eval_do_not_import_torch() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys, lite_deploy.data, lite_deploy.data.shapes, lite_deploy.eval.validate, lite_deploy.eval.plots;"
+            "print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parents[2])
+    assert out.stdout.strip() == "False"
