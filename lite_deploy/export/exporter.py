@@ -36,6 +36,7 @@ from .describe import OUTPUT_NAMES, describe
 LOGGER = logging.getLogger(__name__)
 
 TARGETS = ("onnx", "openvino", "tflite", "trt")
+DYNAMIC_MAX_BATCH = 4  # TensorRT profile max (and opt) batch of a --dynamic export unless build-engine says otherwise
 _ALIASES = {"tensorrt": "trt", "engine": "trt", "ov": "openvino"}
 
 
@@ -227,7 +228,7 @@ def export_targets(
     if batch < 1:
         raise ValueError(f"batch must be >= 1, got {batch}")
     if isinstance(weights, nn.Module):
-        model, source = weights.float().eval(), None
+        model, source = weights, None  # prepare_for_export works on a copy; the caller's module is untouched
         stem = name or type(weights).__name__.lower()
     else:
         model, source = load_weights(weights)
@@ -400,9 +401,9 @@ class _Job:
         files = [path, sidecar_path(path)]
         verify_s = 0.0 if o.nms else self._timed_verify(path, spec.replace(target="onnx"))
         try:
-            engine = build_engine(path, half=o.half, max_batch=None)
+            engine = build_engine(path, half=o.half, max_batch=None if o.batch else DYNAMIC_MAX_BATCH)
         except BackendUnavailableError:
-            command = build_command(path.name, half=o.half, spec_batch=o.batch, max_batch=4)
+            command = build_command(path.name, half=o.half, spec_batch=o.batch, max_batch=DYNAMIC_MAX_BATCH)
             return files, verify_s, f"TensorRT is not installed here; on the device run: {command}"
         files = [engine, sidecar_path(engine)] + files
         verify_s += self._timed_verify(engine, ModelSpec.load(sidecar_path(engine)))

@@ -10,6 +10,7 @@ takes NHWC images, which the runtime feeds without a transpose and XNNPACK runs 
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
 import os
 import tempfile
@@ -162,7 +163,7 @@ def read_metadata(flatbuffer: bytes, name: str) -> bytes:
 
 @contextlib.contextmanager
 def _quiet_converter() -> Iterator[None]:
-    """Silence litert-torch's progress console and its per-operator INFO logging for the conversion."""
+    """Silence litert-torch's progress console, its per-operator INFO logging and its prints for the conversion."""
     from litert_torch import progress
 
     root = logging.getLogger()
@@ -171,7 +172,8 @@ def _quiet_converter() -> Iterator[None]:
     if root.getEffectiveLevel() < logging.WARNING:
         root.setLevel(logging.WARNING)
     try:
-        yield
+        with contextlib.redirect_stdout(io.StringIO()):  # the fp16 recipe prints size statistics
+            yield
     finally:
         progress.console.quiet = quiet
         root.setLevel(level)

@@ -121,3 +121,11 @@ def test_build_engine_without_tensorrt(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "TensorRT is not installed here: it comes with JetPack" in err and "build-engine" in err
     assert not np.any([p.suffix == ".engine" for p in tmp_path.iterdir()])
+
+
+def test_public_api_is_callable_after_submodule_import(tmp_path, tiny_detector):
+    import lite_deploy
+    import lite_deploy.export.onnx  # noqa: F401  (binds the package as lite_deploy.export)
+
+    paths = lite_deploy.export(tiny_detector(), target="onnx", imgsz=32, out=tmp_path, name="t", verify=False)
+    assert paths == {"onnx": tmp_path / "t.onnx"} and (tmp_path / "t.onnx.json").is_file()
