@@ -1,6 +1,7 @@
 """Export every bundled config (random weights) and the given checkpoints to every target in FP32 and FP16.
 
-    python tools/export_all.py [--imgsz 320] [--targets onnx,openvino,tflite,trt] [--out DIR] [WEIGHTS.pt ...]
+    python tools/export_all.py [--imgsz 320] [--targets onnx,openvino,tflite,trt] [--precision fp32|fp16|both]
+                               [--out DIR] [WEIGHTS.pt ...]
 
 Each export is verified against PyTorch by the exporter itself; the table gives status, export and
 verification seconds and artifact size. Failures are listed with their one-sentence reason; the exit status is
@@ -21,6 +22,7 @@ def main() -> int:
     parser.add_argument("weights", nargs="*", help="extra checkpoints to include")
     parser.add_argument("--imgsz", type=int, default=320)
     parser.add_argument("--targets", default="onnx,openvino,tflite,trt")
+    parser.add_argument("--precision", choices=("fp32", "fp16", "both"), default="both")
     parser.add_argument("--out", help="keep the artifacts here (default: a temporary folder)")
     args = parser.parse_args()
 
@@ -35,7 +37,8 @@ def main() -> int:
     torch.manual_seed(0)
     models = list_configs() + list(args.weights)
     targets = parse_targets(args.targets)
-    jobs = [(m, t, half) for m in models for t in targets for half in (False, True)]
+    halves = {"fp32": (False,), "fp16": (True,), "both": (False, True)}[args.precision]
+    jobs = [(m, t, half) for m in models for t in targets for half in halves]
     rows, failures = [], []
     with tempfile.TemporaryDirectory() as tmp:
         out_root = Path(args.out or tmp)

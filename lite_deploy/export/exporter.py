@@ -16,6 +16,7 @@ Artifact names, in ``out`` (default: ``<weights folder>/<weights stem>_export/``
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 import shutil
@@ -259,21 +260,19 @@ class _Job:
         self._staging: Optional[Path] = None
 
     # ------------------------------------------------------------------ helpers
-    def spec(self, target: str, *, precision: Optional[str] = None, layout: str = "NCHW", nms: Optional[bool] = None,
-             batch: Union[int, None, str] = "options", tools: Sequence[str] = ("torch",)) -> ModelSpec:
+    def spec(self, target: str, *, precision: Optional[str] = None, layout: str = "NCHW",
+             tools: Sequence[str] = ("torch",)) -> ModelSpec:
         """The spec of an artifact of this job."""
         o = self.options
         return describe(
-            self.model, imgsz=o.imgsz, target=target, batch=o.batch if batch == "options" else batch,
-            precision=precision or o.precision, layout=layout, nms=o.nms if nms is None else nms,
-            source=self.source, tools=tools,
-            extra={"nms": {"max_det": o.max_det, "conf": o.conf, "iou": o.iou}} if (o.nms if nms is None else nms) else None,
+            self.model, imgsz=o.imgsz, target=target, batch=o.batch, precision=precision or o.precision,
+            layout=layout, nms=o.nms, source=self.source, tools=tools,
+            extra={"nms": {"max_det": o.max_det, "conf": o.conf, "iou": o.iou}} if o.nms else None,
         )
 
-    def sample(self, batch: Optional[int] = None) -> torch.Tensor:
-        """A random input (B, 3, H, W) in [0, 1) for tracing."""
-        b = batch or self.options.batch or 1
-        return torch.rand(b, 3, *self.options.imgsz, generator=torch.Generator().manual_seed(0))
+    def sample(self) -> torch.Tensor:
+        """A random input (B, 3, H, W) in [0, 1) for tracing (B = the fixed batch, or 1 for a dynamic one)."""
+        return torch.rand(self.options.batch or 1, 3, *self.options.imgsz, generator=torch.Generator().manual_seed(0))
 
     def staged(self, filename: str) -> Path:
         """Path of ``filename`` in the staging folder (created beside the output folder on first use)."""
@@ -293,8 +292,6 @@ class _Job:
             module = with_nms(module, kind=nms_kind, max_det=o.max_det, iou=o.iou, conf=o.conf)
             names = OUTPUT_NAMES["nms"]
         if half:
-            import copy
-
             module = onnx_export.HalfPrecision(copy.deepcopy(module))
         return module.eval(), names
 
@@ -309,7 +306,7 @@ class _Job:
         return onnx_export.save(proto, self.staged(filename), spec)
 
     def fp32_onnx(self) -> Path:
-        """The plain FP32 ONNX (OpenVINO converts from it), written once per job."""
+        """The plain FP32 ONNX that OpenVINO converts from (staged, not kept)."""
         if self._fp32_onnx is None:
             spec = self.spec("onnx", precision="fp32", tools=self.onnx_tools())
             self._fp32_onnx = self.write_onnx(f"{self.stem}{'_nms' if self.options.nms else ''}.fp32-src.onnx", spec,
@@ -325,7 +322,7 @@ class _Job:
             return
         from .verify import verify_artifact
 
-        report = verify_artifact(artifact, self.export_model, spec, nms=self.options.nms)
+        report = verify_artifact(artifact, self.export_model, spec)
         LOGGER.info("%s", report.table())
         report.raise_for_failure()
 

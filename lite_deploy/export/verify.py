@@ -7,8 +7,9 @@ Two levels, with tolerances set by the artifact's precision:
    significant digits and errors grow through the network: NVIDIA/TensorRT#2709 reports 1e-2 as normal);
 2. detections: both sides' outputs go through the same NMS, and every detection scoring clearly above the
    confidence threshold (by more than the score tolerance) on one side must meet one of the same class on the
-   other side with IoU >= 0.99 (FP32) or 0.90 (FP16). Detections within the score tolerance of the threshold, and
-   NMS keeping the other of two overlapping near-equal boxes, may legitimately differ and are not counted.
+   other side with IoU >= 0.99 (FP32) or 0.90 (FP16). Detections within the score tolerance of the threshold,
+   NMS keeping the other of two overlapping near-equal boxes, and near-equal class scores swapping the label may
+   legitimately differ and are not counted (untrained models, whose scores are nearly flat, show all three).
 
 Classifiers compare logits and the top-1 class.
 """
@@ -194,9 +195,9 @@ def match_detections(reference: Dets, artifact: Dets, *, iou: float, conf: float
     """Greedily pair same-class detections by IoU, best scores first.
 
     An unpaired detection is not counted against the artifact when it scores below ``conf + margin`` (it may
-    fall on either side of the threshold), or when the other side kept an overlapping box of the same class
-    (IoU >= ``nms_iou``) scoring within ``2 * margin`` of it: NMS then merely kept the other of two near-equal
-    boxes.
+    fall on either side of the threshold), or when the other side has, scoring within ``2 * margin`` of it,
+    an overlapping box of the same class (IoU >= ``nms_iou``: NMS kept the other of two near-equal boxes) or the
+    same box under another class (IoU >= ``iou``: two class scores within the tolerance swapped places).
 
     Args:
         reference, artifact: (boxes, scores, class ids) of one image.
@@ -207,8 +208,8 @@ def match_detections(reference: Dets, artifact: Dets, *, iou: float, conf: float
     """
     rb, rs, rc = reference
     ab, as_, ac = artifact
-    ious = box_iou(rb, ab) if len(rb) and len(ab) else np.zeros((len(rb), len(ab)))
-    ious = np.where(rc[:, None] == ac[None, :], ious, 0.0)
+    any_class = box_iou(rb, ab) if len(rb) and len(ab) else np.zeros((len(rb), len(ab)))
+    ious = np.where(rc[:, None] == ac[None, :], any_class, 0.0)
     used = np.zeros(len(ab), bool)
     matched_ref = np.zeros(len(rb), bool)
     pair_ious = []
@@ -221,7 +222,7 @@ def match_detections(reference: Dets, artifact: Dets, *, iou: float, conf: float
             used[j], matched_ref[i] = True, True
             pair_ious.append(float(cand[j]))
     near = np.abs(rs[:, None] - as_[None, :]) <= 2 * margin
-    swapped = (ious >= nms_iou) & near
+    swapped = ((ious >= nms_iou) | (any_class >= iou)) & near
     missing = int(((~matched_ref) & (rs >= conf + margin) & ~swapped.any(1)).sum())
     extra = int(((~used) & (as_ >= conf + margin) & ~swapped.any(0)).sum())
     return DetectionMatch(len(rb), len(ab), len(pair_ious), min(pair_ious) if pair_ious else 1.0, missing, extra)
@@ -264,7 +265,6 @@ def verify_artifact(
     spec: ModelSpec,
     *,
     images: Optional[Sequence[np.ndarray]] = None,
-    nms: bool = False,
     conf: float = 0.25,
     iou: float = 0.45,
 ) -> VerificationReport:
@@ -275,9 +275,8 @@ def verify_artifact(
         model: the export-mode module it came from (``prepare_for_export``), float32.
         spec: the artifact's spec (input size, layout, batch, outputs, precision).
         images: BGR images; default :func:`sample_images` (as many as the batch, at least 2).
-        nms: the artifact ends in NMS: its detections are compared with torch's outputs after host NMS using
-            the spec's ``extra['nms']`` thresholds.
-        conf, iou: thresholds of the detection comparison (without in-graph NMS).
+        conf, iou: thresholds of the detection comparison; an artifact ending in NMS (output layout ``nms``) is
+            compared with torch's outputs after host NMS at the spec's ``extra['nms']`` thresholds instead.
 
     Returns:
         The report (check ``ok`` or call ``raise_for_failure``).

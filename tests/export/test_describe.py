@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from lite_deploy.export.describe import describe
-from lite_deploy.models import build_model, load_model
+from lite_deploy.models import load_model
 from lite_deploy.runtime import load_runtime
 
 

@@ -6,12 +6,10 @@ import ast
 import importlib.metadata
 import json
 import shutil
-from pathlib import Path
 
 import numpy as np
 import onnx
 import pytest
-import torch
 
 from lite_deploy.export.check import check_model
 from lite_deploy.export.tflite import read_metadata
