@@ -172,6 +172,7 @@ def atomic_write_bytes(path: Union[str, Path], data: bytes) -> None:
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; artifacts are meant to be shared like ordinary files
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
