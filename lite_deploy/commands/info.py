@@ -34,10 +34,10 @@ def run(args: argparse.Namespace) -> int:
     if len(args.imgsz) not in (1, 2) or min(args.imgsz) <= 0:
         raise ValueError("--imgsz takes one positive size or a height and a width")
     imgsz = (args.imgsz[0], args.imgsz[-1])
-    torch.set_grad_enabled(False)
-    if Path(args.model).suffix.lower() in WEIGHT_SUFFIXES:
-        model = load_model(args.model, shuffle=args.shuffle)
-    else:
-        model = build_model(args.model)
-    print(format_summary(summarize(model, imgsz)))
+    with torch.no_grad():
+        if Path(args.model).suffix.lower() in WEIGHT_SUFFIXES:
+            model = load_model(args.model, shuffle=args.shuffle)
+        else:
+            model = build_model(args.model)
+        print(format_summary(summarize(model, imgsz)))
     return 0
