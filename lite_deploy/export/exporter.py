@@ -165,6 +165,11 @@ def export(
     out: Optional[Union[str, Path]] = None,
     verify: bool = True,
     name: Optional[str] = None,
+    int8: bool = False,
+    calib: Optional[Union[str, Path]] = None,
+    calib_size: int = 300,
+    data: Optional[Union[str, Path]] = None,
+    max_map_drop: Optional[float] = None,
 ) -> Dict[str, Path]:
     """Export a model to one or more deployment formats and verify each artifact against PyTorch.
 
@@ -186,6 +191,13 @@ def export(
         out: output folder (default: see the module docstring). Created if needed.
         verify: compare every artifact that can run here with PyTorch (raises VerificationError beyond tolerance).
         name: file stem of the artifacts (default: the weights' stem or the config name).
+        int8: INT8 artifacts calibrated on ``calib`` (symmetric Q/DQ ONNX, NNCF OpenVINO IR, full-integer TFLite,
+            Q/DQ ONNX for TensorRT).
+        calib: calibration images: a folder of images or a data.yaml (its train split); required with ``int8``.
+        calib_size: number of calibration images used (at most; fewer than 100 only when asked for explicitly).
+        data: data.yaml whose validation split judges FP16/INT8 artifacts by mAP50-95 against the FP32 model.
+        max_map_drop: fail (VerificationError) when an artifact's mAP50-95 is more than this many points below the
+            FP32 model's on ``data``.
 
     Returns:
         ``{target: main artifact path}`` (for OpenVINO the ``.xml``; for TensorRT the engine where it was built,
@@ -201,7 +213,8 @@ def export(
     results = export_targets(
         weights, target, imgsz=imgsz, batch=batch, dynamic=dynamic, half=half, opset=opset,
         simplifier=simplifier if simplify else None, nms=nms, max_det=max_det, conf=conf, iou=iou, out=out,
-        verify=verify, name=name,
+        verify=verify, name=name, int8=int8, calib=calib, calib_size=calib_size, data=data,
+        max_map_drop=max_map_drop,
     )
     return {r.target: r.files[0] for r in results}
 
@@ -223,9 +236,16 @@ def export_targets(
     out: Optional[Union[str, Path]] = None,
     verify: bool = True,
     name: Optional[str] = None,
+    int8: bool = False,
+    calib: Optional[Union[str, Path]] = None,
+    calib_size: int = 300,
+    data: Optional[Union[str, Path]] = None,
+    max_map_drop: Optional[float] = None,
 ) -> List[ExportResult]:
     """:func:`export` returning the full :class:`ExportResult` of each target (files, timings, notes)."""
     targets = parse_targets(target)
+    if int8:
+        raise ExportError("INT8 export is not available in this version yet; export without --int8")
     if batch < 1:
         raise ValueError(f"batch must be >= 1, got {batch}")
     if isinstance(weights, nn.Module):
