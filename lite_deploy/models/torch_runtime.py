@@ -8,7 +8,7 @@ Host side only (needs torch); the runtime registry imports it by dotted name.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Dict, Optional, Sequence, Tuple, Union
+from typing import Dict, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -19,6 +19,9 @@ from ..spec import ModelSpec
 
 class TorchRuntime(Runtime):
     """An export-mode torch model on the CPU: float32 NCHW input of any batch and any size (multiples of the stride).
+
+    Inputs: one NCHW float32 tensor; batch, height and width are free (the spec's ``imgsz`` is the default size).
+    Outputs: ``boxes`` (B, N, 4) and ``scores`` (B, N, nc) for detectors, ``logits`` (B, nc) for classifiers.
 
     Args:
         path: the weights file (any checkpoint :func:`lite_deploy.models.load_model` reads).
@@ -52,16 +55,6 @@ class TorchRuntime(Runtime):
         else:
             shapes = [(None, None, 4), (None, None, spec.nc)]
         self._outputs = tuple(TensorInfo(name, shape, f32) for name, shape in zip(spec.output_names, shapes))
-
-    @property
-    def inputs(self) -> Tuple[TensorInfo, ...]:
-        """One NCHW float32 input; batch, height and width are free (the spec's ``imgsz`` is the default size)."""
-        return self._inputs
-
-    @property
-    def outputs(self) -> Tuple[TensorInfo, ...]:
-        """``boxes`` (B, N, 4) and ``scores`` (B, N, nc) for detectors, ``logits`` (B, nc) for classifiers."""
-        return self._outputs
 
     def _infer(self, feeds: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
         x = torch.from_numpy(np.ascontiguousarray(feeds[self._inputs[0].name]))

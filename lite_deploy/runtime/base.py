@@ -134,14 +134,17 @@ def load_runtime(path: Union[str, Path], **options: Any) -> "Runtime":
 class Runtime:
     """One loaded model on one backend: validated ``infer`` over named numpy arrays.
 
-    Subclasses implement :attr:`inputs`, :attr:`outputs` and :meth:`_infer`, and may override
-    :meth:`embedded_metadata` (metadata stored inside the artifact) and :meth:`close`.
+    Subclasses set ``self._inputs`` / ``self._outputs`` (tuples of :class:`TensorInfo`) when they open the
+    artifact and implement :meth:`_infer`; they may override :meth:`embedded_metadata` (metadata stored inside
+    the artifact) and :meth:`close`.
     """
 
     def __init__(self, path: Union[str, Path], spec: Optional[ModelSpec] = None) -> None:
         """Remember the artifact and an optional known spec (otherwise found on first use of :attr:`spec`)."""
         self.path = Path(path)
         self._spec = spec
+        self._inputs: Tuple[TensorInfo, ...] = ()
+        self._outputs: Tuple[TensorInfo, ...] = ()
 
     @classmethod
     def load(cls, path: Union[str, Path], **options: Any) -> "Runtime":
@@ -151,12 +154,12 @@ class Runtime:
     @property
     def inputs(self) -> Tuple[TensorInfo, ...]:
         """The model inputs."""
-        raise NotImplementedError
+        return self._inputs
 
     @property
     def outputs(self) -> Tuple[TensorInfo, ...]:
         """The model outputs, in the artifact's order."""
-        raise NotImplementedError
+        return self._outputs
 
     def embedded_metadata(self) -> Dict[str, str]:
         """Key/value metadata stored inside the artifact (empty when the format has none)."""

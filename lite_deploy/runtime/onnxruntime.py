@@ -78,14 +78,6 @@ class OnnxRuntime(Runtime):
         self._output_names = [t.name for t in self._outputs]
 
     @property
-    def inputs(self) -> Tuple[TensorInfo, ...]:
-        return self._inputs
-
-    @property
-    def outputs(self) -> Tuple[TensorInfo, ...]:
-        return self._outputs
-
-    @property
     def providers(self) -> Tuple[str, ...]:
         """The providers the session runs on."""
         return tuple(self.session.get_providers())

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any, Dict, Optional, Tuple, Union
+from typing import Any, Dict, Optional, Union
 
 import numpy as np
 import openvino as ov
@@ -78,14 +78,6 @@ class OpenVINORuntime(Runtime):
                 LOGGER.warning("%s asked for %s inference precision on %s but runs %s", self.path.name, hint, device, actual)
         self.request = self.compiled.create_infer_request()
         self.precision_hint = hint
-
-    @property
-    def inputs(self) -> Tuple[TensorInfo, ...]:
-        return self._inputs
-
-    @property
-    def outputs(self) -> Tuple[TensorInfo, ...]:
-        return self._outputs
 
     def embedded_metadata(self) -> Dict[str, str]:
         """The spec in ``rt_info['lite_deploy']['spec']`` and the ONNX metadata OpenVINO kept under ``framework``."""

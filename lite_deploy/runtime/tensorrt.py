@@ -86,14 +86,6 @@ class TensorRTRuntime(Runtime):
         self._profiles = profile_ranges(self.engine, self._inputs, profile)
         self._buffers: Dict[str, Tuple[int, int]] = {}  # name -> (device address, capacity in bytes)
 
-    @property
-    def inputs(self) -> Tuple[TensorInfo, ...]:
-        return self._inputs
-
-    @property
-    def outputs(self) -> Tuple[TensorInfo, ...]:
-        return self._outputs
-
     def _device_buffer(self, name: str, nbytes: int) -> int:
         address, capacity = self._buffers.get(name, (0, 0))
         if nbytes > capacity:

@@ -7,7 +7,7 @@ always feed and receive float32: ``q = round(x / scale) + zero_point``, ``x = (q
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple, Union
+from typing import Any, Dict, List, Optional, Union
 
 import numpy as np
 from ai_edge_litert.interpreter import Interpreter
@@ -39,14 +39,6 @@ class TFLiteRuntime(Runtime):
         self._inputs = tuple(_info(d) for d in self._input_details)
         self._outputs = tuple(_info(d) for d in self._output_details)
         self._allocated = {d["name"]: tuple(int(v) for v in d["shape"]) for d in self._input_details}
-
-    @property
-    def inputs(self) -> Tuple[TensorInfo, ...]:
-        return self._inputs
-
-    @property
-    def outputs(self) -> Tuple[TensorInfo, ...]:
-        return self._outputs
 
     def _infer(self, feeds: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
         resized = False
