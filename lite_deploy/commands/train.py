@@ -20,6 +20,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--name", default="exp", help="run name (default exp; exp2, exp3 ... when taken)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument("--lr0", type=float, default=0.01, help="initial learning rate (default 0.01)")
+    parser.add_argument("--nominal-batch", type=int, default=64,
+                        help="images accumulated into one optimizer step (default 64, as YOLOv5)")
+    parser.add_argument("--warmup-epochs", type=float, default=3.0, help="warmup epochs (default 3)")
     parser.add_argument("--cos-lr", action="store_true", help="cosine learning-rate decay instead of linear")
     parser.add_argument("--close-mosaic", type=int, default=0, help="no mosaic in the last N epochs (default 0)")
     parser.add_argument("--resume", metavar="LAST", help="continue an interrupted run (its weights/last.pt or folder)")
@@ -38,6 +41,7 @@ def _run(args: argparse.Namespace) -> int:
             data=args.data, cfg=args.cfg, weights=args.weights, epochs=args.epochs, imgsz=args.imgsz,
             batch=args.batch, workers=args.workers, device=args.device, project=args.project, name=args.name,
             seed=args.seed, lr0=args.lr0, cos_lr=args.cos_lr, close_mosaic=args.close_mosaic,
+            nominal_batch=max(args.nominal_batch, args.batch), warmup_epochs=args.warmup_epochs,
         )
         results = train(config)
     print(

@@ -1,7 +1,8 @@
 """Training loop for the zoo's detectors, with YOLOv5's recipe.
 
 SGD (momentum 0.937, Nesterov) with three parameter groups (biases and norm weights without weight decay; decay
-scaled by the effective batch over a nominal 64), gradient accumulation to 64 images, a warmup of ``warmup_epochs``
+scaled by the effective batch over ``nominal_batch``), gradient accumulation to ``nominal_batch`` images (64, as
+YOLOv5; on small datasets a smaller one gives more optimizer steps per epoch), a warmup of ``warmup_epochs``
 (at least 100 iterations) in which the bias learning rate falls from ``warmup_bias_lr`` and the others rise from 0
 while momentum rises from ``warmup_momentum``, then a linear (or cosine) decay to ``lr0 * lrf``; gradient norm
 clipped at 10; an exponential moving average of the weights (decay ``0.9999 * (1 - exp(-updates / 2000))``) that
@@ -38,7 +39,6 @@ from .loss import ANCHOR_T, BOX_GAIN, CLS_GAIN, OBJ_GAIN, DetectionLoss, scaled_
 
 LOGGER = logging.getLogger(__name__)
 
-NOMINAL_BATCH = 64
 MAX_GRAD_NORM = 10.0
 STATE_SUFFIX = ".state.pt"
 
@@ -65,6 +65,7 @@ class TrainConfig:
         cos_lr: cosine instead of linear decay.
         momentum: SGD momentum.
         weight_decay: weight decay at a batch of 64.
+        nominal_batch: images whose gradients are accumulated into one optimizer step (at least ``batch``).
         warmup_epochs: warmup length in epochs (at least 100 iterations).
         warmup_momentum: momentum at the start of the warmup.
         warmup_bias_lr: bias learning rate at the start of the warmup.
@@ -93,6 +94,7 @@ class TrainConfig:
     cos_lr: bool = False
     momentum: float = 0.937
     weight_decay: float = 5e-4
+    nominal_batch: int = 64
     warmup_epochs: float = 3.0
     warmup_momentum: float = 0.8
     warmup_bias_lr: float = 0.1
@@ -304,8 +306,8 @@ class Trainer:
             persistent_workers=cfg.workers > 0, generator=torch.Generator().manual_seed(cfg.seed + self.start_epoch),
         )
         nb = len(loader)
-        accumulate = max(round(NOMINAL_BATCH / cfg.batch), 1)
-        weight_decay = cfg.weight_decay * cfg.batch * accumulate / NOMINAL_BATCH
+        accumulate = max(round(cfg.nominal_batch / cfg.batch), 1)
+        weight_decay = cfg.weight_decay * cfg.batch * accumulate / cfg.nominal_batch
         optimizer = make_optimizer(model, cfg.lr0, cfg.momentum, weight_decay)
         lf = lr_lambda(cfg.epochs, cfg.lrf, cfg.cos_lr)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda=lf)
@@ -385,7 +387,7 @@ class Trainer:
         """Set the warmup learning rates and momentum for iteration ``ni``; returns the accumulation steps."""
         cfg = self.config
         xi = [0, warmup_iters]
-        accumulate = max(1, int(np.interp(ni, xi, [1, NOMINAL_BATCH / batch]).round()))
+        accumulate = max(1, int(np.interp(ni, xi, [1, cfg.nominal_batch / batch]).round()))
         for j, group in enumerate(optimizer.param_groups):
             start = cfg.warmup_bias_lr if j == 0 else 0.0  # group 0: biases
             group["lr"] = float(np.interp(ni, xi, [start, group["initial_lr"] * lr_factor]))
