@@ -12,7 +12,7 @@ import importlib
 import importlib.util
 import logging
 from pathlib import Path
-from typing import Any, Dict, Mapping, NamedTuple, Optional, Tuple, Union
+from typing import Any, Dict, Iterable, List, Mapping, NamedTuple, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -36,6 +36,36 @@ class TensorInfo(NamedTuple):
     name: str
     shape: Shape
     dtype: np.dtype
+
+
+class LayerTime(NamedTuple):
+    """Time one layer (node) of the model took in one inference, as its backend's profiler reports it.
+
+    Attributes:
+        name: layer or node name in the backend's (possibly fused) graph.
+        op_type: the backend's operator or kernel type (``""`` where the backend gives none).
+        ms: milliseconds.
+    """
+
+    name: str
+    op_type: str
+    ms: float
+
+
+def mean_layer_times(runs: Sequence[Iterable[LayerTime]]) -> List[LayerTime]:
+    """Per-layer mean over profiled inferences, slowest first; the first (warm-up) run is left out of several.
+
+    Args:
+        runs: the layer times of each inference, in order.
+    """
+    kept = runs[1:] if len(runs) > 1 else runs
+    totals: Dict[Tuple[str, str], float] = {}
+    for run in kept:
+        for layer in run:
+            key = (layer.name, layer.op_type)
+            totals[key] = totals.get(key, 0.0) + layer.ms
+    means = [LayerTime(name, op, ms / len(kept)) for (name, op), ms in totals.items()]
+    return sorted(means, key=lambda t: -t.ms)
 
 
 class Backend(NamedTuple):
@@ -136,8 +166,11 @@ class Runtime:
 
     Subclasses set ``self._inputs`` / ``self._outputs`` (tuples of :class:`TensorInfo`) when they open the
     artifact and implement :meth:`_infer`; they may override :meth:`embedded_metadata` (metadata stored inside
-    the artifact) and :meth:`close`.
+    the artifact) and :meth:`close`. Backends with a per-layer profiler set :attr:`layer_profiling`, take a
+    ``profiling=True`` option and implement :meth:`layer_times`.
     """
+
+    layer_profiling = False
 
     def __init__(self, path: Union[str, Path], spec: Optional[ModelSpec] = None) -> None:
         """Remember the artifact and an optional known spec (otherwise found on first use of :attr:`spec`)."""
@@ -192,6 +225,17 @@ class Runtime:
 
     def _infer(self, feeds: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
         raise NotImplementedError
+
+    def layer_times(self) -> List[LayerTime]:
+        """Mean time per layer over the inferences run since loading with ``profiling=True``, slowest first.
+
+        The first inference (allocations, warm-up) is left out when there were several.
+
+        Raises:
+            NotImplementedError: the backend has no per-layer profiler (:attr:`layer_profiling` is False).
+            ValueError: the runtime was not loaded with ``profiling=True``, or has not run yet.
+        """
+        raise NotImplementedError(f"{type(self).__name__} has no per-layer profiler")
 
     def close(self) -> None:
         """Release the backend's resources (a no-op by default)."""

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import bisect
+import json
 import logging
+import os
+import tempfile
 from pathlib import Path
-from typing import Any, Dict, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import onnxruntime as ort
 
 from ..errors import BackendUnavailableError
 from ..spec import ModelSpec
-from .base import Runtime, TensorInfo, dynamic_dim
+from .base import LayerTime, Runtime, TensorInfo, dynamic_dim, mean_layer_times
 
 LOGGER = logging.getLogger(__name__)
 
@@ -39,11 +43,15 @@ class OnnxRuntime(Runtime):
         threads: intra-op threads (``None``: ONNX Runtime's default, one per physical core).
         allow_fallback: accept a session that dropped a requested provider (ONNX Runtime falls back to CPU
             silently when a provider fails to initialise); by default that raises.
+        profiling: record every node's time with ONNX Runtime's profiler (slows inference a little; read the
+            result with :meth:`layer_times`).
         spec: the artifact's spec if already known.
 
     Raises:
         BackendUnavailableError: a requested provider is not in this ONNX Runtime build, or failed to start.
     """
+
+    layer_profiling = True
 
     def __init__(
         self,
@@ -51,6 +59,7 @@ class OnnxRuntime(Runtime):
         providers: Optional[Sequence[Provider]] = None,
         threads: Optional[int] = None,
         allow_fallback: bool = False,
+        profiling: bool = False,
         spec: Optional[ModelSpec] = None,
     ) -> None:
         super().__init__(path, spec)
@@ -66,6 +75,10 @@ class OnnxRuntime(Runtime):
         options = ort.SessionOptions()
         if threads is not None:
             options.intra_op_num_threads = int(threads)
+        self._profiling = profiling
+        if profiling:
+            options.enable_profiling = True
+            options.profile_file_prefix = os.path.join(tempfile.gettempdir(), f"lite_deploy_ort_{os.getpid()}")
         self.session = ort.InferenceSession(str(self.path), sess_options=options, providers=providers)
         dropped = [p for p in wanted if p not in self.session.get_providers()]
         if dropped:
@@ -90,8 +103,29 @@ class OnnxRuntime(Runtime):
         values = self.session.run(self._output_names, feeds)
         return dict(zip(self._output_names, values))
 
+    def layer_times(self) -> List[LayerTime]:
+        """Mean time per node (``*_kernel_time`` events of ONNX Runtime's profile); this ends the profiling.
+
+        Raises:
+            ValueError: not loaded with ``profiling=True``, or profiled already.
+        """
+        if not self._profiling:
+            raise ValueError(f"{self.path.name}: load it with profiling=True to get per-layer times")
+        return mean_layer_times(_runs_of(self._end_profiling()))
+
+    def _end_profiling(self) -> List[Dict[str, Any]]:
+        """Stop the profiler and return its trace events (the trace file is removed)."""
+        self._profiling = False
+        trace = Path(self.session.end_profiling())
+        try:
+            return json.loads(trace.read_text())
+        finally:
+            trace.unlink()
+
     def close(self) -> None:
-        """Drop the session."""
+        """Drop the session (and the profiler's trace file, if profiling)."""
+        if self._profiling and "session" in self.__dict__:
+            self._end_profiling()
         self.__dict__.pop("session", None)
 
 
@@ -100,3 +134,16 @@ def _info(node: Any) -> TensorInfo:
     if dtype is None:
         raise ValueError(f"tensor {node.name!r} has type {node.type}, which lite-deploy does not handle")
     return TensorInfo(node.name, tuple(dynamic_dim(d) for d in node.shape), np.dtype(dtype))
+
+
+def _runs_of(events: List[Dict[str, Any]]) -> List[List[LayerTime]]:
+    """ONNX Runtime's trace events -> the node times of each ``model_run``, in order."""
+    starts = sorted(e["ts"] for e in events if e.get("cat") == "Session" and e.get("name") == "model_run")
+    runs: List[List[LayerTime]] = [[] for _ in starts]
+    suffix = "_kernel_time"
+    for e in events:
+        if e.get("cat") == "Node" and e.get("name", "").endswith(suffix) and starts:
+            run = max(bisect.bisect_right(starts, e["ts"]) - 1, 0)
+            op = e.get("args", {}).get("op_name", "")
+            runs[run].append(LayerTime(e["name"][: -len(suffix)], op, e["dur"] / 1e3))
+    return runs

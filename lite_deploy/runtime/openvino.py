@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any, Dict, Optional, Union
+from typing import Any, Dict, List, Optional, Union
 
 import numpy as np
 import openvino as ov
 
 from ..errors import BackendUnavailableError
 from ..spec import SPEC_KEY, ModelSpec
-from .base import Runtime, TensorInfo
+from .base import LayerTime, Runtime, TensorInfo, mean_layer_times
 
 LOGGER = logging.getLogger(__name__)
 
@@ -37,12 +37,16 @@ class OpenVINORuntime(Runtime):
         threads: ``INFERENCE_NUM_THREADS`` (``None``: OpenVINO's default).
         precision: inference precision ``"f32"``, ``"bf16"`` or ``"f16"``; default from the spec's precision
             (``f32`` for FP32 and INT8 artifacts, ``f16`` for FP16 ones).
+        profiling: collect OpenVINO's performance counters (``PERF_COUNT``) of every inference; read them with
+            :meth:`layer_times`.
         spec: the artifact's spec if already known.
 
     Raises:
         BackendUnavailableError: the device is not present.
         ValueError: unknown precision.
     """
+
+    layer_profiling = True
 
     def __init__(
         self,
@@ -51,6 +55,7 @@ class OpenVINORuntime(Runtime):
         performance_hint: str = "LATENCY",
         threads: Optional[int] = None,
         precision: Optional[str] = None,
+        profiling: bool = False,
         spec: Optional[ModelSpec] = None,
     ) -> None:
         super().__init__(path, spec)
@@ -71,6 +76,9 @@ class OpenVINORuntime(Runtime):
         config: Dict[str, Any] = {"PERFORMANCE_HINT": performance_hint, "INFERENCE_PRECISION_HINT": hint}
         if threads is not None:
             config["INFERENCE_NUM_THREADS"] = int(threads)
+        if profiling:
+            config["PERF_COUNT"] = True
+        self._layer_runs: Optional[List[List[LayerTime]]] = [] if profiling else None
         self.compiled = core.compile_model(self.model, device, config)
         if not virtual:
             actual = self.compiled.get_property("INFERENCE_PRECISION_HINT")
@@ -91,9 +99,25 @@ class OpenVINORuntime(Runtime):
 
     def _infer(self, feeds: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
         self.request.infer(feeds)
+        if self._layer_runs is not None:
+            self._layer_runs.append([
+                LayerTime(p.node_name, p.node_type, p.real_time.total_seconds() * 1e3)
+                for p in self.request.get_profiling_info()
+                if p.status == ov.ProfilingInfo.Status.EXECUTED
+            ])
         return {
             info.name: self.request.get_output_tensor(i).data.copy() for i, info in enumerate(self._outputs)
         }
+
+    def layer_times(self) -> List[LayerTime]:
+        """Mean ``real_time`` per executed node of OpenVINO's performance counters (``node_type`` as op type).
+
+        Raises:
+            ValueError: not loaded with ``profiling=True``, or no inference run yet.
+        """
+        if not self._layer_runs:
+            raise ValueError(f"{self.path.name}: load it with profiling=True and run it to get per-layer times")
+        return mean_layer_times(self._layer_runs)
 
     def close(self) -> None:
         """Drop the compiled model."""

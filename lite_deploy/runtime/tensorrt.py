@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Dict, Optional, Tuple, Union
+from typing import Dict, List, Optional, Tuple, Union
 
 import numpy as np
 import tensorrt as trt
 
 from ..spec import ModelSpec, sidecar_path
-from .base import Runtime, TensorInfo
+from .base import LayerTime, Runtime, TensorInfo, mean_layer_times
 from .cuda_memory import open_cuda
 from .tensorrt_compat import (
     check_engine_compat,
@@ -45,12 +45,31 @@ class _TrtLogger(trt.ILogger):
             LOGGER.debug("TensorRT: %s", msg)
 
 
+class _LayerProfiler(trt.IProfiler):
+    """Collects TensorRT's per-layer times (``report_layer_time``, called once per layer for each execution)."""
+
+    def __init__(self) -> None:
+        trt.IProfiler.__init__(self)
+        self.runs: List[List[LayerTime]] = []
+        self._current: List[LayerTime] = []
+
+    def report_layer_time(self, layer_name: str, ms: float) -> None:
+        self._current.append(LayerTime(layer_name, "", float(ms)))
+
+    def end_run(self) -> None:
+        """Close the layer list of the execution that just finished."""
+        self.runs.append(self._current)
+        self._current = []
+
+
 class TensorRTRuntime(Runtime):
     """A serialized TensorRT engine with device buffers reused across calls.
 
     Args:
         path: ``.engine`` / ``.plan`` file, with its spec sidecar ``<path>.json``.
         profile: optimization profile index to run with.
+        profiling: attach a TensorRT ``IProfiler`` reporting every layer's time (an engine built with profiling
+            verbosity NONE reports layer indices instead of names); read them with :meth:`layer_times`.
         spec: the artifact's spec if already known (otherwise read from the sidecar).
 
     Raises:
@@ -60,7 +79,11 @@ class TensorRTRuntime(Runtime):
         RuntimeError: TensorRT could not deserialize the engine.
     """
 
-    def __init__(self, path: Union[str, Path], profile: int = 0, spec: Optional[ModelSpec] = None) -> None:
+    layer_profiling = True
+
+    def __init__(
+        self, path: Union[str, Path], profile: int = 0, profiling: bool = False, spec: Optional[ModelSpec] = None
+    ) -> None:
         path = Path(path)
         if spec is None:
             sidecar = sidecar_path(path)
@@ -80,6 +103,10 @@ class TensorRTRuntime(Runtime):
             raise RuntimeError(f"TensorRT could not deserialize {path.name} (see the TensorRT messages above)")
         self.context = self.engine.create_execution_context()
         require_tensor_api(self.engine, self.context)
+        self._profiler: Optional[_LayerProfiler] = None
+        if profiling:
+            self._profiler = _LayerProfiler()
+            self.context.profiler = self._profiler
         if profile:
             self.context.set_optimization_profile_async(profile, self.cuda.stream_handle)
         self._inputs, self._outputs = describe_io(self.engine, trt)
@@ -111,7 +138,19 @@ class TensorRTRuntime(Runtime):
         for name, array in results.items():
             self.cuda.to_host(array, self._buffers[name][0])
         self.cuda.synchronize()
+        if self._profiler is not None:
+            self._profiler.end_run()
         return results
+
+    def layer_times(self) -> List[LayerTime]:
+        """Mean time per layer as TensorRT's ``IProfiler`` reported it (no op types: TensorRT gives names only).
+
+        Raises:
+            ValueError: not loaded with ``profiling=True``, or no inference run yet.
+        """
+        if self._profiler is None or not self._profiler.runs:
+            raise ValueError(f"{self.path.name}: load it with profiling=True and run it to get per-layer times")
+        return mean_layer_times(self._profiler.runs)
 
     def close(self) -> None:
         """Free the device buffers and the stream, then the engine."""
