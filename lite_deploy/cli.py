@@ -25,6 +25,7 @@ COMMANDS = {
     "check": "check",
     "build-engine": "build_engine",
     "predict": "predict",
+    "profile": "profile",
 }
 
 
