@@ -1,0 +1,114 @@
+"""Facts about the machine a model is profiled on: CPU, Jetson model, power mode, clocks, memory, matmul peak.
+
+Linux files are read where they exist (``/proc/cpuinfo``, ``/proc/device-tree/model``, cpufreq and devfreq in
+``/sys``); anything unreadable is left out rather than guessed.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Dict, Optional, Union
+
+import numpy as np
+
+CPUINFO_KEYS = ("model name", "Hardware", "Processor", "cpu model")
+
+
+def device_facts() -> Dict[str, str]:
+    """What the machine is: ``cpu``, ``cores``, ``machine`` (architecture), ``os``, ``python``, and where readable
+    ``jetson_model``, ``power_mode`` (``nvpmodel -q``), ``cpu_mhz`` (current / max of CPU 0) and ``<device>_mhz``
+    for each devfreq device (on a Jetson: the GPU, EMC, DLA...).
+    """
+    facts = {
+        "cpu": _cpu_model() or platform.processor() or platform.machine(),
+        "cores": str(os.cpu_count()),
+        "machine": platform.machine(),
+        "os": f"{platform.system()} {platform.release()}",
+        "python": platform.python_version(),
+    }
+    model = _read("/proc/device-tree/model")
+    if model:
+        facts["jetson_model" if "jetson" in model.lower() else "board"] = model
+    power = _power_mode()
+    if power:
+        facts["power_mode"] = power
+    cpufreq = Path("/sys/devices/system/cpu/cpu0/cpufreq")
+    current, top = _read(cpufreq / "scaling_cur_freq"), _read(cpufreq / "cpuinfo_max_freq")
+    if current.isdigit():
+        facts["cpu_mhz"] = f"{int(current) // 1000}" + (f" (max {int(top) // 1000})" if top.isdigit() else "")
+    devfreq = Path("/sys/class/devfreq")
+    if devfreq.is_dir():
+        for device in sorted(devfreq.iterdir()):
+            freq = _read(device / "cur_freq")
+            if freq.isdigit():
+                facts[f"{device.name}_mhz"] = str(int(freq) // 1_000_000)
+    return facts
+
+
+def sgemm_peak_gflops(n: int = 1024, seconds: float = 1.0) -> float:
+    """The machine's measured float32 matrix-multiply rate: the best of repeated (n, n) @ (n, n) numpy products.
+
+    numpy's BLAS uses its default thread count (usually every core).
+
+    Args:
+        n: matrix size.
+        seconds: time spent timing (at least 3 products are timed).
+
+    Returns:
+        GFLOP/s (2 n^3 floating-point operations per product).
+    """
+    rng = np.random.default_rng(0)
+    a, b = rng.random((n, n), dtype=np.float32), rng.random((n, n), dtype=np.float32)
+    out = np.empty((n, n), np.float32)
+    np.matmul(a, b, out=out)  # load the BLAS, fault in the pages
+    best, count, start = float("inf"), 0, time.perf_counter()
+    while count < 3 or time.perf_counter() - start < seconds:
+        tic = time.perf_counter()
+        np.matmul(a, b, out=out)
+        best = min(best, time.perf_counter() - tic)
+        count += 1
+    return 2 * n**3 / best / 1e9
+
+
+def peak_rss_mb() -> Optional[float]:
+    """Peak resident memory of this process so far, MB (``getrusage``'s ``ru_maxrss``); ``None`` where unknown."""
+    try:
+        import resource
+    except ImportError:  # Windows
+        return None
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (1 << 20) if sys.platform == "darwin" else peak / 1024  # bytes on macOS, KiB on Linux
+
+
+def _cpu_model() -> str:
+    for line in _read("/proc/cpuinfo").splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() in CPUINFO_KEYS and value.strip():
+            return value.strip()
+    return ""
+
+
+def _power_mode() -> str:
+    """First line of ``nvpmodel -q`` (e.g. ``NV Power Mode: MAXN``), or ``""`` without nvpmodel."""
+    nvpmodel = shutil.which("nvpmodel")
+    if nvpmodel is None:
+        return ""
+    try:
+        result = subprocess.run([nvpmodel, "-q"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    lines = [line.strip() for line in result.stdout.splitlines() if line.strip()]
+    return lines[0] if lines else ""
+
+
+def _read(path: Union[str, Path]) -> str:
+    try:
+        return Path(path).read_text(errors="replace").replace("\x00", "").strip()
+    except OSError:
+        return ""
