@@ -26,6 +26,7 @@ COMMANDS = {
     "build-engine": "build_engine",
     "predict": "predict",
     "profile": "profile",
+    "run": "run",
 }
 
 
