@@ -34,6 +34,7 @@ _EXPORTS = {
     "load_spec": "lite_deploy.runtime:load_spec",
     "letterbox": "lite_deploy.runtime:letterbox",
     "nms": "lite_deploy.runtime:nms",
+    "stream": "lite_deploy.runtime.stream:stream",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]
