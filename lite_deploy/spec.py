@@ -26,7 +26,8 @@ LAYOUTS = ("NCHW", "NHWC")
 #   boxes_scores: `boxes` (B, N, 4) xyxy in input pixels and `scores` (B, N, nc)   (this project's detectors)
 #   yolov5:       one (B, N, 5+nc) tensor, xywh in input pixels, objectness, class scores (YOLOv5's export.py)
 #   nms:          in-graph NMS, `num_dets` (B, 1), `det_boxes` (B, K, 4), `det_scores` (B, K), `det_classes` (B, K)
-#   centernet:    `hm` (B, nc, H/4, W/4) sigmoid heatmap, `wh` (B, 2, H/4, W/4), `reg` (B, 2, H/4, W/4)
+#   centernet:    `hm` (B, nc, H/4, W/4) sigmoid heatmap, `wh` (B, 2, H/4, W/4), `reg` (B, 2, H/4, W/4): box size
+#                 and centre offset in heatmap cells; `strides` gives the cell size in input pixels
 #   logits:       (B, nc) class logits (classifiers)
 OUTPUT_LAYOUTS = ("boxes_scores", "yolov5", "nms", "centernet", "logits")
 PRECISIONS = ("fp32", "fp16", "bf16", "int8")

@@ -9,6 +9,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from .base import Runtime, load_runtime
+from .centernet import TOP_K, decode_centernet
 from .detections import Detections
 from .postprocess import Candidates, candidates_boxes_scores, candidates_yolov5, decode_nms_outputs, scale_boxes, select
 from .preprocess import Preprocessor
@@ -90,7 +91,9 @@ class _Model:
 class Detector(_Model):
     """Detect objects in BGR frames with any artifact lite-deploy can load.
 
-    Thresholds follow YOLOv5's ``non_max_suppression``.
+    Thresholds follow YOLOv5's ``non_max_suppression``. CenterNet-style artifacts (output layout ``centernet``)
+    are decoded by heatmap peaks instead (:mod:`lite_deploy.runtime.centernet`): ``conf``, ``classes`` and
+    ``max_det`` (at most 100 peaks) apply, ``iou``, ``agnostic`` and ``multi_label`` do not.
 
     Args:
         runtime: a loaded runtime (see :meth:`load`).
@@ -126,12 +129,15 @@ class Detector(_Model):
         if not 0 <= conf <= 1 or not 0 <= iou <= 1:
             raise ValueError(f"conf and iou must lie in [0, 1], got conf={conf}, iou={iou}")
         super().__init__(runtime, imgsz)
-        decoders = {"yolov5": self._decode_yolov5, "boxes_scores": self._decode_boxes_scores, "nms": self._decode_nms}
+        decoders = {"yolov5": self._decode_yolov5, "boxes_scores": self._decode_boxes_scores, "nms": self._decode_nms,
+                    "centernet": self._decode_centernet}
         if self.spec.output_layout not in decoders:
             raise ValueError(
                 f"{runtime.path.name} has output layout {self.spec.output_layout!r}; this runtime decodes "
                 f"{', '.join(sorted(decoders))}"
             )
+        if self.spec.output_layout == "centernet" and len(self.spec.strides) != 1:
+            raise ValueError(f"{runtime.path.name}: a centernet spec must give its output stride in 'strides', e.g. [4]")
         self._decode = decoders[self.spec.output_layout]
         self.conf, self.iou, self.max_det, self.max_nms = conf, iou, max_det, max_nms
         self.classes = None if classes is None else list(classes)
@@ -188,6 +194,10 @@ class Detector(_Model):
 
     def _decode_nms(self, outputs: List[np.ndarray]) -> Candidates:
         return decode_nms_outputs(*outputs[:4], conf=self.conf, max_det=self.max_det, classes=self.classes)
+
+    def _decode_centernet(self, outputs: List[np.ndarray]) -> Candidates:
+        return decode_centernet(*outputs[:3], stride=self.spec.strides[0], conf=self.conf,
+                                top_k=min(self.max_det, TOP_K), classes=self.classes)
 
 
 class Classifier(_Model):
