@@ -21,7 +21,8 @@ class TorchRuntime(Runtime):
     """An export-mode torch model on the CPU: float32 NCHW input of any batch and any size (multiples of the stride).
 
     Inputs: one NCHW float32 tensor; batch, height and width are free (the spec's ``imgsz`` is the default size).
-    Outputs: ``boxes`` (B, N, 4) and ``scores`` (B, N, nc) for detectors, ``logits`` (B, nc) for classifiers.
+    Outputs: ``boxes`` (B, N, 4) and ``scores`` (B, N, nc) for detectors, ``hm`` / ``wh`` / ``reg`` (B, C, H/4, W/4)
+    for CenterNet-style detectors, ``logits`` (B, nc) for classifiers.
 
     Args:
         path: the weights file (any checkpoint :func:`lite_deploy.models.load_model` reads).
@@ -52,6 +53,8 @@ class TorchRuntime(Runtime):
         self._inputs = (TensorInfo(spec.input_name, (None, 3, None, None), f32),)
         if spec.output_layout == "logits":
             shapes = [(None, spec.nc)]
+        elif spec.output_layout == "centernet":
+            shapes = [(None, spec.nc, None, None), (None, 2, None, None), (None, 2, None, None)]
         else:
             shapes = [(None, None, 4), (None, None, spec.nc)]
         self._outputs = tuple(TensorInfo(name, shape, f32) for name, shape in zip(spec.output_names, shapes))

@@ -297,7 +297,7 @@ class ClassificationModel(BaseModel):
 
 
 def model_class(cfg: Dict[str, Any]) -> type:
-    """:class:`DetectionModel` or :class:`ClassificationModel`, from the yaml's last layer."""
+    """:class:`DetectionModel`, :class:`ClassificationModel` or the ``model_class`` of the yaml's last layer."""
     layers = list(cfg.get("backbone") or []) + list(cfg.get("head") or [])
     if not layers or not isinstance(layers[-1], (list, tuple)) or len(layers[-1]) != 4:
         raise ConfigError("model yaml has no layers; it needs 'backbone' (and usually 'head') lists")
@@ -306,7 +306,9 @@ def model_class(cfg: Dict[str, Any]) -> type:
         return DetectionModel
     if isinstance(factory, type) and issubclass(factory, Classify):
         return ClassificationModel
-    raise ConfigError(f"the last layer of a model yaml must be Detect or Classify, got {layers[-1][2]!r}")
+    if getattr(factory, "model_class", None) is not None:  # other heads name the model they end (CenterNetHead)
+        return factory.model_class
+    raise ConfigError(f"the last layer of a model yaml must be Detect, Classify or CenterNetHead, got {layers[-1][2]!r}")
 
 
 def model_from_yaml(cfg: Dict[str, Any], ch: int = 3, nc: Optional[int] = None) -> Union[DetectionModel,
