@@ -17,6 +17,7 @@ OUTPUT_NAMES = {
     "boxes_scores": ("boxes", "scores"),
     "logits": ("logits",),
     "nms": ("num_dets", "det_boxes", "det_scores", "det_classes"),
+    "centernet": ("hm", "wh", "reg"),
 }
 INPUT_NAME = "images"
 
@@ -50,6 +51,14 @@ def class_names(model: nn.Module) -> Tuple[str, ...]:
         return tuple(str(n) for n in names)
     nc = int(getattr(model, "nc", 0) or getattr(detect_head(model), "nc", 0))
     return tuple(f"class{i}" for i in range(nc))
+
+
+def output_layout(model: nn.Module) -> str:
+    """The spec output layout of ``model``'s exports without in-graph NMS: ``logits`` for classifiers, the model's
+    own ``output_layout`` where it declares one (``centernet``), else ``boxes_scores``."""
+    if getattr(model, "task", None) == "classify":
+        return "logits"
+    return getattr(model, "output_layout", "boxes_scores")
 
 
 def anchors_px(model: nn.Module) -> Tuple[Tuple[Tuple[Tuple[float, float], ...], ...], Tuple[int, ...]]:
@@ -152,14 +161,14 @@ def describe(
         )
     anchors, strides = anchors_px(model)
     stride = int(max(strides)) if strides else _max_stride(model)
-    layout_name = "nms" if nms else "boxes_scores"
+    layout_name = "nms" if nms else output_layout(model)
     return ModelSpec(
         task="detect",
         output_layout=layout_name,
         output_names=OUTPUT_NAMES[layout_name],
         stride=stride,
         anchors=anchors,
-        strides=strides,
+        strides=strides or tuple(getattr(model, "output_strides", ())),
         **common,
     )
 

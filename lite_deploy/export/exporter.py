@@ -32,7 +32,7 @@ from torch import nn
 from ..errors import BackendUnavailableError, CheckpointError, ConfigError, ExportError
 from ..spec import ModelSpec, sidecar_path
 from . import onnx as onnx_export
-from .describe import OUTPUT_NAMES, describe
+from .describe import OUTPUT_NAMES, describe, output_layout
 
 LOGGER = logging.getLogger(__name__)
 
@@ -259,8 +259,8 @@ def export_targets(
         imgsz=resolve_imgsz(imgsz, stride), batch=None if dynamic else int(batch), half=half, opset=opset,
         simplifier=simplifier, nms=nms, max_det=max_det, conf=conf, iou=iou, verify=verify,
     )
-    if nms and getattr(model, "task", "detect") != "detect":
-        raise ValueError("--nms applies to detectors only")
+    if nms and output_layout(model) != "boxes_scores":
+        raise ValueError("--nms applies to anchor-based detectors only (CenterNet heatmaps are decoded without NMS)")
     out_dir = Path(out) if out is not None else default_out_dir(weights if not isinstance(weights, nn.Module) else stem, source)
     from ..models.deploy import prepare_for_export
 
@@ -304,7 +304,7 @@ class _Job:
     def module_for(self, nms_kind: Optional[str], half: bool) -> Tuple[nn.Module, Tuple[str, ...]]:
         """The module to trace and its output names: export model, optionally + NMS, optionally FP16."""
         module: nn.Module = self.export_model
-        names = OUTPUT_NAMES["logits" if getattr(self.model, "task", "detect") == "classify" else "boxes_scores"]
+        names = OUTPUT_NAMES[output_layout(self.model)]
         if nms_kind is not None:
             from .nms import with_nms
 

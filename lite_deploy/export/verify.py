@@ -3,7 +3,8 @@
 Two levels, with tolerances set by the artifact's precision:
 
 1. raw outputs: per output, the maximum absolute difference, also relative to the reference output's range
-   (max - min over the batch); FP32 must stay within 1e-4 of the range, FP16 within 1e-2 (FP16 keeps about 3
+   (max - min over the batch, or its largest magnitude where that is larger: the near-constant outputs of an
+   untrained model, such as a CenterNet heatmap around its prior, vary less than their own rounding); FP32 must stay within 1e-4 of the range, FP16 within 1e-2 (FP16 keeps about 3
    significant digits and errors grow through the network: NVIDIA/TensorRT#2709 reports 1e-2 as normal);
 2. detections: both sides' outputs go through the same NMS, and every detection scoring clearly above the
    confidence threshold (by more than the score tolerance) on one side must meet one of the same class on the
@@ -11,7 +12,8 @@ Two levels, with tolerances set by the artifact's precision:
    NMS keeping the other of two overlapping near-equal boxes, and near-equal class scores swapping the label may
    legitimately differ and are not counted (untrained models, whose scores are nearly flat, show all three).
 
-Classifiers compare logits and the top-1 class.
+Classifiers compare logits and the top-1 class. CenterNet-style detectors compare ``hm``, ``wh`` and ``reg``, then
+the boxes the runtime's peak decoding finds on each side.
 """
 
 from __future__ import annotations
@@ -169,7 +171,7 @@ def compare_outputs(reference: Mapping[str, np.ndarray], outputs: Mapping[str, n
             raise VerificationError(f"output {name!r} has shape {out.shape}, PyTorch gives {ref.shape}")
         ref64, out64 = ref.astype(np.float64), out.astype(np.float64)
         max_abs = float(np.abs(ref64 - out64).max()) if ref.size else 0.0
-        value_range = float(ref64.max() - ref64.min()) if ref.size else 0.0
+        value_range = float(max(ref64.max() - ref64.min(), np.abs(ref64).max())) if ref.size else 0.0
         rel = max_abs / value_range if value_range > 0 else max_abs
         exact = not np.issubdtype(ref.dtype, np.floating)
         ok = max_abs == 0 if exact else rel <= tolerance.rel_range
@@ -298,7 +300,7 @@ def verify_artifact(
             with torch.no_grad():
                 ref = model(torch.from_numpy(x_nchw))
             ref = ref if isinstance(ref, (tuple, list)) else (ref,)
-            ref_names = ("logits",) if spec.output_layout == "logits" else ("boxes", "scores")
+            ref_names = ("boxes", "scores") if spec.output_layout == "nms" else spec.output_names
             reference = {n: r.numpy() for n, r in zip(ref_names, ref)}
             outputs = _named(runtime.infer(feed), spec.output_names)
             if spec.output_layout == "nms":
@@ -318,6 +320,9 @@ def _check_raw(report: VerificationReport, reference: Dict[str, np.ndarray], out
         if (reference["logits"].argmax(1) != outputs["logits"].argmax(1)).any() and not all(d.ok for d in diffs):
             report.problems.append("top-1 classes differ")
         return
+    if spec.output_layout == "centernet":
+        _check_centernet(report, reference, outputs, spec, tolerance, conf, iou)
+        return
     margin = tolerance.rel_range * max(1e-6, float(np.ptp(reference["scores"])))
     # both sides' candidates count: with the near-flat scores of an untrained model, a threshold taken from one
     # side alone can fall a rounding step above every score of the other
@@ -325,6 +330,20 @@ def _check_raw(report: VerificationReport, reference: Dict[str, np.ndarray], out
     for i in range(len(reference["boxes"])):
         ref_dets = nms_detections(reference["boxes"][i], reference["scores"][i], conf=conf, iou=iou)
         art_dets = nms_detections(outputs["boxes"][i], outputs["scores"][i], conf=conf, iou=iou)
+        _add_match(report, ref_dets, art_dets, tolerance, conf, margin, iou)
+
+
+def _check_centernet(report: VerificationReport, reference: Dict[str, np.ndarray], outputs: Dict[str, np.ndarray],
+                     spec: ModelSpec, tolerance: Tolerance, conf: float, iou: float) -> None:
+    """Heatmap peaks of both sides through the runtime's decoder, matched like boxes; ``iou`` marks neighbouring
+    near-equal peaks, either of which may win."""
+    from ..runtime.centernet import decode_centernet
+
+    margin = tolerance.rel_range * max(1e-6, float(reference["hm"].max()))  # the scale compare_outputs uses
+    conf = min(effective_conf(reference["hm"].reshape(-1, 1), conf), effective_conf(outputs["hm"].reshape(-1, 1), conf))
+    for i in range(len(reference["hm"])):
+        ref_dets, art_dets = (decode_centernet(o["hm"][i], o["wh"][i], o["reg"][i], spec.strides[0], conf)
+                              for o in (reference, outputs))
         _add_match(report, ref_dets, art_dets, tolerance, conf, margin, iou)
 
 
