@@ -1,0 +1,139 @@
+"""lite-deploy profile on the tiny ONNX / OpenVINO / TFLite detectors: consistent statistics, per-layer times, GFLOPs."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Dict
+
+import numpy as np
+import pytest
+
+from lite_deploy.cli import main
+from lite_deploy.runtime import load_runtime
+from lite_deploy.runtime.base import LayerTime, mean_layer_times
+from lite_deploy.runtime.flops import onnx_gflops, openvino_gflops
+from lite_deploy.runtime.machine import device_facts, peak_rss_mb, sgemm_peak_gflops
+from lite_deploy.runtime.profile import FRAME_SHAPE, LatencyStats, plot_histogram, profile, synthetic_frame
+
+# the tiny detector of conftest.py at 64x64: three 3x3 stride-2 convolutions (3->8->16->16) and a 1x1 head (16->7)
+TINY_MACS = 8 * 32 * 32 * 3 * 9 + 16 * 16 * 16 * 8 * 9 + 16 * 8 * 8 * 16 * 9 + 7 * 8 * 8 * 16
+
+
+def _ort_traces() -> list:
+    return list(Path(tempfile.gettempdir()).glob(f"lite_deploy_ort_{os.getpid()}*"))
+
+
+@pytest.mark.parametrize("target", ["onnx", "openvino", "tflite"])
+def test_profile_statistics_layers_and_gflops(tiny_artifacts: Dict[str, Path], target: str) -> None:
+    result = profile(tiny_artifacts[target], runs=12, warmup=2, layer_runs=3, threads=1, peak=False, facts=False)
+    lat = result.latency
+    assert lat.min <= lat.p50 <= lat.p90 <= lat.p99 <= lat.max and len(result.samples_ms) == 12
+    assert lat.min == min(result.samples_ms) and lat.max == max(result.samples_ms)
+    for stage in result.stages.values():
+        assert 0 <= stage.min <= stage.p50 <= stage.p99 <= stage.max
+    stage_sum = sum(s.mean for s in result.stages.values())
+    assert stage_sum <= lat.mean  # the stages are timed inside each timed call
+    assert lat.mean - stage_sum < 0.25 * lat.mean + 0.5  # ... and make up nearly all of it
+    assert result.fps == pytest.approx(1e3 / lat.mean)
+    assert result.input_shape == [1, 3, 64, 64]
+    assert result.peak_rss_mb > 0
+    # every format counts the same convolutions (the TFLite model through the tiny.onnx beside it)
+    assert result.gflops == pytest.approx(2 * TINY_MACS / 1e9)
+    assert result.achieved_gflops == pytest.approx(result.gflops / (result.stages["infer"].mean / 1e3))
+    if target == "tflite":
+        assert result.layers == [] and "has no per-layer profiler" in result.layer_note
+        assert result.gflops_source == "ONNX graph tiny.onnx"
+        return
+    assert result.layer_note == "" and 4 <= len(result.layers) <= 10
+    assert [t.ms for t in result.layers] == sorted((t.ms for t in result.layers), reverse=True)
+    assert any("conv" in t.op_type.lower() for t in result.layers)
+    assert 0 < sum(result.share(t) for t in result.layers) <= 1 + 1e-9
+    assert not _ort_traces()  # ONNX Runtime's trace file was read and removed
+
+
+def test_batch_larger_than_the_model_batch(tiny_artifacts: Dict[str, Path]) -> None:
+    result = profile(tiny_artifacts["onnx"], runs=3, warmup=1, batch=3, layers=False, peak=False, facts=False)
+    assert result.input_shape == [1, 3, 64, 64] and result.batch == 3
+    assert result.fps == pytest.approx(3e3 / result.latency.mean)
+    assert result.layer_note == "not measured"
+
+
+def test_cli_writes_json_and_histogram(tiny_artifacts: Dict[str, Path], tmp_path: Path, capsys) -> None:
+    json_path, png = tmp_path / "profile.json", tmp_path / "latency.png"
+    assert main(["profile", str(tiny_artifacts["openvino"]), "--runs", "8", "--warmup", "1", "--layer-runs", "2",
+                 "--threads", "1", "--json", str(json_path), "--plot", str(png)]) == 0
+    out = capsys.readouterr().out
+    assert "end-to-end" in out and "top " in out and "GFLOP/s" in out and "device: cpu" in out
+    data = json.loads(json_path.read_text())
+    assert data["runs"] == 8 and len(data["samples_ms"]) == 8 and data["threads"] == 1
+    assert set(data["stages"]) == {"pre", "infer", "post"} and data["latency"]["p50"] > 0
+    assert data["layers"] and {"name", "op_type", "ms", "share"} <= set(data["layers"][0])
+    assert data["sgemm_gflops"] > 0 and data["device"]["cores"] == str(os.cpu_count())
+    assert png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_cli_refuses_bad_arguments(tmp_path: Path, capsys) -> None:
+    assert main(["profile", str(tmp_path / "missing.onnx")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert main(["profile", str(tmp_path / "missing.onnx"), "--runs", "0"]) == 2
+    assert "--runs" in capsys.readouterr().err
+
+
+def test_layer_times_needs_profiling(tiny_artifacts: Dict[str, Path]) -> None:
+    with load_runtime(tiny_artifacts["onnx"]) as runtime:
+        with pytest.raises(ValueError, match="profiling=True"):
+            runtime.layer_times()
+    with load_runtime(tiny_artifacts["openvino"], profiling=True) as runtime:
+        with pytest.raises(ValueError, match="profiling=True and run it"):
+            runtime.layer_times()  # nothing run yet
+    with load_runtime(tiny_artifacts["tflite"]) as runtime:
+        with pytest.raises(NotImplementedError, match="no per-layer profiler"):
+            runtime.layer_times()
+    # a profiling ONNX Runtime session closed unread leaves no trace file behind
+    with load_runtime(tiny_artifacts["onnx"], profiling=True) as runtime:
+        runtime.infer(np.zeros((1, 3, 64, 64), np.float32))
+    assert not _ort_traces()
+
+
+def test_mean_layer_times_leaves_out_the_first_run() -> None:
+    runs = [
+        [LayerTime("conv", "Conv", 50.0), LayerTime("add", "Add", 9.0)],  # warm-up: allocations
+        [LayerTime("conv", "Conv", 2.0), LayerTime("add", "Add", 1.0)],
+        [LayerTime("conv", "Conv", 4.0), LayerTime("add", "Add", 1.0)],
+    ]
+    assert mean_layer_times(runs) == [LayerTime("conv", "Conv", 3.0), LayerTime("add", "Add", 1.0)]
+    assert mean_layer_times(runs[:1]) == [LayerTime("conv", "Conv", 50.0), LayerTime("add", "Add", 9.0)]
+
+
+def test_graph_gflops_agree(tiny_artifacts: Dict[str, Path]) -> None:
+    import openvino as ov
+
+    assert onnx_gflops(tiny_artifacts["onnx"]) == pytest.approx(2 * TINY_MACS / 1e9)
+    assert openvino_gflops(ov.Core().read_model(str(tiny_artifacts["openvino"]))) == pytest.approx(2 * TINY_MACS / 1e9)
+
+
+def test_latency_stats_and_machine_facts() -> None:
+    stats = LatencyStats.of([4.0, 1.0, 3.0, 2.0])
+    assert (stats.mean, stats.p50, stats.min, stats.max) == (2.5, 2.5, 1.0, 4.0)
+    assert stats.p50 <= stats.p90 <= stats.p99 <= stats.max
+    with pytest.raises(ValueError, match="no latency samples"):
+        LatencyStats.of([])
+    facts = device_facts()
+    assert facts["cores"] == str(os.cpu_count()) and facts["cpu"]
+    assert sgemm_peak_gflops(n=64, seconds=0.01) > 0 and peak_rss_mb() > 0
+    frame = synthetic_frame()
+    assert frame.shape == FRAME_SHAPE + (3,) and frame.dtype == np.uint8 and frame.std() > 10
+    assert np.array_equal(frame, synthetic_frame())
+
+
+def test_profile_refuses_bad_counts(tiny_artifacts: Dict[str, Path]) -> None:
+    with pytest.raises(ValueError, match="runs >= 1"):
+        profile(tiny_artifacts["onnx"], runs=0)
+
+
+def test_histogram(tiny_artifacts: Dict[str, Path], tmp_path: Path) -> None:
+    result = profile(tiny_artifacts["onnx"], runs=5, warmup=0, layers=False, peak=False, facts=False)
+    assert plot_histogram(result, tmp_path / "h.png").read_bytes()[:4] == b"\x89PNG"
