@@ -4,8 +4,9 @@ Two levels, with tolerances set by the artifact's precision:
 
 1. raw outputs: per output, the maximum absolute difference, also relative to the reference output's range
    (max - min over the batch, or its largest magnitude where that is larger: the near-constant outputs of an
-   untrained model, such as a CenterNet heatmap around its prior, vary less than their own rounding); FP32 must stay within 1e-4 of the range, FP16 within 1e-2 (FP16 keeps about 3
-   significant digits and errors grow through the network: NVIDIA/TensorRT#2709 reports 1e-2 as normal);
+   untrained model, such as a CenterNet heatmap around its prior, vary less than their own rounding); FP32 must
+   stay within 1e-4 of the range, FP16 within 1e-2 (FP16 keeps about 3 significant digits and errors grow
+   through the network: NVIDIA/TensorRT#2709 reports 1e-2 as normal);
 2. detections: both sides' outputs go through the same NMS, and every detection scoring clearly above the
    confidence threshold (by more than the score tolerance) on one side must meet one of the same class on the
    other side with IoU >= 0.99 (FP32) or 0.90 (FP16). Detections within the score tolerance of the threshold,

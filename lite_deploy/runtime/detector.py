@@ -137,7 +137,8 @@ class Detector(_Model):
                 f"{', '.join(sorted(decoders))}"
             )
         if self.spec.output_layout == "centernet" and len(self.spec.strides) != 1:
-            raise ValueError(f"{runtime.path.name}: a centernet spec must give its output stride in 'strides', e.g. [4]")
+            raise ValueError(f"{runtime.path.name}: a centernet spec must give its heatmap stride in 'strides', "
+                             "e.g. [4]")
         self._decode = decoders[self.spec.output_layout]
         self.conf, self.iou, self.max_det, self.max_nms = conf, iou, max_det, max_nms
         self.classes = None if classes is None else list(classes)

@@ -120,5 +120,5 @@ def test_centernet_spec_needs_its_stride(tmp_path: Path) -> None:
     path = _constant_onnx(tmp_path / "cn.onnx", np.zeros(shape), np.zeros((2, 16, 16)), np.zeros((2, 16, 16)), 64)
     ModelSpec(task="detect", names=("a",), imgsz=(64, 64), output_layout="centernet",
               output_names=("hm", "wh", "reg")).save(sidecar_path(path))
-    with pytest.raises(ValueError, match="output stride"):
+    with pytest.raises(ValueError, match="heatmap stride"):
         Detector.load(path)
