@@ -1,0 +1,271 @@
+"""Training of the zoo's image classifiers on an image-folder dataset, with transfer learning from local weights.
+
+Recipe: random resized crop (scale 0.25-1, aspect 3/4-4/3), left-right flip and HSV jitter for training; the
+deployed pre-processing (resize, centre crop ``crop_fraction``, ImageNet normalisation) for validation. SGD with
+Nesterov momentum (no weight decay on biases and norm weights), cosine decay to ``lr0 * lrf`` after a linear warmup
+over the first epoch, cross-entropy with label smoothing, optionally an EMA of the weights. Each epoch the model
+(its EMA when enabled) is saved as ``weights/last.pt`` in the project's checkpoint format and validated through the
+runtime (:func:`~lite_deploy.eval.classify.validate_classifier`); ``weights/best.pt`` keeps the best top-1.
+
+``weights`` may be a torchvision ``.pth`` state_dict or a lite-deploy classifier checkpoint of the same
+architecture: every tensor whose name and shape match is loaded, and a head for another number of classes is
+reported as new (expected when fine-tuning on other classes).
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, Optional, Tuple
+
+import cv2
+import numpy as np
+import torch
+from torch import nn
+
+from ..data.image_folder import ImageFolder
+from ..errors import CheckpointError, ConfigError
+from ..runtime.preprocess import center_crop
+from .augment import augment_hsv
+from .trainer import ModelEMA, lr_lambda, make_optimizer
+
+LOGGER = logging.getLogger(__name__)
+
+CROP_SCALE = (0.25, 1.0)
+CROP_RATIO = (3 / 4, 4 / 3)
+
+
+@dataclass
+class ClassifyConfig:
+    """A classifier training run.
+
+    Attributes:
+        data: image-folder dataset root (``train/`` and ``val/``, one sub-folder per class).
+        cfg: architecture, one of :func:`~lite_deploy.models.backbones.list_classifiers`.
+        weights: starting weights: a torchvision ``.pth`` state_dict or a lite-deploy classifier checkpoint.
+        epochs: training epochs.
+        imgsz: square input size in pixels (a multiple of 32).
+        batch: images per iteration.
+        workers: DataLoader worker processes.
+        project: folder of runs.
+        name: run name; ``name2``, ``name3`` ... when taken.
+        device: ``cpu``, ``cuda`` ...; default CUDA when available.
+        seed: seed of initialisation, shuffling and augmentation.
+        lr0: peak learning rate.
+        lrf: final learning rate as a fraction of ``lr0``.
+        momentum: SGD momentum.
+        weight_decay: weight decay of convolution and linear weights.
+        label_smoothing: cross-entropy label smoothing.
+        ema: validate and save an exponential moving average of the weights.
+        val_batch: frames per validation call.
+    """
+
+    data: str
+    cfg: str = "mobilenetv2"
+    weights: Optional[str] = None
+    epochs: int = 30
+    imgsz: int = 224
+    batch: int = 32
+    workers: int = 2
+    project: str = "runs/train-cls"
+    name: str = "exp"
+    device: Optional[str] = None
+    seed: int = 0
+    lr0: float = 0.05
+    lrf: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 4e-5
+    label_smoothing: float = 0.1
+    ema: bool = False
+    val_batch: int = 16
+
+
+def random_resized_crop(image: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
+    """A random crop of ``CROP_SCALE`` of the area and ``CROP_RATIO`` aspect, resized to ``size`` x ``size``
+    (torchvision's ``RandomResizedCrop``; the centre crop after 10 failed draws)."""
+    h, w = image.shape[:2]
+    for _ in range(10):
+        area = h * w * rng.uniform(*CROP_SCALE)
+        aspect = math.exp(rng.uniform(*np.log(CROP_RATIO)))
+        cw, ch = int(round(math.sqrt(area * aspect))), int(round(math.sqrt(area / aspect)))
+        if 0 < cw <= w and 0 < ch <= h:
+            top, left = int(rng.integers(0, h - ch + 1)), int(rng.integers(0, w - cw + 1))
+            return cv2.resize(image[top : top + ch, left : left + cw], (size, size), interpolation=cv2.INTER_LINEAR)
+    return center_crop(image, (size, size), 1.0)
+
+
+class ClassifyDataset(torch.utils.data.Dataset):
+    """``(image (3, imgsz, imgsz) uint8 RGB, class id)`` items of an :class:`ImageFolder` split.
+
+    Args:
+        folder: the split.
+        imgsz: output side in pixels.
+        augment: training augmentation; without it the runtime's centre crop.
+        crop_fraction: centre crop of the resized short side (the spec's ``crop_fraction``).
+    """
+
+    def __init__(self, folder: ImageFolder, imgsz: int, augment: bool, crop_fraction: float = 0.875) -> None:
+        self.folder, self.imgsz, self.augment, self.crop_fraction = folder, imgsz, augment, crop_fraction
+
+    def __len__(self) -> int:
+        return len(self.folder)
+
+    def __getitem__(self, index: int) -> Tuple[torch.Tensor, int]:
+        image = self.folder.load_image(index)
+        if self.augment:
+            rng = np.random.default_rng(int(torch.randint(0, 2**31 - 1, ()).item()))
+            image = random_resized_crop(image, self.imgsz, rng)
+            if rng.random() < 0.5:
+                image = np.ascontiguousarray(image[:, ::-1])
+            augment_hsv(image, rng, 0.015, 0.4, 0.3)
+        else:
+            image = center_crop(image, (self.imgsz, self.imgsz), self.crop_fraction)
+        chw = np.ascontiguousarray(image[:, :, ::-1].transpose(2, 0, 1))
+        return torch.from_numpy(chw), self.folder.samples[index][1]
+
+
+def load_start_weights(model: nn.Module, path: str) -> str:
+    """Load ``path`` (torchvision ``.pth`` or lite-deploy checkpoint) into ``model``; returns the report text.
+
+    Raises:
+        CheckpointError: the file cannot be read or holds another architecture.
+    """
+    from ..models.backbones import load_torchvision_backbone
+    from ..models.checkpoint import FORMAT
+
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # not a tensor-only file: read_state_dict below says what it is not
+        ckpt = None
+    source = ckpt["state_dict"] if isinstance(ckpt, dict) and ckpt.get("format") == FORMAT else path
+    try:
+        report = load_torchvision_backbone(model, source, strict=False)
+    except CheckpointError as exc:
+        raise CheckpointError(f"--weights {path}: {exc}") from None
+    if not report.ok:
+        arch = model.config.get("arch", type(model).__name__)
+        raise CheckpointError(
+            f"--weights {path} does not fit {arch}: {len(report.missing)} of its tensors are missing and "
+            f"{len(report.mismatched)} have another shape; give weights of the same architecture and width"
+        )
+    text = report.summary()
+    if report.new:
+        text += f"\nthe classifier head is new for the dataset's {model.num_classes} classes (expected when " \
+                "fine-tuning)"
+    return text
+
+
+def new_run_dir(project: str, name: str) -> Path:
+    """A fresh ``project/name`` folder (``name2``, ``name3`` ... when taken) with a ``weights`` sub-folder."""
+    base = Path(project) / name
+    path, n = base, 2
+    while path.exists():
+        path, n = base.with_name(f"{base.name}{n}"), n + 1
+    (path / "weights").mkdir(parents=True)
+    return path
+
+
+def train_classifier(config: ClassifyConfig, *, progress: bool = True) -> Dict[str, Any]:
+    """Train a classifier; see the module docstring for the recipe.
+
+    Returns:
+        The last validation results (``top1``, ``top5`` ...) with ``save_dir``, ``best``, ``last``, ``best_top1``
+        and ``weights_report`` (the partial-load report of ``weights``, or ``""``).
+
+    Raises:
+        DatasetError: the dataset is malformed (missing split, empty class folder, no images).
+        CheckpointError: ``weights`` cannot be read or belong to another architecture.
+        ConfigError: unknown architecture.
+        ValueError: ``imgsz`` not a multiple of 32.
+    """
+    from torch.utils.data import DataLoader
+    from tqdm import tqdm
+
+    from ..eval.classify import validate_classifier
+    from ..models.backbones import build_classifier
+    from ..models.checkpoint import save_checkpoint
+
+    cfg = config
+    if cfg.imgsz % 32:
+        raise ValueError(f"imgsz {cfg.imgsz} must be a multiple of 32")
+    train_set, val_set = ImageFolder(cfg.data, "train"), ImageFolder(cfg.data, "val")
+    torch.manual_seed(cfg.seed)
+    device = torch.device(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    try:
+        model = build_classifier(cfg.cfg, num_classes=train_set.nc, names=train_set.names)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    model.imgsz = cfg.imgsz
+    report = load_start_weights(model, cfg.weights) if cfg.weights else ""
+    if report:
+        LOGGER.info("%s: %s", cfg.weights, report)
+    model.to(device)
+    save_dir = new_run_dir(cfg.project, cfg.name)
+    loader = DataLoader(ClassifyDataset(train_set, cfg.imgsz, augment=True), batch_size=cfg.batch, shuffle=True,
+                        num_workers=cfg.workers, persistent_workers=cfg.workers > 0,
+                        drop_last=len(train_set) > cfg.batch,
+                        generator=torch.Generator().manual_seed(cfg.seed))
+    optimizer = make_optimizer(model, cfg.lr0, cfg.momentum, cfg.weight_decay)
+    lf = lr_lambda(cfg.epochs, cfg.lrf, cosine=True)
+    warmup = len(loader)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda it: min(1.0, (it + 1) / warmup) * lf(it / len(loader)))
+    criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+    ema = ModelEMA(model, tau=max(len(loader) * cfg.epochs / 10, 1)) if cfg.ema else None
+    mean = torch.tensor(model.mean, device=device).view(1, 3, 1, 1)
+    std = torch.tensor(model.std, device=device).view(1, 3, 1, 1)
+    amp = device.type == "cuda"
+    best_top1, results = -1.0, {}
+    weights_dir = save_dir / "weights"
+    LOGGER.info("training %s for %d epochs on %s (%d images, %d classes), results in %s", cfg.cfg, cfg.epochs,
+                device, len(train_set), train_set.nc, save_dir)
+    for epoch in range(cfg.epochs):
+        model.train()
+        mean_loss, start = 0.0, time.perf_counter()
+        bar = tqdm(loader, disable=not progress, desc=f"{epoch + 1}/{cfg.epochs}", bar_format="{l_bar}{bar:10}{r_bar}")
+        for i, (images, labels) in enumerate(bar):
+            images = (images.to(device, non_blocking=True).float() / 255 - mean) / std
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+                loss = criterion(model(images).float(), labels.to(device))
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            if ema is not None:
+                ema.update(model)
+            mean_loss = (mean_loss * i + loss.item()) / (i + 1)
+            bar.set_postfix(loss=f"{mean_loss:.4f}")
+        seconds = time.perf_counter() - start
+        kept = ema.ema if ema is not None else model
+        provenance = {"data": str(Path(cfg.data).resolve()), "cfg": cfg.cfg, "weights": cfg.weights,
+                      "epoch": epoch + 1, "epochs": cfg.epochs}
+        save_checkpoint(kept, weights_dir / "last.pt", imgsz=cfg.imgsz, provenance=provenance)
+        results = validate_classifier(weights_dir / "last.pt", val_set, imgsz=cfg.imgsz, batch=cfg.val_batch,
+                                      progress=False, verbose=False)
+        if results["top1"] > best_top1:
+            best_top1 = results["top1"]
+            metrics = {k: results[k] for k in ("images", "top1", "top5")}
+            save_checkpoint(kept, weights_dir / "best.pt", imgsz=cfg.imgsz,
+                            provenance=dict(provenance, metrics=metrics))
+        append_csv_row(save_dir / "results.csv", {"epoch": epoch + 1, "loss": round(mean_loss, 6),
+                                         "top1": round(results["top1"], 6), "top5": round(results["top5"], 6),
+                                         "lr": round(optimizer.param_groups[1]["lr"], 8),
+                                         "train_seconds": round(seconds, 2)})
+        LOGGER.info("epoch %d/%d: loss %.4f top-1 %.4f top-5 %.4f (%.0f s training)", epoch + 1, cfg.epochs,
+                    mean_loss, results["top1"], results["top5"], seconds)
+    return dict(results, save_dir=str(save_dir), best=str(weights_dir / "best.pt"), last=str(weights_dir / "last.pt"),
+                best_top1=best_top1, weights_report=report)
+
+
+def append_csv_row(path: Path, row: Dict[str, Any]) -> None:
+    """Append ``row`` to the CSV file ``path``, writing the header first when the file is new."""
+    new = not path.exists()
+    with path.open("a", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(row))
+        if new:
+            writer.writeheader()
+        writer.writerow(row)
