@@ -1,0 +1,137 @@
+"""Check ``lite-deploy profile`` against independent timings, and the runtime's overhead over bare inference.
+
+1. On MODEL: a plain timing loop over the bare backend (``Runtime.infer`` on one pre-processed tensor) and
+   ``profile``'s inference stage, in alternating rounds so that load on a shared machine hits both alike; prints
+   the medians and the median of the per-round ratios (target: within 15%). For an OpenVINO IR, also OpenVINO's
+   ``benchmark_app`` (synchronous, latency hint, the runtime's inference precision) when it is beside Python.
+2. End-to-end frame -> Detections latency (``profile`` on a 1280x720 frame) over the bare inference latency for a
+   yolov5n at 640 on ONNX Runtime (target: <= 1.10). Without ``--e2e-model`` the bundled yolov5n config (random
+   weights) is exported to a temporary folder first.
+
+    python tools/check_profile.py yolov5n_export/yolov5n.xml
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import List, NamedTuple, Optional
+
+import numpy as np
+
+from lite_deploy.runtime import load_runtime
+from lite_deploy.runtime.preprocess import Preprocessor
+from lite_deploy.runtime.profile import profile, synthetic_frame
+
+TOLERANCE = 0.15
+E2E_TARGET = 1.10
+BENCHMARK_APP = Path(sys.executable).parent / "benchmark_app"
+
+
+def bare_latencies(runtime, blob: np.ndarray, runs: int, warmup: int) -> List[float]:
+    """Wall time of ``runtime.infer(blob)``, ms per run."""
+    for _ in range(warmup):
+        runtime.infer(blob)
+    times = []
+    for _ in range(runs):
+        tic = time.perf_counter()
+        runtime.infer(blob)
+        times.append((time.perf_counter() - tic) * 1e3)
+    return times
+
+
+class Round(NamedTuple):
+    """Medians (ms) of one round: bare loop, profile's inference stage and end-to-end, benchmark_app (or None)."""
+
+    bare: float
+    infer: float
+    e2e: float
+    app: Optional[float]
+
+
+def rounds_of(model: Path, runs: int, rounds: int, threads: Optional[int], with_app: bool) -> List[Round]:
+    """Alternate the bare loop, ``profile`` (and benchmark_app) ``rounds`` times on ``model``.
+
+    Each method has the machine to itself: the bare loop's runtime is closed before ``profile`` loads its own
+    (an idle ONNX Runtime session's spinning threads would otherwise slow the other one down).
+    """
+    options = {} if threads is None else {"threads": threads}
+    results = []
+    for _ in range(rounds):
+        with load_runtime(model, **options) as runtime:
+            blob = Preprocessor(runtime.spec, runtime.inputs[0].dtype)([synthetic_frame()])[0].copy()
+            precision = getattr(runtime, "precision_hint", "f32")
+            bare = statistics.median(bare_latencies(runtime, blob, runs, warmup=5))
+        result = profile(model, runs=runs, warmup=5, threads=threads, layers=False, peak=False, facts=False)
+        app = benchmark_app(model, runs, threads, precision) if with_app else None
+        results.append(Round(bare, result.stages["infer"].p50, result.latency.p50, app))
+    return results
+
+
+def benchmark_app(model: Path, runs: int, threads: Optional[int], precision: str) -> Optional[float]:
+    """Median latency (ms) OpenVINO's benchmark_app reports for an IR (synchronous, latency hint, ``precision``)."""
+    command = [str(BENCHMARK_APP), "-m", str(model), "-d", "CPU", "-hint", "latency", "-api", "sync", "-niter",
+               str(runs), "-infer_precision", precision]
+    if threads is not None:
+        command += ["-nthreads", str(threads)]
+    output = subprocess.run(command, capture_output=True, text=True, timeout=600).stdout
+    found = re.search(r"Median:\s*([0-9.]+)\s*ms", output)
+    if found is None:
+        print(f"benchmark_app printed no median latency:\n{output[-2000:]}")
+        return None
+    return float(found.group(1))
+
+
+def verdict(ratios: List[float], tolerance: float) -> str:
+    """Median ratio and whether it lies within ``tolerance`` of 1."""
+    ratio = statistics.median(ratios)
+    return f"ratio {ratio:.3f} ({'within' if abs(ratio - 1) <= tolerance else 'OUTSIDE'} {tolerance:.0%})"
+
+
+def yolov5n_onnx(folder: Path) -> Path:
+    """The bundled yolov5n config (random weights) exported to ONNX at 640."""
+    from lite_deploy.export.exporter import export
+
+    return export("yolov5n", "onnx", imgsz=640, out=folder, verify=False)["onnx"]
+
+
+def main() -> None:
+    """Run both checks and print their numbers."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("model", help="artifact to check profile on (.onnx, .xml, .tflite ...)")
+    parser.add_argument("--runs", type=int, default=20, help="timed runs per round and method (default 20)")
+    parser.add_argument("--rounds", type=int, default=7, help="alternating rounds (default 7)")
+    parser.add_argument("--threads", type=int, help="backend threads (default: the backend's)")
+    parser.add_argument("--e2e-model", help="yolov5n ONNX at 640 (default: export the bundled config)")
+    args = parser.parse_args()
+
+    model = Path(args.model)
+    with_app = model.suffix.lower() == ".xml" and BENCHMARK_APP.is_file()
+    rounds = rounds_of(model, args.runs, args.rounds, args.threads, with_app)
+    bare, infer = statistics.median(r.bare for r in rounds), statistics.median(r.infer for r in rounds)
+    print(f"{model.name}, {args.rounds} rounds of {args.runs} runs, medians: bare Runtime.infer loop {bare:.2f} ms, "
+          f"profile inference stage p50 {infer:.2f} ms, per-round {verdict([r.infer / r.bare for r in rounds], TOLERANCE)}")
+    if with_app:
+        app = statistics.median(r.app for r in rounds if r.app is not None)
+        print(f"{model.name}: OpenVINO benchmark_app median {app:.2f} ms, profile inference stage p50 {infer:.2f} ms, "
+              f"per-round {verdict([r.infer / r.app for r in rounds if r.app is not None], TOLERANCE)}")
+
+    with tempfile.TemporaryDirectory() as tmp:
+        e2e_model = Path(args.e2e_model) if args.e2e_model else yolov5n_onnx(Path(tmp))
+        rounds = rounds_of(e2e_model, args.runs, args.rounds, args.threads, with_app=False)
+    e2e, bare = statistics.median(r.e2e for r in rounds), statistics.median(r.bare for r in rounds)
+    for label, ratio in (("bare inference loop", statistics.median(r.e2e / r.bare for r in rounds)),
+                         ("profile's own inference stage", statistics.median(r.e2e / r.infer for r in rounds))):
+        print(f"{e2e_model.name} (640, ONNX Runtime): frame -> Detections p50 {e2e:.2f} ms over {label}: per-round "
+              f"ratio {ratio:.3f} (target <= {E2E_TARGET:.2f}: {'met' if ratio <= E2E_TARGET else 'MISSED'})")
+    print(f"(bare inference loop p50 {bare:.2f} ms)")
+
+
+if __name__ == "__main__":
+    main()
