@@ -1,0 +1,51 @@
+"""``lite-deploy benchmark WEIGHTS``: every target x precision exported, verified, scored and timed, in one table."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    """Register ``benchmark``."""
+    p = subparsers.add_parser(
+        "benchmark",
+        help="export to every target and precision, then score and time each",
+        description="Export a checkpoint to each target x precision (each verified against PyTorch), score it on a "
+        "dataset (mAP50-95 and its change against the FP32 checkpoint) and time it (frame -> detections on a "
+        "1280x720 frame); print one table and save it as CSV with a latency-vs-mAP chart. Targets whose tools are "
+        "not installed are listed as skipped.",
+    )
+    p.add_argument("weights", metavar="WEIGHTS", help="checkpoint (.pt): the FP32 reference")
+    p.add_argument("--targets", default="onnx,openvino,tflite,trt", help="comma-separated targets or all "
+                   "(default onnx,openvino,tflite,trt)")
+    p.add_argument("--precisions", default="fp32,fp16,int8", help="comma-separated (default fp32,fp16,int8)")
+    p.add_argument("--data", help="YOLO data.yaml or COCO JSON to score mAP50-95 on (default: no mAP)")
+    p.add_argument("--calib", metavar="DIR_OR_YAML", help="calibration images for INT8: a folder or a data.yaml")
+    p.add_argument("--calib-size", type=int, default=300, help="calibration images used at most (default 300)")
+    p.add_argument("--imgsz", type=int, default=640, help="export input size (default 640)")
+    p.add_argument("--runs", type=int, default=50, help="timed runs per artifact (default 50)")
+    p.add_argument("--threads", type=int, help="backend threads for the timing (default: each backend's)")
+    p.add_argument("--out", metavar="DIR", help="output folder (default <weights folder>/<stem>_benchmark)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the benchmark and print the table."""
+    from ..errors import LiteDeployError
+    from ..eval.benchmark import benchmark, parse_precisions
+    from ..export.exporter import parse_targets
+
+    if args.runs < 1:
+        raise LiteDeployError("--runs must be at least 1")
+    try:
+        parse_targets(args.targets)
+        parse_precisions(args.precisions)
+    except ValueError as exc:
+        raise LiteDeployError(str(exc)) from None
+    report = benchmark(
+        args.weights, targets=args.targets, precisions=args.precisions, data=args.data, calib=args.calib,
+        calib_size=args.calib_size, imgsz=args.imgsz, out=args.out, runs=args.runs, threads=args.threads,
+    )
+    print(report.table())
+    print(f"table written to {report.csv}" + (f", chart to {report.chart}" if report.chart else ""))
+    return 0

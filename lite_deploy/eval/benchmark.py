@@ -1,0 +1,296 @@
+"""Benchmark a checkpoint across deployment targets and precisions: export, verify, validate, profile, one table.
+
+For each target x precision the checkpoint is exported (:func:`lite_deploy.export.exporter.export`, which verifies
+every artifact against PyTorch), scored on a dataset (:func:`lite_deploy.eval.validate.validate`: mAP50-95 and its
+change against the FP32 ``.pt`` model) and timed (:func:`lite_deploy.runtime.profile.profile`: frame ->
+Detections on a 1280x720 frame). A failure in one row is written into its status; the other rows go on. Targets
+whose tools are not installed are listed as skipped with the reason. The table is printed and saved as CSV, with
+a latency-vs-mAP chart.
+"""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import inspect
+import io
+import logging
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Union
+
+from ..errors import CheckpointError, VerificationError
+from ..spec import atomic_write_bytes
+
+LOGGER = logging.getLogger(__name__)
+
+PRECISIONS = ("fp32", "fp16", "int8")
+# target -> (module, how to get it) that exporting to it and running it here need
+_NEEDS = {
+    "onnx": (("onnxruntime", "pip install 'lite-deploy[onnxruntime]'"),),
+    "openvino": (("openvino", "pip install 'lite-deploy[openvino]'"),),
+    "tflite": (("litert_torch", "pip install 'lite-deploy[tflite]'"), ("ai_edge_litert", "pip install 'lite-deploy[tflite]'")),
+    "trt": (("tensorrt", "it comes with JetPack on the device"),),
+}
+REFERENCE = "pytorch"
+
+
+@dataclass
+class BenchmarkRow:
+    """One artifact's line of the table (``None``: not measured).
+
+    Attributes:
+        target: ``pytorch`` (the reference ``.pt``), ``onnx``, ``openvino``, ``tflite`` or ``trt``.
+        precision: ``fp32``, ``fp16`` or ``int8``.
+        size_mb: artifact size on disk (an IR's ``.xml`` + ``.bin``), MB.
+        map50_95: COCO mAP50-95 on the dataset.
+        map_change: ``map50_95`` minus the FP32 ``.pt`` model's.
+        p50_ms, p99_ms: frame -> Detections latency percentiles on a 1280x720 frame, ms.
+        fps: frames per second at the mean latency.
+        status: ``ok``, ``skipped: <reason>``, ``int8 export not available``, or ``<stage> failed: <message>``.
+        file: the artifact.
+    """
+
+    target: str
+    precision: str
+    size_mb: Optional[float] = None
+    map50_95: Optional[float] = None
+    map_change: Optional[float] = None
+    p50_ms: Optional[float] = None
+    p99_ms: Optional[float] = None
+    fps: Optional[float] = None
+    status: str = "ok"
+    file: str = ""
+
+
+COLUMNS = tuple(f.name for f in fields(BenchmarkRow))
+
+
+@dataclass
+class BenchmarkReport:
+    """The rows (reference first) and the files written."""
+
+    rows: List[BenchmarkRow]
+    csv: Path
+    chart: Optional[Path]
+
+    def table(self) -> str:
+        """The rows as an aligned text table."""
+        header = ("target", "precision", "size MB", "mAP50-95", "change", "p50 ms", "p99 ms", "FPS", "status")
+        body = [
+            (r.target, r.precision, _fmt(r.size_mb, "{:.2f}"), _fmt(r.map50_95, "{:.4f}"), _fmt(r.map_change, "{:+.4f}"),
+             _fmt(r.p50_ms, "{:.2f}"), _fmt(r.p99_ms, "{:.2f}"), _fmt(r.fps, "{:.1f}"), r.status)
+            for r in self.rows
+        ]
+        widths = [max(len(line[i]) for line in [header] + body) for i in range(len(header) - 1)]
+        return "\n".join(
+            "  ".join(cell.ljust(w) if i < 2 else cell.rjust(w) for i, (cell, w) in enumerate(zip(line, widths)))
+            + "  " + line[-1]
+            for line in [header] + body
+        )
+
+    def fastest(self, precision: str = "fp32") -> Optional[BenchmarkRow]:
+        """The exported artifact of ``precision`` with the lowest p50 latency, if any was timed."""
+        timed = [r for r in self.rows if r.target != REFERENCE and r.precision == precision and r.p50_ms is not None]
+        return min(timed, key=lambda r: r.p50_ms) if timed else None
+
+
+def unavailable(target: str) -> str:
+    """Why ``target`` cannot be exported and run here (``""`` when it can)."""
+    for module, hint in _NEEDS[target]:
+        if importlib.util.find_spec(module) is None:
+            return f"{module} is not installed ({hint})"
+    return ""
+
+
+def parse_precisions(precisions: Union[str, Sequence[str]]) -> List[str]:
+    """``"fp32,int8"`` or a list -> the precisions in table order.
+
+    Raises:
+        ValueError: an unknown precision.
+    """
+    items = precisions.split(",") if isinstance(precisions, str) else list(precisions)
+    names = [p.strip().lower() for p in items if p.strip()]
+    unknown = [p for p in names if p not in PRECISIONS]
+    if unknown or not names:
+        raise ValueError(f"unknown precision {unknown or precisions!r}: choose from {', '.join(PRECISIONS)}")
+    return [p for p in PRECISIONS if p in names]
+
+
+def benchmark(
+    weights: Union[str, Path],
+    *,
+    targets: Union[str, Sequence[str]] = "onnx,openvino,tflite,trt",
+    precisions: Union[str, Sequence[str]] = PRECISIONS,
+    data: Optional[Union[str, Path]] = None,
+    calib: Optional[Union[str, Path]] = None,
+    calib_size: int = 300,
+    imgsz: int = 640,
+    out: Optional[Union[str, Path]] = None,
+    runs: int = 50,
+    warmup: int = 5,
+    threads: Optional[int] = None,
+    progress: bool = True,
+) -> BenchmarkReport:
+    """Export ``weights`` to every target x precision, verify, validate and profile each; write CSV and chart.
+
+    Args:
+        weights: a checkpoint file (the FP32 reference).
+        targets: ``onnx``, ``openvino``, ``tflite``, ``trt``, comma-separated, or ``all``.
+        precisions: ``fp32``, ``fp16``, ``int8``, comma-separated or a list.
+        data: YOLO data.yaml or COCO JSON for mAP50-95 (without it the mAP columns stay empty).
+        calib: calibration images for INT8 (a folder or a data.yaml); INT8 rows are skipped without it.
+        calib_size: calibration images used at most.
+        imgsz: export (and reference) input size.
+        out: output folder (default ``<weights folder>/<weights stem>_benchmark``); the artifacts go into its
+            ``artifacts/``.
+        runs, warmup: timed and untimed calls of each profile.
+        threads: backend threads for the profiles (default: each backend's).
+        progress: show progress bars.
+
+    Returns:
+        The :class:`BenchmarkReport`; ``benchmark.csv`` and ``benchmark.png`` are in ``out``.
+
+    Raises:
+        CheckpointError: ``weights`` is not a file.
+        ValueError: unknown target or precision.
+    """
+    from tqdm import tqdm
+
+    from ..export.exporter import parse_targets
+
+    weights = Path(weights)
+    if not weights.is_file():
+        raise CheckpointError(f"weights file {str(weights)!r} does not exist")
+    target_list, precision_list = parse_targets(targets), parse_precisions(precisions)
+    out = Path(out) if out is not None else weights.parent / f"{weights.stem}_benchmark"
+    settings = dict(data=data, imgsz=imgsz, runs=runs, warmup=warmup, threads=threads, progress=progress)
+    reference = BenchmarkRow(REFERENCE, "fp32", file=str(weights), size_mb=weights.stat().st_size / 1e6)
+    _measure(reference, weights, None, **settings)
+    rows = [reference]
+    jobs = [(t, p) for t in target_list for p in precision_list]
+    for target, precision in tqdm(jobs, desc="benchmark", unit="artifact", disable=not progress):
+        row = BenchmarkRow(target, precision)
+        rows.append(row)
+        path = _export(row, weights, out / "artifacts", imgsz=imgsz, calib=calib, calib_size=calib_size)
+        if path is not None:
+            row.file, row.size_mb = str(path), _size_mb(path)
+            _measure(row, path, reference.map50_95, **settings)
+        LOGGER.info("%s %s: %s", target, precision, row.status)
+    report = BenchmarkReport(rows, _write_csv(rows, out / "benchmark.csv"), None)
+    try:
+        report.chart = plot_benchmark(rows, out / "benchmark.png")
+    except ImportError:
+        LOGGER.warning("no chart: matplotlib is not installed (pip install matplotlib)")
+    return report
+
+
+def _export(row: BenchmarkRow, weights: Path, folder: Path, *, imgsz: int, calib: Any, calib_size: int) -> Optional[Path]:
+    """Export one target x precision; on failure set ``row.status`` and return ``None``."""
+    from ..export.exporter import export
+
+    reason = unavailable(row.target)
+    if reason:
+        row.status = f"skipped: {reason}"
+        return None
+    options: Dict[str, Any] = {"imgsz": imgsz, "out": folder, "half": row.precision == "fp16"}
+    if row.precision == "int8":
+        if "int8" not in inspect.signature(export).parameters:
+            row.status = "int8 export not available"
+            return None
+        if calib is None:
+            row.status = "skipped: int8 needs calibration images (calib)"
+            return None
+        options.update(int8=True, calib=calib, calib_size=calib_size)
+    try:
+        return export(weights, row.target, **options)[row.target]
+    except VerificationError as exc:
+        row.status = f"verify failed: {_short(exc)}"
+    except Exception as exc:  # one failing row must not stop the others
+        LOGGER.debug("%s %s export failed", row.target, row.precision, exc_info=True)
+        row.status = f"export failed: {_short(exc)}"
+    return None
+
+
+def _measure(row: BenchmarkRow, path: Path, reference_map: Optional[float], *, data: Any, imgsz: int, runs: int,
+             warmup: int, threads: Optional[int], progress: bool) -> None:
+    """Validate (when there is data) and profile one model into ``row``; a failure goes into its status."""
+    from ..runtime.profile import profile
+    from .validate import validate
+
+    model_imgsz = imgsz if path.suffix.lower() == ".pt" else None
+    if data is not None:
+        try:
+            row.map50_95 = validate(path, data, imgsz=model_imgsz, progress=progress, verbose=False)["map50_95"]
+        except Exception as exc:
+            LOGGER.debug("%s validation failed", path, exc_info=True)
+            row.status = f"val failed: {_short(exc)}"
+        if row.map50_95 is not None and reference_map is not None:
+            row.map_change = row.map50_95 - reference_map
+    try:
+        result = profile(path, runs=runs, warmup=warmup, threads=threads, imgsz=model_imgsz, layers=False,
+                         peak=False, facts=False)
+    except Exception as exc:
+        LOGGER.debug("%s profile failed", path, exc_info=True)
+        if row.status == "ok":
+            row.status = f"profile failed: {_short(exc)}"
+        return
+    row.p50_ms, row.p99_ms, row.fps = result.latency.p50, result.latency.p99, result.fps
+
+
+def plot_benchmark(rows: Sequence[BenchmarkRow], path: Union[str, Path]) -> Path:
+    """Latency (p50) against mAP50-95, one labelled marker per model; without mAP, a bar chart of latency.
+
+    Raises:
+        ImportError: matplotlib is not installed.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    timed = [r for r in rows if r.p50_ms is not None]
+    scored = [r for r in timed if r.map50_95 is not None]
+    fig = Figure(figsize=(8, 5), tight_layout=True)
+    ax = fig.add_subplot()
+    markers = {REFERENCE: "*", "onnx": "o", "openvino": "s", "tflite": "^", "trt": "D"}
+    colours = {"fp32": "tab:blue", "fp16": "tab:orange", "int8": "tab:green"}
+    if scored:
+        for r in scored:
+            ax.scatter(r.p50_ms, r.map50_95, marker=markers[r.target], color=colours[r.precision], s=70)
+            ax.annotate(f"{r.target} {r.precision}", (r.p50_ms, r.map50_95), textcoords="offset points",
+                        xytext=(6, 4), fontsize=8)
+        ax.set(xlabel="p50 latency, frame -> detections (ms)", ylabel="mAP50-95", title="latency vs mAP50-95")
+    else:
+        labels = [f"{r.target} {r.precision}" for r in timed]
+        ax.barh(labels, [r.p50_ms for r in timed], color=[colours[r.precision] for r in timed])
+        ax.set(xlabel="p50 latency, frame -> detections (ms)", title="latency (no dataset given: no mAP)")
+    ax.grid(alpha=0.3)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=130)
+    atomic_write_bytes(path, buffer.getvalue())
+    return Path(path)
+
+
+def _write_csv(rows: Sequence[BenchmarkRow], path: Path) -> Path:
+    text = io.StringIO()
+    writer = csv.writer(text)
+    writer.writerow(COLUMNS)
+    for r in rows:
+        writer.writerow(["" if getattr(r, c) is None else getattr(r, c) for c in COLUMNS])
+    atomic_write_bytes(path, text.getvalue().encode())
+    return path
+
+
+def _size_mb(path: Path) -> float:
+    files = [path] + ([path.with_suffix(".bin")] if path.suffix.lower() == ".xml" else [])
+    return sum(f.stat().st_size for f in files if f.is_file()) / 1e6
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return text if len(text) <= 160 else text[:157] + "..."
+
+
+def _fmt(value: Optional[float], pattern: str) -> str:
+    return "-" if value is None else pattern.format(value)
