@@ -26,6 +26,8 @@ COMMANDS = {
     "build-engine": "build_engine",
     "predict": "predict",
     "profile": "profile",
+    "benchmark": "benchmark",
+    "demo": "demo",
     "run": "run",
 }
 
