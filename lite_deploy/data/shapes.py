@@ -1,7 +1,7 @@
 """A synthetic detection benchmark: six kinds of shapes on cluttered backgrounds, written as a YOLO dataset.
 
 Classes: ``circle, square, triangle, star, cross, ring``. Each image (long side ``imgsz``, short side equal or
-60-100 % of it) has 0-8 objects whose longest side is log-uniform between 3.5 % and 50 % of the long side (11-160
+60-100 % of it) has 0-8 objects whose longest side is log-uniform between 5 % and 50 % of the long side (16-160
 px at 320), with random aspect (0.75-1.33), rotation, colour (at least :data:`MIN_CONTRAST` away from the
 background under it) and a shading gradient. Objects may hide each other and leave the image: the label is the
 box of the visible pixels, and a placement that would leave an object (new or earlier) with less than
@@ -10,8 +10,8 @@ Backgrounds mix a low-frequency colour field, a linear gradient, blurred noise t
 then sensor noise and sometimes blur are added and the image is stored as JPEG at quality :data:`JPEG_QUALITY`.
 
 The difficulty is meant to keep small detectors from saturating at once without making them fail: small
-objects, clutter, occlusion and truncation keep mAP50-95 well below 1, while a smallest side of about 11 px (at
-320) and a guaranteed colour contrast keep every object detectable, so mAP50 can approach 1 with training.
+objects, clutter, occlusion and truncation keep mAP50-95 well below 1, while a smallest side of about 16 px (at
+320), at least 60 % of every object visible and a guaranteed colour contrast keep every object recognisable, so mAP50 can approach 1 with training.
 
 Determinism: image ``i`` of a split is drawn from ``numpy.random.default_rng([seed, split, i])`` with OpenCV
 drawing only, so the same seed gives the same files (byte for byte with the same OpenCV build).
@@ -34,8 +34,8 @@ LOGGER = logging.getLogger(__name__)
 CLASSES = ("circle", "square", "triangle", "star", "cross", "ring")
 SPLITS = ("train", "val")
 MAX_OBJECTS = 8
-SIZE_RANGE = (0.035, 0.5)  # longest object side, fraction of the image's long side (log-uniform)
-MIN_VISIBLE = 0.4  # fraction of an object's area that must stay visible
+SIZE_RANGE = (0.05, 0.5)  # longest object side, fraction of the image's long side (log-uniform)
+MIN_VISIBLE = 0.6  # fraction of an object's area that must stay visible
 MIN_BOX = 4  # smallest visible box side in pixels
 MIN_CONTRAST = 70.0  # Euclidean BGR distance between object colour and the mean background under it
 PLACEMENT_TRIES = 6

@@ -76,6 +76,7 @@ class TrainConfig:
         augment: augmentation strengths.
         close_mosaic: turn mosaic off for this many final epochs.
         val_batch: frames per validation call.
+        val_every: validate (and consider for ``best.pt``) every this many epochs, and always after the last.
     """
 
     data: str
@@ -105,6 +106,7 @@ class TrainConfig:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     close_mosaic: int = 0
     val_batch: int = 8
+    val_every: int = 1
 
     def to_dict(self) -> Dict[str, Any]:
         """Plain-data form."""
@@ -360,6 +362,9 @@ class Trainer:
             scheduler.step()
             train_seconds = time.perf_counter() - start
             self._save(ema, model, optimizer, epoch, {}, improved=False)
+            if (epoch + 1) % max(cfg.val_every, 1) and epoch + 1 < cfg.epochs:
+                LOGGER.info("epoch %d/%d: %.0f s training", epoch + 1, cfg.epochs, train_seconds)
+                continue
             results = validate(str(weights_dir / "last.pt"), val_set, imgsz=cfg.imgsz, batch=cfg.val_batch,
                                progress=self.progress, verbose=False)
             score = fitness(results)
