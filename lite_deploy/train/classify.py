@@ -75,7 +75,7 @@ class ClassifyConfig:
     name: str = "exp"
     device: Optional[str] = None
     seed: int = 0
-    lr0: float = 0.05
+    lr0: float = 0.01
     lrf: float = 0.01
     momentum: float = 0.9
     weight_decay: float = 4e-5
