@@ -1,4 +1,5 @@
-"""``lite-deploy dataset``: generate the synthetic shapes benchmark, or check a YOLO dataset for malformed files."""
+"""``lite-deploy dataset``: generate the synthetic shapes benchmark (detection, or ``shapes-cls`` classification), or
+check a YOLO dataset for malformed files."""
 
 from __future__ import annotations
 
@@ -23,6 +24,17 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     shapes.add_argument("--imgsz", type=int, default=320, help="long image side in pixels (default 320)")
     shapes.set_defaults(func=_shapes)
 
+    shapes_cls = actions.add_parser(
+        "shapes-cls", help="write a synthetic image-folder classification set (one shape per image)",
+        description="Write the synthetic shapes classification set (6 classes) as OUT/{train,val}/<class>/*.jpg.",
+    )
+    shapes_cls.add_argument("out", help="output folder")
+    shapes_cls.add_argument("--train", type=int, default=600, help="training images (default 600)")
+    shapes_cls.add_argument("--val", type=int, default=120, help="validation images (default 120)")
+    shapes_cls.add_argument("--seed", type=int, default=0, help="random seed; same seed, same files (default 0)")
+    shapes_cls.add_argument("--imgsz", type=int, default=96, help="image side in pixels (default 96)")
+    shapes_cls.set_defaults(func=_shapes_cls)
+
     check = actions.add_parser(
         "check", help="list every problem of a YOLO dataset (labels, missing or corrupt images)",
         description="List every problem of a YOLO dataset: malformed label lines, missing or corrupt images.",
@@ -37,6 +49,15 @@ def _shapes(args: argparse.Namespace) -> int:
 
     start = time.perf_counter()
     path = generate_shapes(args.out, train=args.train, val=args.val, seed=args.seed, imgsz=args.imgsz)
+    print(f"{args.train + args.val} images in {time.perf_counter() - start:.1f} s; dataset: {path}")
+    return 0
+
+
+def _shapes_cls(args: argparse.Namespace) -> int:
+    from ..data.shapes_cls import generate_shapes_cls
+
+    start = time.perf_counter()
+    path = generate_shapes_cls(args.out, train=args.train, val=args.val, seed=args.seed, imgsz=args.imgsz)
     print(f"{args.train + args.val} images in {time.perf_counter() - start:.1f} s; dataset: {path}")
     return 0
 

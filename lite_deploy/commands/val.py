@@ -1,4 +1,5 @@
-"""``lite-deploy val``: score a checkpoint or exported artifact on a dataset (COCO mAP50, mAP50-95, P, R)."""
+"""``lite-deploy val``: score a checkpoint or exported artifact on a dataset (COCO mAP50, mAP50-95, P, R), or with
+``--task classify`` a classifier on an image-folder split (top-1, top-5)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "val", help="score a model or artifact on a dataset (COCO mAP)", description=__doc__,
     )
     parser.add_argument("model", help="checkpoint (.pt) or artifact (.onnx, .xml, .tflite, .engine)")
-    parser.add_argument("--data", required=True, help="YOLO data.yaml or COCO instances .json")
+    parser.add_argument("--task", choices=("detect", "classify"), default="detect", help="detect (default) or classify")
+    parser.add_argument("--data", required=True,
+                        help="YOLO data.yaml or COCO instances .json; classify: image folder with train/ and val/")
     parser.add_argument("--split", default="val", help="split of a YOLO dataset (default val)")
     parser.add_argument("--images", help="image folder of a COCO .json (default: the file's folder)")
     parser.add_argument("--imgsz", type=int, help="input size for checkpoints (artifacts have theirs fixed)")
@@ -25,6 +28,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    if args.task == "classify":
+        from ..eval.classify import validate_classifier
+
+        validate_classifier(args.model, args.data, split=args.split, imgsz=args.imgsz, batch=args.batch)
+        return 0
     from ..eval.validate import validate
 
     validate(
