@@ -213,6 +213,9 @@ class CenterNetTrainer(Trainer):
             scheduler.step()
             train_seconds = time.perf_counter() - start
             self._save(ema, model, optimizer, epoch, {}, improved=False)
+            if (epoch + 1) % max(cfg.val_every, 1) and epoch + 1 < cfg.epochs:
+                LOGGER.info("epoch %d/%d: %.0f s training", epoch + 1, cfg.epochs, train_seconds)
+                continue
             results = validate(str(weights_dir / "last.pt"), val_set, imgsz=cfg.imgsz, batch=cfg.val_batch,
                                progress=self.progress, verbose=False)
             improved = fitness(results) > self.best_fitness
