@@ -169,14 +169,21 @@ def benchmark(
     _measure(reference, weights, None, **settings)
     rows = [reference]
     jobs = [(t, p) for t in target_list for p in precision_list]
-    for target, precision in tqdm(jobs, desc="benchmark", unit="artifact", disable=not progress):
-        row = BenchmarkRow(target, precision)
-        rows.append(row)
-        path = _export(row, weights, out / "artifacts", imgsz=imgsz, calib=calib, calib_size=calib_size)
-        if path is not None:
-            row.file, row.size_mb = str(path), _size_mb(path)
-            _measure(row, path, reference.map50_95, **settings)
-        LOGGER.info("%s %s: %s", target, precision, row.status)
+    export_logger = logging.getLogger("lite_deploy.export")  # its verification tables: shown with -v only
+    level = export_logger.level
+    if not LOGGER.isEnabledFor(logging.DEBUG):
+        export_logger.setLevel(logging.WARNING)
+    try:
+        for target, precision in tqdm(jobs, desc="benchmark", unit="artifact", disable=not progress):
+            row = BenchmarkRow(target, precision)
+            rows.append(row)
+            path = _export(row, weights, out / "artifacts", imgsz=imgsz, calib=calib, calib_size=calib_size)
+            if path is not None:
+                row.file, row.size_mb = str(path), _size_mb(path)
+                _measure(row, path, reference.map50_95, **settings)
+            LOGGER.info("%s %s: %s", target, precision, row.status)
+    finally:
+        export_logger.setLevel(level)
     report = BenchmarkReport(rows, _write_csv(rows, out / "benchmark.csv"), None)
     try:
         report.chart = plot_benchmark(rows, out / "benchmark.png")
@@ -257,9 +264,12 @@ def plot_benchmark(rows: Sequence[BenchmarkRow], path: Union[str, Path]) -> Path
     colours = {"fp32": "tab:blue", "fp16": "tab:orange", "int8": "tab:green"}
     if scored:
         for r in scored:
-            ax.scatter(r.p50_ms, r.map50_95, marker=markers[r.target], color=colours[r.precision], s=70)
-            ax.annotate(f"{r.target} {r.precision}", (r.p50_ms, r.map50_95), textcoords="offset points",
-                        xytext=(6, 4), fontsize=8)
+            ax.scatter(r.p50_ms, r.map50_95, marker=markers[r.target], color=colours[r.precision], s=70,
+                       label=f"{r.target} {r.precision}", alpha=0.8)
+        maps = [r.map50_95 for r in scored]
+        ax.set_ylim(max(0.0, min(maps) - 0.02), min(1.0, max(maps) + 0.02))
+        ax.set_xlim(left=0)
+        ax.legend(fontsize=8, loc="best")
         ax.set(xlabel="p50 latency, frame -> detections (ms)", ylabel="mAP50-95", title="latency vs mAP50-95")
     else:
         labels = [f"{r.target} {r.precision}" for r in timed]
