@@ -1,12 +1,12 @@
 """Train the CenterNet-style detector and a classifier briefly on the synthetic sets, export them, score every artifact.
 
-    python tools/train_seeds.py [--out runs/seeds] [--stage all|train|export] [--device cpu|cuda]
+    python tools/train_seeds.py [--out runs/seeds] [--stage all|train|export] [--models det,cls] [--device cuda]
                                 [--det-train 200 --det-val 50 --det-imgsz 128 --det-epochs 10]
                                 [--cls-arch mobilenetv2 --cls-train 300 --cls-val 60 --cls-imgsz 64 --cls-epochs 10]
                                 [--det-weights best.pt --cls-weights best.pt] [--targets onnx,openvino,tflite]
 
-``train`` needs torch only (run it where a GPU is, then ``export`` with the two best.pt files here); ``export``
-converts both models to each target (the exporter verifies every artifact against PyTorch) and prints, per
+``train`` needs torch only (run it where a GPU is, then ``export`` with the best.pt files here); ``export``
+converts the models to each target (the exporter verifies every artifact against PyTorch) and prints, per
 artifact, the detector's mAP50 / mAP50-95 on the shapes validation split with the smallest IoU of its boxes matched
 to the ``.pt``'s, and the classifier's top-1 / top-5 with its top-1 agreement with the ``.pt``. Both validation
 splits are regenerated from their seed, so they are the ones training used.
@@ -20,31 +20,36 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
 
-def train(args: argparse.Namespace, out: Path) -> Tuple[str, str]:
-    """Generate both sets and train both models; returns the two best.pt paths."""
+def train(args: argparse.Namespace, out: Path) -> Tuple[Optional[str], Optional[str]]:
+    """Generate the sets and train the models of ``--models``; returns the detector's and classifier's best.pt."""
     from lite_deploy.data.shapes import generate_shapes
     from lite_deploy.data.shapes_cls import generate_shapes_cls
     from lite_deploy.train.centernet import train_detector
     from lite_deploy.train.classify import ClassifyConfig, train_classifier
     from lite_deploy.train.trainer import TrainConfig
 
-    data = generate_shapes(out / "shapes", train=args.det_train, val=args.det_val, seed=args.seed,
-                           imgsz=args.det_imgsz, progress=False)
-    det = train_detector(TrainConfig(
-        data=str(data), cfg=args.det_cfg, epochs=args.det_epochs, imgsz=args.det_imgsz, batch=args.det_batch,
-        workers=args.workers, project=str(out), name="det", device=args.device, seed=args.seed,
-        nominal_batch=args.det_batch, warmup_epochs=1, val_every=args.val_every, val_batch=16,
-    ), progress=False)
-    root = generate_shapes_cls(out / "shapes_cls", train=args.cls_train, val=args.cls_val, seed=args.seed,
-                               imgsz=args.cls_imgsz, progress=False)
-    cls = train_classifier(ClassifyConfig(
-        data=str(root), cfg=args.cls_arch, epochs=args.cls_epochs, imgsz=args.cls_imgsz, batch=args.cls_batch,
-        workers=args.workers, project=str(out), name="cls", device=args.device, seed=args.seed, lr0=args.cls_lr0,
-        ema=True, val_batch=16,
-    ), progress=False)
-    print(f"detector best.pt: mAP50 {det['map50']:.3f} mAP50-95 {det['map50_95']:.3f} (last epoch)  {det['best']}")
-    print(f"classifier best.pt: top-1 {cls['best_top1']:.4f}  {cls['best']}")
-    return det["best"], cls["best"]
+    det_best = cls_best = None
+    if "det" in args.models:
+        data = generate_shapes(out / "shapes", train=args.det_train, val=args.det_val, seed=args.seed,
+                               imgsz=args.det_imgsz, progress=False)
+        det = train_detector(TrainConfig(
+            data=str(data), cfg=args.det_cfg, epochs=args.det_epochs, imgsz=args.det_imgsz, batch=args.det_batch,
+            workers=args.workers, project=str(out), name="det", device=args.device, seed=args.seed, lr0=args.det_lr0,
+            nominal_batch=args.det_batch, warmup_epochs=1, val_every=args.val_every, val_batch=16,
+        ), progress=False)
+        det_best = det["best"]
+        print(f"detector: mAP50 {det['map50']:.3f} mAP50-95 {det['map50_95']:.3f} (last epoch); best: {det_best}")
+    if "cls" in args.models:
+        root = generate_shapes_cls(out / "shapes_cls", train=args.cls_train, val=args.cls_val, seed=args.seed,
+                                   imgsz=args.cls_imgsz, progress=False)
+        cls = train_classifier(ClassifyConfig(
+            data=str(root), cfg=args.cls_arch, epochs=args.cls_epochs, imgsz=args.cls_imgsz, batch=args.cls_batch,
+            workers=args.workers, project=str(out), name="cls", device=args.device, seed=args.seed,
+            lr0=args.cls_lr0, ema=True, val_batch=16,
+        ), progress=False)
+        cls_best = cls["best"]
+        print(f"classifier: top-1 {cls['top1']:.4f} (last epoch), best top-1 {cls['best_top1']:.4f}; best: {cls_best}")
+    return det_best, cls_best
 
 
 def _det_agreement(reference: Path, artifact: Path, images: List[Any], imgsz: int) -> Tuple[int, int, float]:
@@ -64,22 +69,24 @@ def _det_agreement(reference: Path, artifact: Path, images: List[Any], imgsz: in
     return total, matched, float(np.float32(worst))
 
 
-def export_and_score(args: argparse.Namespace, out: Path, det_weights: str, cls_weights: str) -> None:
-    """Export both models to every target and print the per-artifact table."""
-    from lite_deploy.data.image_folder import ImageFolder
+def export_and_score(args: argparse.Namespace, out: Path, det_weights: Optional[str],
+                     cls_weights: Optional[str]) -> None:
+    """Export the given models to every target and print their per-artifact tables."""
+    if det_weights:
+        _score_detector(args, out, det_weights)
+    if cls_weights:
+        _score_classifier(args, out, cls_weights)
+
+
+def _score_detector(args: argparse.Namespace, out: Path, det_weights: str) -> None:
     from lite_deploy.data.shapes import generate_shapes
-    from lite_deploy.data.shapes_cls import generate_shapes_cls
     from lite_deploy.data.yolo import YoloDataset
-    from lite_deploy.eval.classify import validate_classifier
     from lite_deploy.eval.validate import validate
     from lite_deploy.export.exporter import export
 
     data = generate_shapes(out / "shapes_val", train=0, val=args.det_val, seed=args.seed, imgsz=args.det_imgsz,
                            progress=False)
-    root = generate_shapes_cls(out / "shapes_cls_val", train=6, val=args.cls_val, seed=args.seed,
-                               imgsz=args.cls_imgsz, progress=False)
     det_artifacts = export(det_weights, args.targets, imgsz=args.det_imgsz, out=out / "det_export", name="centernet")
-    cls_artifacts = export(cls_weights, args.targets, imgsz=args.cls_imgsz, out=out / "cls_export", name=args.cls_arch)
     val_set = YoloDataset.from_yaml(data, "val")
     images = [val_set.load_image(i) for i in range(min(len(val_set), 50))]
     print(f"\nCenterNet-MobileNetV2 on shapes val ({args.det_val} images, {args.det_imgsz} px)")
@@ -91,6 +98,17 @@ def export_and_score(args: argparse.Namespace, out: Path, det_weights: str, cls_
         agree = "" if path.suffix == ".pt" else "{1}/{0}, {2:.4f}".format(
             *_det_agreement(Path(det_weights), path, images, args.det_imgsz))
         print(f"{target + ' ' + path.name:<28} {r['map50']:7.3f} {r['map50_95']:9.3f} {r['ms_per_image']:7.1f}  {agree}")
+
+
+def _score_classifier(args: argparse.Namespace, out: Path, cls_weights: str) -> None:
+    from lite_deploy.data.image_folder import ImageFolder
+    from lite_deploy.data.shapes_cls import generate_shapes_cls
+    from lite_deploy.eval.classify import validate_classifier
+    from lite_deploy.export.exporter import export
+
+    root = generate_shapes_cls(out / "shapes_cls_val", train=6, val=args.cls_val, seed=args.seed,
+                               imgsz=args.cls_imgsz, progress=False)
+    cls_artifacts = export(cls_weights, args.targets, imgsz=args.cls_imgsz, out=out / "cls_export", name=args.cls_arch)
     folder = ImageFolder(root, "val")
     print(f"\n{args.cls_arch} on shapes-cls val ({len(folder)} images, {args.cls_imgsz} px)")
     print(f"{'artifact':<28} {'top-1':>7} {'top-5':>7} {'ms/img':>7}  top-1 agreement with .pt")
@@ -106,6 +124,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="runs/seeds", help="working folder (default runs/seeds)")
     parser.add_argument("--stage", choices=("all", "train", "export"), default="all")
+    parser.add_argument("--models", default="det,cls", help="det, cls or det,cls: what to train (default both)")
     parser.add_argument("--device", help="training device (default: CUDA when available)")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
     parser.add_argument("--workers", type=int, default=0, help="data loading processes (default 0)")
@@ -118,6 +137,7 @@ def main() -> int:
     parser.add_argument("--det-imgsz", type=int, default=128)
     parser.add_argument("--det-epochs", type=int, default=10)
     parser.add_argument("--det-batch", type=int, default=16)
+    parser.add_argument("--det-lr0", type=float, default=0.01)
     parser.add_argument("--det-weights", help="skip detector training: this CenterNet best.pt")
     parser.add_argument("--cls-arch", default="mobilenetv2")
     parser.add_argument("--cls-train", type=int, default=300)
@@ -131,12 +151,12 @@ def main() -> int:
 
     import torch
 
-    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    logging.basicConfig(level=logging.INFO if args.stage == "train" else logging.WARNING, format="%(message)s")
     torch.set_num_threads(args.threads)
     out = Path(args.out)
     if args.stage == "export":
-        if not (args.det_weights and args.cls_weights):
-            parser.error("--stage export needs --det-weights and --cls-weights")
+        if not (args.det_weights or args.cls_weights):
+            parser.error("--stage export needs --det-weights and/or --cls-weights")
         export_and_score(args, out, args.det_weights, args.cls_weights)
         return 0
     det_weights, cls_weights = train(args, out)
