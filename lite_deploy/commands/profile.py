@@ -46,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
         gflops = count_flops(load_model(path), args.imgsz or 640)
     result = profile(
         path, runs=args.runs, warmup=args.warmup, batch=args.batch, threads=args.threads, imgsz=args.imgsz,
-        layers=not args.no_layers, layer_runs=args.layer_runs, gflops=gflops,
+        layers=not args.no_layers, layer_runs=args.layer_runs, gflops=gflops, gflops_source="torch model",
     )
     print(result.table())
     if args.json:

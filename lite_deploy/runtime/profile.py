@@ -158,9 +158,9 @@ class ProfileResult:
         if self.gflops is None:
             text = f"GFLOPs unknown ({self.gflops_source})"
         else:
-            text = f"{self.gflops:.2f} GFLOPs per frame ({self.gflops_source})"
+            text = f"{self.gflops:.3g} GFLOPs per frame ({self.gflops_source})"
             if self.achieved_gflops is not None:
-                text += f" -> {self.achieved_gflops:.1f} GFLOP/s achieved in inference"
+                text += f" -> {self.achieved_gflops:.3g} GFLOP/s achieved in inference"
         if self.sgemm_gflops is not None:
             text += f"; numpy float32 matmul peak {self.sgemm_gflops:.1f} GFLOP/s"
             if self.achieved_gflops is not None:
@@ -198,6 +198,7 @@ def profile(
     peak: bool = True,
     facts: bool = True,
     gflops: Optional[float] = None,
+    gflops_source: str = "given",
     frame: Optional[np.ndarray] = None,
     **runtime_options: Any,
 ) -> ProfileResult:
@@ -216,6 +217,7 @@ def profile(
         peak: measure the numpy float32 matrix-multiply rate (about a second).
         facts: read the device facts.
         gflops: the model's GFLOPs per frame when known otherwise; default: counted from its graph.
+        gflops_source: where a given ``gflops`` comes from, for the report.
         frame: the BGR frame to run (default: :func:`synthetic_frame`, 1280x720).
         **runtime_options: backend options (``providers``, ``device``, ``precision`` ...).
 
@@ -251,7 +253,7 @@ def profile(
         if gflops is None:
             gflops, source = model_gflops(path, spec, runtime.model if path.suffix.lower() == ".xml" else None)
         else:
-            source = "given"
+            source = gflops_source
         backend = type(runtime).__name__
         if hasattr(runtime, "providers"):
             backend += f" ({', '.join(runtime.providers)})"
