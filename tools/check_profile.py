@@ -70,16 +70,17 @@ def rounds_of(model: Path, runs: int, rounds: int, threads: Optional[int], with_
             bare = statistics.median(bare_latencies(runtime, blob, runs, warmup=5))
         result = profile(model, runs=runs, warmup=5, threads=threads, layers=False, peak=False, facts=False)
         app = benchmark_app(model, runs, threads, precision) if with_app else None
+        with_app = app is not None  # a benchmark_app that failed once is not asked again
         results.append(Round(bare, result.stages["infer"].p50, result.latency.p50, app))
     return results
 
 
 def benchmark_app(model: Path, runs: int, threads: Optional[int], precision: str) -> Optional[float]:
     """Median latency (ms) OpenVINO's benchmark_app reports for an IR (synchronous, latency hint, ``precision``)."""
-    command = [str(BENCHMARK_APP), "-m", str(model), "-d", "CPU", "-hint", "latency", "-api", "sync", "-niter",
-               str(runs), "-infer_precision", precision]
-    if threads is not None:
-        command += ["-nthreads", str(threads)]
+    command = [str(BENCHMARK_APP), "-m", str(model), "-d", "CPU", "-api", "sync", "-niter", str(runs),
+               "-infer_precision", precision]
+    # the runtime's LATENCY hint is one stream; benchmark_app takes a thread count only without a hint
+    command += ["-hint", "latency"] if threads is None else ["-hint", "none", "-nstreams", "1", "-nthreads", str(threads)]
     output = subprocess.run(command, capture_output=True, text=True, timeout=600).stdout
     found = re.search(r"Median:\s*([0-9.]+)\s*ms", output)
     if found is None:
@@ -117,8 +118,9 @@ def main() -> None:
     bare, infer = statistics.median(r.bare for r in rounds), statistics.median(r.infer for r in rounds)
     print(f"{model.name}, {args.rounds} rounds of {args.runs} runs, medians: bare Runtime.infer loop {bare:.2f} ms, "
           f"profile inference stage p50 {infer:.2f} ms, per-round {verdict([r.infer / r.bare for r in rounds], TOLERANCE)}")
-    if with_app:
-        app = statistics.median(r.app for r in rounds if r.app is not None)
+    apps = [r.app for r in rounds if r.app is not None]
+    if apps:
+        app = statistics.median(apps)
         print(f"{model.name}: OpenVINO benchmark_app median {app:.2f} ms, profile inference stage p50 {infer:.2f} ms, "
               f"per-round {verdict([r.infer / r.app for r in rounds if r.app is not None], TOLERANCE)}")
 
