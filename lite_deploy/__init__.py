@@ -27,6 +27,7 @@ _EXPORTS = {
     "generate_shapes": "lite_deploy.data.shapes:generate_shapes",
     "DetectionEvaluator": "lite_deploy.eval.metrics:DetectionEvaluator",
     "validate": "lite_deploy.eval.validate:validate",
+    "benchmark": "lite_deploy.eval.benchmark:benchmark",
     "Detector": "lite_deploy.runtime:Detector",
     "Detections": "lite_deploy.runtime:Detections",
     "Classifier": "lite_deploy.runtime:Classifier",
@@ -34,6 +35,7 @@ _EXPORTS = {
     "load_spec": "lite_deploy.runtime:load_spec",
     "letterbox": "lite_deploy.runtime:letterbox",
     "nms": "lite_deploy.runtime:nms",
+    "profile": "lite_deploy.runtime.profile:profile",
     "stream": "lite_deploy.runtime.stream:stream",
 }
 
