@@ -26,7 +26,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--project", default="runs/train", help="folder of runs (default runs/train)")
     parser.add_argument("--name", default="exp", help="run name (default exp; exp2, exp3 ... when taken)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    parser.add_argument("--lr0", type=float, default=0.01, help="initial learning rate (default 0.01)")
+    parser.add_argument("--optimizer", choices=("SGD", "AdamW"), default="SGD", help="optimizer (default SGD)")
+    parser.add_argument("--lr0", type=float, default=0.01, help="initial learning rate (default 0.01; 0.002 suits AdamW)")
     parser.add_argument("--nominal-batch", type=int, default=64,
                         help="images accumulated into one optimizer step (default 64, as YOLOv5)")
     parser.add_argument("--warmup-epochs", type=float, default=3.0, help="warmup epochs (default 3)")
@@ -54,7 +55,8 @@ def _run(args: argparse.Namespace) -> int:
             batch=args.batch, workers=args.workers, device=args.device, project=args.project, name=args.name,
             seed=args.seed, lr0=args.lr0, cos_lr=args.cos_lr, close_mosaic=args.close_mosaic,
             nominal_batch=max(args.nominal_batch, args.batch), warmup_epochs=args.warmup_epochs,
-            val_every=args.val_every,
+            val_every=args.val_every, optimizer=args.optimizer,
+            warmup_bias_lr=0.0 if args.optimizer == "AdamW" else TrainConfig.warmup_bias_lr,
         )
         results = train(config)
     print(

@@ -1,8 +1,8 @@
 """A synthetic detection benchmark: six kinds of shapes on cluttered backgrounds, written as a YOLO dataset.
 
 Classes: ``circle, square, triangle, star, cross, ring``. Each image (long side ``imgsz``, short side equal or
-60-100 % of it) has 0-8 objects whose longest side is log-uniform between 5 % and 50 % of the long side (16-160
-px at 320), with random aspect (0.75-1.33), rotation, colour (at least :data:`MIN_CONTRAST` away from the
+60-100 % of it) has 0-8 objects whose longest side is log-uniform between 5 % (at least :data:`MIN_SIZE` px) and 50 % of
+the long side (16-160 px at 320, 16-112 px at 224), with random aspect (0.75-1.33), rotation, colour (at least :data:`MIN_CONTRAST` away from the
 background under it) and a shading gradient. Objects may hide each other and leave the image: the label is the
 box of the visible pixels, and a placement that would leave an object (new or earlier) with less than
 :data:`MIN_VISIBLE` of its area visible is drawn again elsewhere, so no visible object is ever unlabelled.
@@ -35,6 +35,7 @@ CLASSES = ("circle", "square", "triangle", "star", "cross", "ring")
 SPLITS = ("train", "val")
 MAX_OBJECTS = 8
 SIZE_RANGE = (0.05, 0.5)  # longest object side, fraction of the image's long side (log-uniform)
+MIN_SIZE = 16  # smallest longest object side in pixels, at any imgsz
 MIN_VISIBLE = 0.6  # fraction of an object's area that must stay visible
 MIN_BOX = 4  # smallest visible box side in pixels
 MIN_CONTRAST = 70.0  # Euclidean BGR distance between object colour and the mean background under it
@@ -138,7 +139,8 @@ def render_image(rng: np.random.Generator, imgsz: int = 320) -> Tuple[np.ndarray
     n_objects = 0 if rng.random() < 0.03 else int(rng.integers(1, MAX_OBJECTS + 1))
     for _ in range(n_objects):
         cls = int(rng.integers(len(CLASSES)))
-        size = imgsz * math.exp(rng.uniform(math.log(SIZE_RANGE[0]), math.log(SIZE_RANGE[1])))
+        smallest = max(SIZE_RANGE[0] * imgsz, min(MIN_SIZE, SIZE_RANGE[1] * imgsz))
+        size = math.exp(rng.uniform(math.log(smallest), math.log(SIZE_RANGE[1] * imgsz)))
         aspect = math.exp(rng.uniform(-0.29, 0.29))
         scale = np.array([size * min(aspect, 1.0), size * min(1.0 / aspect, 1.0)])
         angle = rng.uniform(0, 2 * np.pi)

@@ -60,6 +60,7 @@ class TrainConfig:
         name: run name; ``name``, ``name2``, ... when taken.
         device: ``cpu``, ``cuda``, ``cuda:0`` ...; default CUDA when available.
         seed: seed of weights init, shuffling and augmentation.
+        optimizer: ``SGD`` or ``AdamW``.
         lr0: initial learning rate.
         lrf: final learning rate as a fraction of ``lr0``.
         cos_lr: cosine instead of linear decay.
@@ -90,6 +91,7 @@ class TrainConfig:
     name: str = "exp"
     device: Optional[str] = None
     seed: int = 0
+    optimizer: str = "SGD"
     lr0: float = 0.01
     lrf: float = 0.01
     cos_lr: bool = False
@@ -152,8 +154,12 @@ class ModelEMA:
                     v.mul_(d).add_(state[k].detach(), alpha=1 - d)
 
 
-def make_optimizer(model: nn.Module, lr: float, momentum: float, weight_decay: float) -> torch.optim.SGD:
-    """SGD with Nesterov momentum and three groups: biases, decayed weights, norm-layer weights (YOLOv5 order).
+def make_optimizer(model: nn.Module, lr: float, momentum: float, weight_decay: float,
+                   algorithm: str = "SGD") -> torch.optim.Optimizer:
+    """An optimizer with three groups: biases, decayed weights, norm-layer weights (YOLOv5 order).
+
+    Args:
+        algorithm: ``SGD`` (Nesterov, ``momentum``) or ``AdamW`` (betas ``(momentum, 0.999)``).
 
     Only group 1 (weights of convolutions and linear layers) gets ``weight_decay``.
     """
@@ -166,7 +172,12 @@ def make_optimizer(model: nn.Module, lr: float, momentum: float, weight_decay: f
                 norm_weights.append(p)
             else:
                 decayed.append(p)
-    optimizer = torch.optim.SGD(biases, lr=lr, momentum=momentum, nesterov=True)
+    if algorithm == "SGD":
+        optimizer: torch.optim.Optimizer = torch.optim.SGD(biases, lr=lr, momentum=momentum, nesterov=True)
+    elif algorithm == "AdamW":
+        optimizer = torch.optim.AdamW(biases, lr=lr, betas=(momentum, 0.999), weight_decay=0.0)
+    else:
+        raise ValueError(f"unknown optimizer {algorithm!r}; use SGD or AdamW")
     optimizer.add_param_group({"params": decayed, "weight_decay": weight_decay})
     optimizer.add_param_group({"params": norm_weights, "weight_decay": 0.0})
     return optimizer
@@ -310,7 +321,7 @@ class Trainer:
         nb = len(loader)
         accumulate = max(round(cfg.nominal_batch / cfg.batch), 1)
         weight_decay = cfg.weight_decay * cfg.batch * accumulate / cfg.nominal_batch
-        optimizer = make_optimizer(model, cfg.lr0, cfg.momentum, weight_decay)
+        optimizer = make_optimizer(model, cfg.lr0, cfg.momentum, weight_decay, cfg.optimizer)
         lf = lr_lambda(cfg.epochs, cfg.lrf, cfg.cos_lr)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda=lf)
         ema = ModelEMA(model)
@@ -396,7 +407,11 @@ class Trainer:
         for j, group in enumerate(optimizer.param_groups):
             start = cfg.warmup_bias_lr if j == 0 else 0.0  # group 0: biases
             group["lr"] = float(np.interp(ni, xi, [start, group["initial_lr"] * lr_factor]))
-            group["momentum"] = float(np.interp(ni, xi, [cfg.warmup_momentum, cfg.momentum]))
+            momentum = float(np.interp(ni, xi, [cfg.warmup_momentum, cfg.momentum]))
+            if "betas" in group:  # AdamW: the first beta plays momentum's part
+                group["betas"] = (momentum, group["betas"][1])
+            else:
+                group["momentum"] = momentum
         return accumulate
 
     def _log(self, epoch: int, loss: torch.Tensor, results: Dict[str, Any], optimizer: torch.optim.Optimizer,

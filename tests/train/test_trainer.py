@@ -90,3 +90,26 @@ def test_fine_tune_from_yolov5_with_other_classes(yolov5_fixtures: Path, tiny_da
     assert len(head) == 6 and all(own[k].shape[0] == 3 * (5 + 6) for k in head)
     kept = [k for k in own if k not in head]
     assert all(torch.equal(own[k], reference[k]) for k in kept)  # backbone, neck and anchors transferred
+
+
+def test_val_every_validates_at_the_period_and_the_end(tiny_data: Path, tmp_path: Path) -> None:
+    torch.set_num_threads(1)
+    config = TrainConfig(data=str(tiny_data), cfg="yolov5n", epochs=3, imgsz=96, batch=3, workers=0,
+                         project=str(tmp_path), name="run", val_batch=3, val_every=2, nominal_batch=3)
+    train(config, progress=False)
+    rows = list(csv.DictReader((tmp_path / "run" / "results.csv").open()))
+    assert [r["epoch"] for r in rows] == ["2", "3"]
+
+
+def test_optimizers_keep_yolov5_parameter_groups() -> None:
+    from lite_deploy.models import build_model
+    from lite_deploy.train.trainer import make_optimizer
+
+    model = build_model("yolov5n", nc=6)
+    for algorithm, kind in (("SGD", torch.optim.SGD), ("AdamW", torch.optim.AdamW)):
+        optimizer = make_optimizer(model, 0.01, 0.9, 5e-4, algorithm)
+        assert isinstance(optimizer, kind)
+        assert [g["weight_decay"] for g in optimizer.param_groups] == [0.0, 5e-4, 0.0]
+        assert sum(len(g["params"]) for g in optimizer.param_groups) == len(list(model.parameters()))
+    with pytest.raises(ValueError, match="unknown optimizer"):
+        make_optimizer(model, 0.01, 0.9, 5e-4, "Adagrad")
