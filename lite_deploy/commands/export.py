@@ -29,6 +29,20 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--half", action="store_true",
                    help="FP16: FP16 ONNX with float32 I/O, FP16-compressed OpenVINO IR, TFLite FP16 weights, "
                    "TensorRT FP16 engine")
+    p.add_argument("--int8", action="store_true",
+                   help="INT8 calibrated on --calib: symmetric Q/DQ ONNX (ONNX Runtime, OpenVINO, TensorRT 8.5-11), "
+                   "full-integer TFLite")
+    p.add_argument("--calib", metavar="DIR_OR_DATA_YAML",
+                   help="calibration images for --int8: a folder of images or a data.yaml (its train split)")
+    p.add_argument("--calib-size", type=int, default=300, metavar="N",
+                   help="calibration images used (default 300; fewer than 100 only when set explicitly)")
+    p.add_argument("--data", metavar="DATA_YAML",
+                   help="validation set judging --half/--int8 artifacts by mAP50-95 against the FP32 model "
+                   "(default with --int8: --calib when it is a data.yaml)")
+    p.add_argument("--max-map-drop", type=float, metavar="POINTS",
+                   help="fail when an artifact's mAP50-95 is more than POINTS below the FP32 model's on --data")
+    p.add_argument("--tflite-io", choices=("int8", "float32"), default="int8",
+                   help="input/output type of the INT8 TFLite (default int8; the runtime quantizes)")
     p.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17, the newest TensorRT 8.5 parses)")
     p.add_argument("--no-simplify", action="store_true", help="keep the ONNX graph as traced")
     p.add_argument("--simplifier", choices=("onnxslim", "onnxsim"), default="onnxslim",
@@ -46,7 +60,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Export, then print one line per artifact and any step left for the device."""
+    """Export, then print one line per artifact, the accuracy gate's verdicts and any step left for the device."""
     from ..export.exporter import export_targets
 
     if len(args.imgsz) not in (1, 2):
@@ -57,7 +71,8 @@ def run(args: argparse.Namespace) -> int:
             args.weights, args.target, imgsz=args.imgsz, batch=args.batch, dynamic=args.dynamic, half=args.half,
             opset=args.opset, simplifier=None if args.no_simplify else args.simplifier, nms=args.nms,
             max_det=args.max_det, conf=args.conf, iou=args.iou, out=args.out, verify=not args.no_verify,
-            name=args.name,
+            name=args.name, int8=args.int8, calib=args.calib, calib_size=args.calib_size, data=args.data,
+            max_map_drop=args.max_map_drop, tflite_io=args.tflite_io,
         )
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -5,13 +5,16 @@ against PyTorch on generated images where its backend runs here, and only then m
 a failed export leaves nothing behind.
 
 Artifact names, in ``out`` (default: ``<weights folder>/<weights stem>_export/``; for a bundled config name,
-``./<name>_export/``), with ``<tag>`` = ``_fp16`` for FP16, ``_nms`` for in-graph NMS:
+``./<name>_export/``), with ``<tag>`` = ``_fp16`` for FP16, ``_int8`` for INT8, ``_nms`` for in-graph NMS:
 
-- ``<stem><tag>.onnx``                    ONNX (ONNX Runtime, or any ONNX consumer)
-- ``<stem><tag>.xml`` / ``.bin``          OpenVINO IR
-- ``<stem><tag>.tflite``                  TFLite
+- ``<stem><tag>.onnx``                    ONNX (ONNX Runtime, or any ONNX consumer); INT8: symmetric Q/DQ
+- ``<stem><tag>.xml`` / ``.bin``          OpenVINO IR; INT8: converted from the Q/DQ ONNX
+- ``<stem><tag>.tflite``                  TFLite; INT8: ``<stem>_full_integer_int8.tflite`` (int8 activations)
 - ``<stem><tag>_trt.onnx``                the ONNX a TensorRT engine is built from (``lite-deploy build-engine``)
 - ``<stem><tag>_trt.engine``              the engine, when TensorRT and a GPU are present
+
+FP16 and INT8 artifacts are judged by mAP50-95 against the FP32 model on ``data`` (see
+:mod:`lite_deploy.quantize.gate`); INT8 ones are calibrated on ``calib`` (see :mod:`lite_deploy.quantize`).
 """
 
 from __future__ import annotations
@@ -24,15 +27,19 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import nn
 
 from ..errors import BackendUnavailableError, CheckpointError, ConfigError, ExportError
+from ..quantize.gate import GateResult
 from ..spec import ModelSpec, sidecar_path
 from . import onnx as onnx_export
 from .describe import OUTPUT_NAMES, describe, output_layout
+
+if TYPE_CHECKING:
+    from ..quantize.calibration import CalibrationSet
 
 LOGGER = logging.getLogger(__name__)
 
@@ -55,16 +62,22 @@ class ExportOptions:
     conf: float = 0.25
     iou: float = 0.45
     verify: bool = True
+    int8: bool = False
+    calib: Optional[str] = None
+    calib_size: int = 300
+    data: Optional[str] = None
+    max_map_drop: Optional[float] = None
+    tflite_io: str = "int8"
 
     @property
     def precision(self) -> str:
-        """``fp16`` or ``fp32``."""
-        return "fp16" if self.half else "fp32"
+        """``int8``, ``fp16`` or ``fp32``."""
+        return "int8" if self.int8 else "fp16" if self.half else "fp32"
 
     @property
     def tag(self) -> str:
         """File-name tag of the precision and NMS choice."""
-        return ("_fp16" if self.half else "") + ("_nms" if self.nms else "")
+        return {"fp32": ""}.get(self.precision, f"_{self.precision}") + ("_nms" if self.nms else "")
 
 
 @dataclass
@@ -76,6 +89,11 @@ class ExportResult:
     export_s: float = 0.0
     verify_s: float = 0.0
     note: str = ""
+    gate: Optional[GateResult] = None
+
+
+# A target's outcome: (files, main one first; seconds verifying and judging; note for the user; gate result).
+_TargetOutcome = Tuple[List[Path], float, str, Optional[GateResult]]
 
 
 def parse_targets(target: Union[str, Sequence[str]]) -> List[str]:
@@ -170,6 +188,7 @@ def export(
     calib_size: int = 300,
     data: Optional[Union[str, Path]] = None,
     max_map_drop: Optional[float] = None,
+    tflite_io: str = "int8",
 ) -> Dict[str, Path]:
     """Export a model to one or more deployment formats and verify each artifact against PyTorch.
 
@@ -195,9 +214,13 @@ def export(
             Q/DQ ONNX for TensorRT).
         calib: calibration images: a folder of images or a data.yaml (its train split); required with ``int8``.
         calib_size: number of calibration images used (at most; fewer than 100 only when asked for explicitly).
-        data: data.yaml whose validation split judges FP16/INT8 artifacts by mAP50-95 against the FP32 model.
+        data: data.yaml whose validation split judges FP16/INT8 artifacts by mAP50-95 against the FP32 model
+            (default with ``int8``: ``calib`` when it is a data.yaml). The drop is logged and returned in
+            :attr:`ExportResult.gate`; an INT8 artifact losing more than ``max_map_drop`` (or 1 point) gets its most
+            sensitive layers kept in float until it does not.
         max_map_drop: fail (VerificationError) when an artifact's mAP50-95 is more than this many points below the
             FP32 model's on ``data``.
+        tflite_io: input/output type of the INT8 TFLite: ``int8`` (the runtime quantizes) or ``float32``.
 
     Returns:
         ``{target: main artifact path}`` (for OpenVINO the ``.xml``; for TensorRT the engine where it was built,
@@ -214,7 +237,7 @@ def export(
         weights, target, imgsz=imgsz, batch=batch, dynamic=dynamic, half=half, opset=opset,
         simplifier=simplifier if simplify else None, nms=nms, max_det=max_det, conf=conf, iou=iou, out=out,
         verify=verify, name=name, int8=int8, calib=calib, calib_size=calib_size, data=data,
-        max_map_drop=max_map_drop,
+        max_map_drop=max_map_drop, tflite_io=tflite_io,
     )
     return {r.target: r.files[0] for r in results}
 
@@ -241,11 +264,10 @@ def export_targets(
     calib_size: int = 300,
     data: Optional[Union[str, Path]] = None,
     max_map_drop: Optional[float] = None,
+    tflite_io: str = "int8",
 ) -> List[ExportResult]:
     """:func:`export` returning the full :class:`ExportResult` of each target (files, timings, notes)."""
     targets = parse_targets(target)
-    if int8:
-        raise ExportError("INT8 export is not available in this version yet; export without --int8")
     if batch < 1:
         raise ValueError(f"batch must be >= 1, got {batch}")
     if isinstance(weights, nn.Module):
@@ -257,27 +279,76 @@ def export_targets(
     stride = int(getattr(model, "stride", torch.tensor([32])).max()) if getattr(model, "task", "detect") == "detect" else 32
     options = ExportOptions(
         imgsz=resolve_imgsz(imgsz, stride), batch=None if dynamic else int(batch), half=half, opset=opset,
-        simplifier=simplifier, nms=nms, max_det=max_det, conf=conf, iou=iou, verify=verify,
+        simplifier=simplifier, nms=nms, max_det=max_det, conf=conf, iou=iou, verify=verify, int8=int8,
+        calib=None if calib is None else str(calib), calib_size=int(calib_size), data=_judging_data(data, calib, int8),
+        max_map_drop=max_map_drop, tflite_io=tflite_io,
     )
     if nms and output_layout(model) != "boxes_scores":
         raise ValueError("--nms applies to anchor-based detectors only (CenterNet heatmaps are decoded without NMS)")
+    calib_images = _check_int8(options, model) if int8 else []
     out_dir = Path(out) if out is not None else default_out_dir(weights if not isinstance(weights, nn.Module) else stem, source)
     from ..models.deploy import prepare_for_export
 
     export_model = prepare_for_export(model)
-    job = _Job(model, export_model, source, stem, options, out_dir)
-    return [job.run(t) for t in targets]
+    job = _Job(model, export_model, source, stem, options, out_dir, calib_images)
+    try:
+        return [job.run(t) for t in targets]
+    finally:
+        job.close()
+
+
+def _judging_data(data: Optional[Union[str, Path]], calib: Optional[Union[str, Path]], int8: bool) -> Optional[str]:
+    """The data.yaml the accuracy gate uses: ``data``, else with INT8 a data.yaml given as ``calib``."""
+    if data is not None:
+        return str(data)
+    if int8 and calib is not None and Path(calib).suffix.lower() in (".yaml", ".yml"):
+        return str(calib)
+    return None
+
+
+def _check_int8(options: ExportOptions, model: nn.Module) -> List[Path]:
+    """Refuse INT8 requests that cannot work, before anything is exported; return the calibration images.
+
+    Raises:
+        ValueError: INT8 with ``half`` or for a model without boxes/scores outputs, or an unknown TFLite I/O type.
+        ExportError: no calibration images, or too few (see :func:`lite_deploy.quantize.calibration.find_images`).
+    """
+    from ..quantize.calibration import find_images
+    from ..quantize.tflite_int8 import IO_DTYPES
+
+    if options.half:
+        raise ValueError("choose one precision: --int8 or --half")
+    if output_layout(model) != "boxes_scores":
+        raise ValueError("--int8 applies to anchor-based detectors (boxes and scores outputs) only")
+    if options.tflite_io not in IO_DTYPES:
+        raise ValueError(f"tflite_io must be one of {', '.join(IO_DTYPES)}, got {options.tflite_io!r}")
+    images = find_images(options.calib, options.calib_size)
+    if options.data is None:
+        LOGGER.warning("INT8 artifacts are not judged without a validation set: pass --data data.yaml to measure "
+                       "their mAP against the FP32 model")
+    return images
 
 
 class _Job:
     """One export call: the models, options and the staging folder every target writes into first."""
 
     def __init__(self, model: nn.Module, export_model: nn.Module, source: Optional[Path], stem: str,
-                 options: ExportOptions, out_dir: Path) -> None:
+                 options: ExportOptions, out_dir: Path, calib_images: Sequence[Path] = ()) -> None:
         self.model, self.export_model, self.source, self.stem = model, export_model, source, stem
         self.options, self.out_dir = options, out_dir
+        self.calib_images = list(calib_images)
         self._fp32_onnx: Optional[Path] = None
         self._staging: Optional[Path] = None
+        self._work: Optional[Path] = None  # job-wide: the FP32 reference ONNX, calibration ranges, sensitivity trials
+        self._reference_map: Optional[float] = None
+        self._sensitivity: Optional[List[str]] = None
+        self.float_layers: List[str] = []  # ONNX Conv node names kept in float by the accuracy gate so far
+
+    def close(self) -> None:
+        """Remove the job's working folder."""
+        if self._work is not None:
+            shutil.rmtree(self._work, ignore_errors=True)
+            self._work = None
 
     # ------------------------------------------------------------------ helpers
     def spec(self, target: str, *, precision: Optional[str] = None, layout: str = "NCHW",
@@ -333,12 +404,106 @@ class _Job:
                                               nms_kind="onnx" if self.options.nms else None, half=False)
         return self._fp32_onnx
 
+    def work(self, filename: str) -> Path:
+        """Path of ``filename`` in the job-wide working folder (beside the output folder, removed by :meth:`close`)."""
+        if self._work is None:
+            self.out_dir.parent.mkdir(parents=True, exist_ok=True)
+            self._work = Path(tempfile.mkdtemp(prefix=f".{self.out_dir.name}.work.", dir=str(self.out_dir.parent)))
+        return self._work / filename
+
+    def reference_onnx(self) -> Path:
+        """The FP32 ONNX (no NMS) that calibration, the accuracy gate and the sensitivity trials all use."""
+        path = self.work(f"{self.stem}.fp32.onnx")
+        if not path.is_file():
+            spec = self.spec("onnx", precision="fp32", tools=self.onnx_tools())
+            module, names = self.module_for(None, False)
+            o = self.options
+            proto = onnx_export.torch_to_onnx(module, self.sample(), output_names=names, opset=o.opset,
+                                              dynamic_batch=o.batch is None)
+            onnx_export.save(onnx_export.simplify(proto, o.simplifier), path, spec)
+        return path
+
+    def calibration(self, spec: ModelSpec) -> "CalibrationSet":
+        """The calibration images, pre-processed for ``spec``."""
+        from ..quantize.calibration import CalibrationSet
+
+        return CalibrationSet(self.calib_images, spec)
+
+    def write_qdq(self, filename: str, spec: ModelSpec, float_layers: Sequence[str]) -> Path:
+        """The symmetric Q/DQ INT8 ONNX (staged), with ``float_layers`` kept in float; calibrated once per job."""
+        from ..quantize.qdq_onnx import quantize_qdq
+
+        if self.options.nms:
+            raise ExportError("--int8 with --nms is not supported: export INT8 without --nms (NMS runs on the host)")
+        reference = self.reference_onnx()
+        calib = self.calibration(ModelSpec.load(sidecar_path(reference)))
+        return quantize_qdq(reference, self.staged(filename), calib, spec, float_nodes=float_layers,
+                            cache=self.work("ranges.json"))
+
+    def gate(self, artifact: Path, spec: ModelSpec, rebuild: Optional[Callable[[Sequence[str]], Path]] = None,
+             ) -> Tuple[Path, Optional[GateResult]]:
+        """Judge an FP16/INT8 artifact by mAP50-95 against the FP32 model; INT8 falls back layer by layer.
+
+        Args:
+            artifact: the staged artifact.
+            spec: its spec.
+            rebuild: for INT8, writes the artifact again with the given ONNX Conv node names kept in float.
+
+        Returns:
+            ``(artifact, result)``: the artifact finally kept (rebuilt by the fallback or not) and its gate result
+            (``None`` without ``data`` or for FP32).
+
+        Raises:
+            VerificationError: the drop exceeds ``max_map_drop``.
+        """
+        from ..quantize.gate import INT8_TARGET_DROP, enforce, judge, map50_95
+
+        o = self.options
+        if o.data is None or spec.precision == "fp32":
+            return artifact, None
+        if self._reference_map is None:
+            self._reference_map = map50_95(self.reference_onnx(), o.data)
+        result = judge(artifact, self._reference_map, o.data, precision=spec.precision, float_layers=self.float_layers)
+        limit = o.max_map_drop if o.max_map_drop is not None else INT8_TARGET_DROP
+        if spec.precision == "int8" and rebuild is not None and result.drop > limit:
+            ranking = self.sensitivity(spec)
+            for layers in self._fallback_sets(ranking):
+                artifact = rebuild(layers)
+                result = judge(artifact, self._reference_map, o.data, precision="int8", float_layers=layers)
+                self.float_layers = list(layers)
+                if result.drop <= limit:
+                    break
+        enforce(result, o.max_map_drop)
+        return artifact, result
+
+    def sensitivity(self, spec: ModelSpec) -> List[str]:
+        """Quantized Conv node names, most sensitive first (measured once per job)."""
+        from ..quantize.gate import layer_sensitivity
+
+        if self._sensitivity is None:
+            reference = self.reference_onnx()
+            calib = self.calibration(ModelSpec.load(sidecar_path(reference)))
+            ranking = layer_sensitivity(reference, calib, spec.replace(target="onnx"), self.work("sensitivity"))
+            self._sensitivity = [name for name, _ in ranking]
+        return self._sensitivity
+
+    def _fallback_sets(self, ranking: Sequence[str]) -> List[List[str]]:
+        """The float sets the fallback tries: the most sensitive 1, 2, 4, 8 layers beyond those already kept."""
+        from ..quantize.gate import FALLBACK_STEPS
+
+        rest = [n for n in ranking if n not in self.float_layers]
+        return [self.float_layers + rest[:k] for k in FALLBACK_STEPS if k <= len(rest)]
+
     def onnx_tools(self) -> Tuple[str, ...]:
         return ("torch", "onnx") + ((self.options.simplifier,) if self.options.simplifier else ())
 
     def verify(self, artifact: Path, spec: ModelSpec) -> None:
-        """Compare ``artifact`` with the torch export-mode model; raise VerificationError beyond tolerance."""
-        if not self.options.verify:
+        """Compare ``artifact`` with the torch export-mode model; raise VerificationError beyond tolerance.
+
+        INT8 artifacts are not compared tensor by tensor (quantization moves every output); the accuracy gate
+        judges them by mAP instead.
+        """
+        if not self.options.verify or spec.precision == "int8":
             return
         from .verify import verify_artifact
 
@@ -361,17 +526,18 @@ class _Job:
 
     # ------------------------------------------------------------------ targets
     def run(self, target: str) -> ExportResult:
-        """Export, verify and commit one target; on any failure remove everything it staged."""
+        """Export, verify (and judge) and commit one target; on any failure remove everything it staged."""
         start = time.perf_counter()
         result = ExportResult(target)
         try:
-            files, verify_s, note = getattr(self, f"_{target}")()
+            files, verify_s, note, gate = getattr(self, f"_{target}")()
             result.files = self.commit(files)
         finally:
             if self._staging is not None:
                 shutil.rmtree(self._staging, ignore_errors=True)
                 self._staging, self._fp32_onnx = None, None
-        result.verify_s, result.note = verify_s, note
+        result.verify_s, result.gate = verify_s, gate
+        result.note = "\n".join(line for line in (f"accuracy gate: {gate.line()}" if gate else "", note) if line)
         result.export_s = time.perf_counter() - start - verify_s
         LOGGER.info("%s: %s (%.1f s, verify %.1f s)", target, result.files[0], result.export_s, result.verify_s)
         return result
@@ -381,21 +547,45 @@ class _Job:
         self.verify(artifact, spec)
         return time.perf_counter() - start
 
-    def _onnx(self) -> Tuple[List[Path], float, str]:
-        o = self.options
-        spec = self.spec("onnx", tools=self.onnx_tools())
-        path = self.write_onnx(f"{self.stem}{o.tag}.onnx", spec, nms_kind="onnx" if o.nms else None, half=o.half)
-        return [path, sidecar_path(path)], self._timed_verify(path, spec), ""
+    def _judged(self, artifact: Path, spec: ModelSpec, rebuild: Optional[Callable[[Sequence[str]], Path]] = None,
+                ) -> Tuple[Path, float, Optional[GateResult]]:
+        """:meth:`verify` then :meth:`gate` an artifact: ``(artifact kept, seconds spent, gate result)``."""
+        start = time.perf_counter()
+        self.verify(artifact, spec)
+        artifact, gate = self.gate(artifact, spec, rebuild)
+        return artifact, time.perf_counter() - start, gate
 
-    def _openvino(self) -> Tuple[List[Path], float, str]:
+    def _onnx(self) -> _TargetOutcome:
+        o = self.options
+        spec = self.spec("onnx", tools=self.onnx_tools() + (("onnxruntime",) if o.int8 else ()))
+        filename = f"{self.stem}{o.tag}.onnx"
+        if o.int8:
+            path, seconds, gate = self._judged(self.write_qdq(filename, spec, self.float_layers), spec,
+                                               lambda layers: self.write_qdq(filename, spec, layers))
+        else:
+            path = self.write_onnx(filename, spec, nms_kind="onnx" if o.nms else None, half=o.half)
+            path, seconds, gate = self._judged(path, spec)
+        return [path, sidecar_path(path)], seconds, "", gate
+
+    def _openvino(self) -> _TargetOutcome:
         from .openvino import onnx_to_openvino
 
-        spec = self.spec("openvino", tools=self.onnx_tools() + ("openvino",))
-        xml = onnx_to_openvino(self.fp32_onnx(), self.staged(f"{self.stem}{self.options.tag}.xml"), spec)
-        files = [xml, xml.with_suffix(".bin"), sidecar_path(xml)]
-        return files, self._timed_verify(xml, spec), ""
+        o = self.options
+        spec = self.spec("openvino", tools=self.onnx_tools() + (("onnxruntime",) if o.int8 else ()) + ("openvino",))
+        xml_path = self.staged(f"{self.stem}{o.tag}.xml")
+        if o.int8:
+            from ..quantize.openvino_int8 import qdq_to_openvino
 
-    def _tflite(self) -> Tuple[List[Path], float, str]:
+            def build(layers: Sequence[str]) -> Path:
+                qdq = self.write_qdq(f"{self.stem}.openvino-src.int8.onnx", spec.replace(target="onnx"), layers)
+                return qdq_to_openvino(qdq, xml_path, spec)
+
+            xml, seconds, gate = self._judged(build(self.float_layers), spec, build)
+        else:
+            xml, seconds, gate = self._judged(onnx_to_openvino(self.fp32_onnx(), xml_path, spec), spec)
+        return [xml, xml.with_suffix(".bin"), sidecar_path(xml)], seconds, "", gate
+
+    def _tflite(self) -> _TargetOutcome:
         from .tflite import DEFAULT_LAYOUT, torch_to_tflite
 
         o = self.options
@@ -404,25 +594,42 @@ class _Job:
         if o.nms:
             raise ExportError("in-graph NMS is not available for TFLite: export it without --nms")
         spec = self.spec("tflite", layout=DEFAULT_LAYOUT, tools=("torch", "litert-torch"))
-        path = torch_to_tflite(self.export_model, self.staged(f"{self.stem}{o.tag}.tflite"), spec)
-        return [path, sidecar_path(path)], self._timed_verify(path, spec), ""
+        if o.int8:
+            from ..quantize.tflite_int8 import module_of_node, torch_to_tflite_int8
 
-    def _trt(self) -> Tuple[List[Path], float, str]:
+            spec = spec.replace(input_dtype=o.tflite_io)
+            path = self.staged(f"{self.stem}_full_integer_int8.tflite")
+
+            def build(layers: Sequence[str]) -> Path:
+                return torch_to_tflite_int8(self.export_model, path, spec, self.calibration(spec),
+                                            float_modules=[module_of_node(n) for n in layers])
+
+            path, seconds, gate = self._judged(build(self.float_layers), spec, build)
+        else:
+            path = torch_to_tflite(self.export_model, self.staged(f"{self.stem}{o.tag}.tflite"), spec)
+            path, seconds, gate = self._judged(path, spec)
+        return [path, sidecar_path(path)], seconds, "", gate
+
+    def _trt(self) -> _TargetOutcome:
         from .tensorrt import build_command, build_engine
 
         o = self.options
         if o.opset > 17:
             LOGGER.warning("opset %d: TensorRT 8.5 (JetPack 5) parses ONNX opsets up to 17 only", o.opset)
-        spec = self.spec("tensorrt", tools=self.onnx_tools())
-        path = self.write_onnx(f"{self.stem}{o.tag}_trt.onnx", spec, nms_kind="trt" if o.nms else None, half=o.half)
+        spec = self.spec("tensorrt", tools=self.onnx_tools() + (("onnxruntime",) if o.int8 else ()))
+        filename = f"{self.stem}{o.tag}_trt.onnx"
+        if o.int8:  # judged as an ONNX on ONNX Runtime: the same Q/DQ graph TensorRT builds from
+            path, verify_s, gate = self._judged(self.write_qdq(filename, spec, self.float_layers), spec,
+                                                lambda layers: self.write_qdq(filename, spec, layers))
+        else:
+            path = self.write_onnx(filename, spec, nms_kind="trt" if o.nms else None, half=o.half)
+            verify_s, gate = (0.0, None) if o.nms else self._judged(path, spec.replace(target="onnx"))[1:]
         files = [path, sidecar_path(path)]
-        verify_s = 0.0 if o.nms else self._timed_verify(path, spec.replace(target="onnx"))
         try:
             engine = build_engine(path, half=o.half, max_batch=None if o.batch else DYNAMIC_MAX_BATCH)
         except BackendUnavailableError:
             command = build_command(path.name, half=o.half, spec_batch=o.batch, max_batch=DYNAMIC_MAX_BATCH)
-            return files, verify_s, f"TensorRT is not installed here; on the device run: {command}"
+            return files, verify_s, f"TensorRT is not installed here; on the device run: {command}", gate
         files = [engine, sidecar_path(engine)] + files
         verify_s += self._timed_verify(engine, ModelSpec.load(sidecar_path(engine)))
-        return files, verify_s, ""
-
+        return files, verify_s, "", gate

@@ -1,0 +1,84 @@
+"""The symmetric Q/DQ ONNX: only int8 Q/DQ with zero point 0, decode in float, runs in ONNX Runtime and OpenVINO."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import numpy_helper
+
+from lite_deploy.quantize.calibration import CalibrationSet, find_images
+from lite_deploy.quantize.qdq_onnx import check_qdq, decode_nodes, quantize_qdq
+from lite_deploy.spec import ModelSpec, sidecar_path
+
+
+@pytest.fixture(scope="module")
+def qdq(tmp_path_factory: pytest.TempPathFactory, gsconv_fp32: Path, calib_images: list) -> Path:
+    spec = ModelSpec.load(sidecar_path(gsconv_fp32))
+    calib = CalibrationSet(calib_images, spec)
+    return quantize_qdq(gsconv_fp32, tmp_path_factory.mktemp("int8") / "gs_int8.onnx", calib,
+                        spec.replace(precision="int8"))
+
+
+def test_only_symmetric_int8_qdq_nodes(qdq: Path) -> None:
+    model = onnx.load(str(qdq))
+    assert check_qdq(model) == []
+    constants = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    quantize = [n for n in model.graph.node if n.op_type == "QuantizeLinear"]
+    dequantize = [n for n in model.graph.node if n.op_type == "DequantizeLinear"]
+    assert len(quantize) > 20 and len(dequantize) > len(quantize)
+    for node in quantize + dequantize:
+        zero = constants[node.input[2]]
+        assert not zero.any(), node.name
+        assert zero.dtype == np.int8 or (node.op_type == "DequantizeLinear" and zero.dtype == np.int32), node.name
+    weights = [constants[n.input[0]] for n in dequantize if n.input[0] in constants and constants[n.input[0]].ndim == 4]
+    assert weights and all(w.dtype == np.int8 for w in weights)
+    per_channel = [constants[n.input[1]] for n in dequantize if n.input[0] in constants and constants[n.input[0]].ndim == 4]
+    assert all(s.ndim == 1 and s.size > 1 for s in per_channel)  # one scale per output channel
+    assert ModelSpec.load(sidecar_path(qdq)).precision == "int8"
+
+
+def test_decode_and_head_convolutions_stay_float(qdq: Path, gsconv_fp32: Path) -> None:
+    decode, heads = decode_nodes(onnx.load(str(gsconv_fp32)))
+    assert len(heads) == 3 and any("Sigmoid" in n for n in decode)
+    model = onnx.load(str(qdq))
+    quantized_inputs = {o for n in model.graph.node if n.op_type == "DequantizeLinear" for o in n.output}
+    float_nodes = [n for n in model.graph.node if n.name in set(decode) | set(heads)]
+    assert len(float_nodes) == len(decode) + len(heads)
+    for node in float_nodes:
+        if node.op_type != "Conv":
+            assert not quantized_inputs & set(node.input), node.name
+    assert all(n.input[1] in {t.name for t in model.graph.initializer} for n in float_nodes if n.op_type == "Conv")
+
+
+def test_symmetric_check_rejects_zero_points(qdq: Path) -> None:
+    model = onnx.load(str(qdq))
+    zero = next(t for t in model.graph.initializer if t.name.endswith("zero_point") and t.data_type == onnx.TensorProto.INT8
+                and not t.dims)
+    zero.CopyFrom(numpy_helper.from_array(np.array(3, np.int8), zero.name))
+    assert any("is not 0" in p for p in check_qdq(model))
+
+
+def test_runs_in_onnxruntime_and_openvino_close_to_fp32(qdq: Path, gsconv_fp32: Path, shapes_yaml: Path) -> None:
+    from lite_deploy.runtime import load_runtime
+
+    spec = ModelSpec.load(sidecar_path(gsconv_fp32))
+    blobs = list(CalibrationSet(find_images(shapes_yaml.parent / "images" / "val", 8), spec).batches(1))
+    outputs = {}
+    for name, path in (("fp32", gsconv_fp32), ("ort", qdq), ("ov", qdq)):
+        if name == "ov":
+            import openvino as ov  # the runtime's OpenVINO backend loads IRs: compile the Q/DQ ONNX directly
+
+            compiled = ov.Core().compile_model(str(path), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+            outputs[name] = [{o.get_any_name(): v for o, v in compiled(b).items()} for b in blobs]
+        else:
+            with load_runtime(path) as rt:
+                outputs[name] = [rt.infer(b) for b in blobs]
+    for name in ("ort", "ov"):
+        for ref, got in zip(outputs["fp32"], outputs[name]):
+            assert np.abs(got["scores"] - ref["scores"]).max() < 0.05, name
+            assert np.abs(got["boxes"] - ref["boxes"]).mean() < 1.5, name  # pixels, at 96x96
+    for a, b in zip(outputs["ort"], outputs["ov"]):
+        assert np.abs(a["scores"] - b["scores"]).max() < 0.02
