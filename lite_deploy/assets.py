@@ -12,6 +12,7 @@ from .errors import CheckpointError
 
 ASSETS_DIR = Path(__file__).resolve().parent / "assets"
 DEMO_WEIGHTS = ASSETS_DIR / "shapes-demo.pt"
+DEMO_IMGSZ = 224  # the demo detector's training and validation size in pixels
 
 
 def demo_weights() -> Path:
