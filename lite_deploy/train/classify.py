@@ -215,7 +215,7 @@ def train_classifier(config: ClassifyConfig, *, progress: bool = True) -> Dict[s
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda it: min(1.0, (it + 1) / warmup) * lf(it / len(loader)))
     criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
-    ema = ModelEMA(model, tau=max(len(loader) * cfg.epochs / 10, 1)) if cfg.ema else None
+    ema = ModelEMA(model) if cfg.ema else None
     mean = torch.tensor(model.mean, device=device).view(1, 3, 1, 1)
     std = torch.tensor(model.std, device=device).view(1, 3, 1, 1)
     amp = device.type == "cuda"
