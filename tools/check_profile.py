@@ -81,7 +81,10 @@ def benchmark_app(model: Path, runs: int, threads: Optional[int], precision: str
     command = [str(BENCHMARK_APP), "-m", str(model), "-d", "CPU", "-api", "sync", "-niter", str(runs),
                "-infer_precision", precision]
     # the runtime's LATENCY hint is one stream; benchmark_app takes a thread count only without a hint
-    command += ["-hint", "latency"] if threads is None else ["-hint", "none", "-nstreams", "1", "-nthreads", str(threads)]
+    if threads is None:
+        command += ["-hint", "latency"]
+    else:
+        command += ["-hint", "none", "-nstreams", "1", "-nthreads", str(threads)]
     output = subprocess.run(command, capture_output=True, text=True, timeout=600).stdout
     found = re.search(r"Median:\s*([0-9.]+)\s*ms", output)
     if found is None:
@@ -136,7 +139,8 @@ def main() -> None:
     rounds = rounds_of(model, args.runs, args.rounds, args.threads, with_app)
     bare, infer = statistics.median(r.bare for r in rounds), statistics.median(r.infer for r in rounds)
     print(f"{model.name}, {args.rounds} rounds of {args.runs} runs, medians: bare Runtime.infer loop {bare:.2f} ms, "
-          f"profile inference stage p50 {infer:.2f} ms, per-round {verdict([r.infer / r.bare for r in rounds], TOLERANCE)}")
+          f"profile inference stage p50 {infer:.2f} ms, "
+          f"per-round {verdict([r.infer / r.bare for r in rounds], TOLERANCE)}")
     apps = [r.app for r in rounds if r.app is not None]
     if apps:
         app = statistics.median(apps)

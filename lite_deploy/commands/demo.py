@@ -25,7 +25,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "verified against PyTorch), score and time each on a generated shapes set, print the benchmark table and "
         "write one annotated image.",
     )
-    p.add_argument("--out", default="lite_deploy_demo", metavar="DIR", help="output folder (default ./lite_deploy_demo)")
+    p.add_argument("--out", default="lite_deploy_demo", metavar="DIR",
+                   help="output folder (default ./lite_deploy_demo)")
     p.add_argument("--weights", help=argparse.SUPPRESS)  # another checkpoint trained on the shapes set at 320
     p.set_defaults(func=run)
 

@@ -26,10 +26,11 @@ LOGGER = logging.getLogger(__name__)
 
 PRECISIONS = ("fp32", "fp16", "int8")
 # target -> (module, how to get it) that exporting to it and running it here need
+_TFLITE = "pip install 'lite-deploy[tflite]'"
 _NEEDS = {
     "onnx": (("onnxruntime", "pip install 'lite-deploy[onnxruntime]'"),),
     "openvino": (("openvino", "pip install 'lite-deploy[openvino]'"),),
-    "tflite": (("litert_torch", "pip install 'lite-deploy[tflite]'"), ("ai_edge_litert", "pip install 'lite-deploy[tflite]'")),
+    "tflite": (("litert_torch", _TFLITE), ("ai_edge_litert", _TFLITE)),
     "trt": (("tensorrt", "it comes with JetPack on the device"),),
 }
 REFERENCE = "pytorch"
@@ -78,8 +79,9 @@ class BenchmarkReport:
         """The rows as an aligned text table."""
         header = ("target", "precision", "size MB", "mAP50-95", "change", "p50 ms", "p99 ms", "FPS", "status")
         body = [
-            (r.target, r.precision, _fmt(r.size_mb, "{:.2f}"), _fmt(r.map50_95, "{:.4f}"), _fmt(r.map_change, "{:+.4f}"),
-             _fmt(r.p50_ms, "{:.2f}"), _fmt(r.p99_ms, "{:.2f}"), _fmt(r.fps, "{:.1f}"), r.status)
+            (r.target, r.precision, _fmt(r.size_mb, "{:.2f}"), _fmt(r.map50_95, "{:.4f}"),
+             _fmt(r.map_change, "{:+.4f}"), _fmt(r.p50_ms, "{:.2f}"), _fmt(r.p99_ms, "{:.2f}"), _fmt(r.fps, "{:.1f}"),
+             r.status)
             for r in self.rows
         ]
         widths = [max(len(line[i]) for line in [header] + body) for i in range(len(header) - 1)]
@@ -192,7 +194,9 @@ def benchmark(
     return report
 
 
-def _export(row: BenchmarkRow, weights: Path, folder: Path, *, imgsz: int, calib: Any, calib_size: int) -> Optional[Path]:
+def _export(
+    row: BenchmarkRow, weights: Path, folder: Path, *, imgsz: int, calib: Any, calib_size: int
+) -> Optional[Path]:
     """Export one target x precision; on failure set ``row.status`` and return ``None``."""
     from ..export.exporter import export
 

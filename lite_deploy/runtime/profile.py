@@ -149,7 +149,8 @@ class ProfileResult:
             lines += ["", f"top {len(self.layers)} layers (mean ms per inference, share of all layers' time)"]
             width = min(max(len(t.name) for t in self.layers), 60)
             for t in self.layers:
-                lines.append(f"  {t.name[-width:]:<{width}}  {t.op_type[:24]:<24} {t.ms:8.3f} {100 * self.share(t):6.1f}%")
+                share = 100 * self.share(t)
+                lines.append(f"  {t.name[-width:]:<{width}}  {t.op_type[:24]:<24} {t.ms:8.3f} {share:6.1f}%")
         else:
             lines += ["", f"per-layer times: {self.layer_note}"]
         return "\n".join(lines)
@@ -229,7 +230,9 @@ def profile(
         FileNotFoundError, BackendUnavailableError: as :func:`~lite_deploy.runtime.load_runtime`.
     """
     if runs < 1 or warmup < 0 or batch < 1 or layer_runs < 1:
-        raise ValueError(f"need runs >= 1, warmup >= 0, batch >= 1, layer_runs >= 1; got {runs}, {warmup}, {batch}, {layer_runs}")
+        raise ValueError(
+            f"need runs >= 1, warmup >= 0, batch >= 1, layer_runs >= 1; got {runs}, {warmup}, {batch}, {layer_runs}"
+        )
     path = Path(model)
     options = dict(runtime_options)
     if threads is not None:

@@ -1,4 +1,4 @@
-"""lite-deploy benchmark on a tiny zoo checkpoint: real exports to ONNX Runtime and OpenVINO, CSV, chart, skipped rows."""
+"""lite-deploy benchmark on a tiny zoo checkpoint: real ONNX Runtime and OpenVINO exports, CSV, chart, skipped rows."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""lite-deploy profile on the tiny ONNX / OpenVINO / TFLite detectors: consistent statistics, per-layer times, GFLOPs."""
+"""lite-deploy profile on the tiny ONNX / OpenVINO / TFLite detectors: statistics, per-layer times, GFLOPs."""
 
 from __future__ import annotations
 
