@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-DEMO_IMGSZ = 320
+from ..assets import DEMO_IMGSZ
 VAL_IMAGES = 100
 CALIB_IMAGES = 100
 SEED = 0
@@ -27,7 +27,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--out", default="lite_deploy_demo", metavar="DIR",
                    help="output folder (default ./lite_deploy_demo)")
-    p.add_argument("--weights", help=argparse.SUPPRESS)  # another checkpoint trained on the shapes set at 320
+    p.add_argument("--weights", help=argparse.SUPPRESS)  # another checkpoint trained on the shapes set at DEMO_IMGSZ
     p.set_defaults(func=run)
 
 
