@@ -45,7 +45,7 @@ def test_parameter_counts_and_strides(name):
     assert bns and all(m.eps == 1e-3 and m.momentum == 0.03 for m in bns)
 
 
-@pytest.mark.parametrize("name", list_configs())
+@pytest.mark.parametrize("name", [n for n in list_configs() if not n.startswith("centernet")])  # YOLO heads
 def test_bundled_config_runs_and_export_mode_agrees(name):
     model = build_model(name).eval()
     x = torch.rand(1, 3, 320, 320)
