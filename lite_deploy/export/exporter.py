@@ -9,7 +9,7 @@ Artifact names, in ``out`` (default: ``<weights folder>/<weights stem>_export/``
 
 - ``<stem><tag>.onnx``                    ONNX (ONNX Runtime, or any ONNX consumer); INT8: symmetric Q/DQ
 - ``<stem><tag>.xml`` / ``.bin``          OpenVINO IR; INT8: converted from the Q/DQ ONNX
-- ``<stem><tag>.tflite``                  TFLite; INT8: ``<stem>_full_integer_int8.tflite`` (int8 activations)
+- ``<stem><tag>.tflite``                  TFLite; INT8: static int8 weights and activations, head in float
 - ``<stem><tag>_trt.onnx``                the ONNX a TensorRT engine is built from (``lite-deploy build-engine``)
 - ``<stem><tag>_trt.engine``              the engine, when TensorRT and a GPU are present
 
@@ -598,7 +598,7 @@ class _Job:
             from ..quantize.tflite_int8 import module_of_node, torch_to_tflite_int8
 
             spec = spec.replace(input_dtype=o.tflite_io)
-            path = self.staged(f"{self.stem}_full_integer_int8.tflite")
+            path = self.staged(f"{self.stem}{o.tag}.tflite")
 
             def build(layers: Sequence[str]) -> Path:
                 return torch_to_tflite_int8(self.export_model, path, spec, self.calibration(spec),

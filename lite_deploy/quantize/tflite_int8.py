@@ -1,19 +1,21 @@
-"""Full-integer INT8 TFLite through litert-torch's PT2E path: int8 weights and activations, int8 or float I/O.
+"""INT8 TFLite with int8 activations (static, calibrated) through litert-torch's PT2E path.
 
 ``torch.export`` -> torchao ``prepare_pt2e`` with litert-torch's ``PT2EQuantizer`` (symmetric per-channel int8
-weights, per-tensor int8 activations observed with histograms) -> calibration on images pre-processed as the
-runtime does -> ``convert_pt2e`` -> ``litert_torch.convert`` with a static ``QuantConfig``. Every operator runs
-in int8, the decode included: ``boxes`` (pixels) and ``scores`` (0-1) are separate outputs, each with its own
-scale, so the scores are not crushed by the box range. This is what "full integer" means here, unlike the
-weight-only ("dynamic range") files other tools name ``*_int8.tflite``.
+weights, per-tensor int8 activations with min/max ranges) -> calibration on images pre-processed as the
+runtime does -> ``convert_pt2e`` -> ``litert_torch.convert`` with a static ``QuantConfig``.
 
-Two details of litert-torch 0.10 with torch 2.14 are handled here:
+Every convolution of the backbone and neck runs on int8 activations and int8 weights, with ReLU / SiLU, adds,
+concatenations and pooling in int8 between them (the input is int8 too, unless float32 I/O is asked for): this is
+static full-integer quantization of the network, unlike the weight-only ("dynamic range") files other tools name
+``*_int8.tflite``, whose activations stay float. The detection head stays in float, as in the Q/DQ ONNX: its last
+convolutions and the decode (sigmoid, grid and anchor arithmetic), so ``boxes`` (pixels) and ``scores`` (0-1)
+come out as separate float32 outputs and neither is squeezed into the other's int8 scale. (litert-torch's
+quantizer has no int8 form for the decode's ``sub``, ``div`` and ``pow`` anyway.) Activations it has no int8 kernel
+for (Mish's ``exp``/``log``/``tanh``) also stay float between quantize and dequantize ops.
 
-- its module-name and module-type filters never match ``torch.export``'s ``nn_module_stack`` (``L__self__...``
-  keys, type names as strings), so layers kept in float (:func:`torch_to_tflite_int8`'s ``float_modules``) are
-  filtered by the qualified names in that stack instead;
-- integer scalar constants (the decode's ``* 2``) become int64 tensors that the histogram observer cannot
-  take; they are made float32 before annotation.
+litert-torch 0.10's module-name and module-type filters never match torch 2.14's ``torch.export``
+``nn_module_stack`` (``L__self__...`` keys, type names as strings), so the modules kept in float are filtered here
+by the qualified names in that stack.
 """
 
 from __future__ import annotations
@@ -40,23 +42,23 @@ def torch_to_tflite_int8(
     *,
     float_modules: Sequence[str] = (),
 ) -> Path:
-    """Quantize ``model`` on ``calib`` and write the full-integer TFLite ``path`` (spec embedded and beside it).
+    """Quantize ``model`` on ``calib`` and write the INT8 TFLite ``path`` (spec embedded and beside it).
 
     Args:
         model: export-mode module, eval, float32: forward(images (B, 3, H, W)) -> (boxes, scores).
         path: destination ``.tflite``.
         spec: the artifact's spec: ``precision`` ``int8``, fixed ``batch``, ``layout``, ``output_names``, and
-            ``input_dtype`` ``int8`` (int8 input and outputs, quantized by the runtime with the tensors' scale and
-            zero point) or ``float32`` (float input and outputs, converted inside the model).
+            ``input_dtype`` ``int8`` (an int8 input the runtime quantizes with the tensor's scale and zero point)
+            or ``float32`` (a float input, quantized inside the model). Outputs are float32.
         calib: calibration images, pre-processed with ``spec`` (its layout).
-        float_modules: qualified names (in ``model``) of modules to keep in float.
+        float_modules: qualified names (in ``model``) of more modules to keep in float; the detection head always is.
 
     Returns:
         ``path``.
 
     Raises:
         BackendUnavailableError: litert-torch or torchao is not installed.
-        ExportError: the conversion failed, or the result is not full-integer.
+        ExportError: the conversion failed, or a convolution outside the float modules is not int8.
     """
     try:
         import litert_torch
@@ -65,27 +67,29 @@ def torch_to_tflite_int8(
         from torchao.quantization.pt2e import quantize_pt2e
     except ImportError as exc:
         raise BackendUnavailableError("litert-torch is not installed: pip install 'lite-deploy[tflite]'") from exc
+    from ..export.describe import detect_head
     from ..export.tflite import NamedOutputs, _first_error_line, _quiet_converter, embed_metadata
 
     if spec.input_dtype not in IO_DTYPES:
-        raise ValueError(f"TFLite INT8 input/output type must be one of {IO_DTYPES}, got {spec.input_dtype!r}")
+        raise ValueError(f"TFLite INT8 input type must be one of {IO_DTYPES}, got {spec.input_dtype!r}")
     if spec.batch is None:
         raise ExportError("TFLite export needs a fixed batch size (--batch N), not --dynamic")
+    head = detect_head(model)
+    scopes = [name for name, module in model.named_modules() if module is head] + list(float_modules)
     h, w = spec.imgsz
     shape = (spec.batch, h, w, 3) if spec.layout == "NHWC" else (spec.batch, 3, h, w)
     wrapped = NamedOutputs(model, spec.output_names, spec.layout).eval()
-    sample = (torch.rand(shape),)
-    quantizer = _quantizer_class(pt2e_quantizer.PT2EQuantizer)(
-        tuple(f"model.{name}" for name in float_modules)
-    ).set_global(pt2e_quantizer.get_symmetric_quantization_config(is_per_channel=True))
+    sample = {spec.input_name: torch.rand(shape)}
+    quantizer = _quantizer_class(pt2e_quantizer.PT2EQuantizer)(tuple(f"model.{name}" for name in scopes))
+    quantizer.set_global(_minmax_config(pt2e_quantizer.get_symmetric_quantization_config(is_per_channel=True)))
     try:
         with torch.no_grad(), _quiet_converter():
-            exported = torch.export.export(wrapped, sample).module()
+            exported = torch.export.export(wrapped, (), sample).module()
             prepared = quantize_pt2e.prepare_pt2e(exported, quantizer)
             for blob in calib.batches(spec.batch):
-                prepared(torch.from_numpy(blob))
+                prepared(**{spec.input_name: torch.from_numpy(blob)})
             converted = quantize_pt2e.convert_pt2e(prepared, fold_quantize=False)
-            edge = litert_torch.convert(converted, sample, quant_config=QuantConfig(pt2e_quantizer=quantizer))
+            edge = litert_torch.convert(converted, sample_kwargs=sample, quant_config=QuantConfig(pt2e_quantizer=quantizer))
     except Exception as exc:  # torch.export, torchao and the MLIR converter raise many unrelated types
         raise ExportError(f"TFLite INT8 conversion failed: {_first_error_line(exc)}") from exc
     path = Path(path)
@@ -99,56 +103,52 @@ def torch_to_tflite_int8(
     if spec.input_dtype == "float32":
         data = _float_io(data)
     data = embed_metadata(data, {SPEC_KEY: spec.to_json().encode()})
-    problems = integer_problems(data, allow_float_io=spec.input_dtype == "float32", float_modules=bool(float_modules))
+    float_convs = sum(isinstance(m, nn.Conv2d) for n, m in model.named_modules()
+                      if any(n == s or n.startswith(s + ".") for s in scopes))
+    problems = int8_problems(data, input_dtype=spec.input_dtype, float_convs=float_convs)
     if problems:
-        raise ExportError("the TFLite model is not full-integer: " + "; ".join(problems[:5]))
+        raise ExportError("the TFLite model is not the INT8 model asked for: " + "; ".join(problems[:5]))
     atomic_write_bytes(path, data)
     spec.save(sidecar_path(path))
     return path
 
 
-def integer_problems(flatbuffer: bytes, *, allow_float_io: bool = False, float_modules: bool = False) -> list:
-    """What keeps a TFLite model from being full-integer (empty when every activation is int8).
+def conv_input_types(flatbuffer: bytes) -> List[str]:
+    """The activation-input type of every convolution of a TFLite model (``int8``, ``float32`` ...), in order."""
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    interpreter = Interpreter(model_content=flatbuffer,
+                              experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+    interpreter.allocate_tensors()
+    dtypes = {d["index"]: np.dtype(d["dtype"]).name for d in interpreter.get_tensor_details()}
+    return [dtypes[op["inputs"][0]] for op in interpreter._get_ops_details()  # noqa: SLF001 (no public op listing)
+            if op["op_name"] in ("CONV_2D", "DEPTHWISE_CONV_2D")]
+
+
+def int8_problems(flatbuffer: bytes, *, input_dtype: str = "int8", float_convs: int = 0) -> List[str]:
+    """What keeps a TFLite model from being the INT8 model asked for (empty when it is one).
 
     Args:
         flatbuffer: the model's bytes.
-        allow_float_io: float32 input/output tensors (and the quantize/dequantize at the ends) are expected.
-        float_modules: some layers were kept in float on purpose; only the I/O is checked then.
+        input_dtype: the input type asked for (``int8`` or ``float32``).
+        float_convs: how many convolutions were kept in float on purpose.
     """
     from ai_edge_litert.interpreter import Interpreter
 
     interpreter = Interpreter(model_content=flatbuffer)
-    interpreter.allocate_tensors()
     problems = []
-    io = {d["index"]: d for d in interpreter.get_input_details() + interpreter.get_output_details()}
-    for index, detail in io.items():
-        if np.dtype(detail["dtype"]) != np.int8 and not allow_float_io:
-            problems.append(f"I/O tensor {detail['name']} is {np.dtype(detail['dtype'])}, not int8")
-    if float_modules:
-        return problems
-    constants_ok = (np.int8, np.int32)
-    for detail in interpreter.get_tensor_details():
-        if detail["index"] in io or not detail["shape"].size:
-            continue
-        dtype = np.dtype(detail["dtype"])
-        scale = detail["quantization"][0]
-        if dtype == np.float32 and scale == 0 and not _is_constant(interpreter, detail):
-            problems.append(f"activation {detail['name']} is float32")
-        elif dtype not in constants_ok and dtype != np.float32:
-            problems.append(f"tensor {detail['name']} is {dtype}")
+    for detail in interpreter.get_input_details():
+        if np.dtype(detail["dtype"]).name != input_dtype:
+            problems.append(f"input {detail['name']} is {np.dtype(detail['dtype']).name}, not {input_dtype}")
+    types = conv_input_types(flatbuffer)
+    floating = sum(t != "int8" for t in types)
+    if floating != float_convs:
+        problems.append(f"{floating} of {len(types)} convolutions take float input, {float_convs} were meant to")
     return problems
 
 
-def _is_constant(interpreter: Any, detail: dict) -> bool:
-    try:
-        interpreter.get_tensor(detail["index"])
-    except ValueError:
-        return False
-    return detail["name"].startswith(("arith.constant", "pseudo_qconst", "tfl.pseudo"))
-
-
 def _float_io(flatbuffer: bytes) -> bytes:
-    """The same model behind float32 I/O: a QUANTIZE after each input and a DEQUANTIZE before each output.
+    """The same model behind float32 I/O: a QUANTIZE after each int8 input, a DEQUANTIZE before each int8 output.
 
     The int8 tensors stay inside with their scales; the new float32 tensors take their place in the subgraph's
     and the signature's inputs and outputs.
@@ -186,10 +186,13 @@ def _float_io(flatbuffer: bytes) -> bytes:
         op.opcodeIndex, op.inputs, op.outputs = opcode(builtin), inputs, outputs
         return op
 
-    front = [operator(schema.BuiltinOperator.QUANTIZE, [float_twin(i)], [i]) for i in subgraph.inputs]
-    back = [operator(schema.BuiltinOperator.DEQUANTIZE, [i], [float_twin(i)]) for i in subgraph.outputs]
-    subgraph.inputs = [remap[i] for i in subgraph.inputs]
-    subgraph.outputs = [remap[i] for i in subgraph.outputs]
+    def quantized(index: int) -> bool:
+        return subgraph.tensors[index].type in (schema.TensorType.INT8, schema.TensorType.UINT8)
+
+    front = [operator(schema.BuiltinOperator.QUANTIZE, [float_twin(i)], [i]) for i in subgraph.inputs if quantized(i)]
+    back = [operator(schema.BuiltinOperator.DEQUANTIZE, [i], [float_twin(i)]) for i in subgraph.outputs if quantized(i)]
+    subgraph.inputs = [remap.get(i, i) for i in subgraph.inputs]
+    subgraph.outputs = [remap.get(i, i) for i in subgraph.outputs]
     subgraph.operators = front + list(subgraph.operators) + back
     for signature in model.signatureDefs or []:
         for tensor_map in list(signature.inputs or []) + list(signature.outputs or []):
@@ -198,27 +201,43 @@ def _float_io(flatbuffer: bytes) -> bytes:
 
 
 def module_of_node(onnx_node: str) -> str:
-    """The torch module an ONNX node was traced from: ``/model.7/cv1/conv/Conv`` -> ``model.7.cv1.conv``."""
-    parts = [p for p in onnx_node.split("/") if p]
-    return ".".join(parts[:-1])
+    """The torch module an ONNX node was traced from: ``/model.7/gsb/gsb.0/cv1/conv/Conv`` -> ``model.7.gsb.0.cv1.conv``.
+
+    The exporter's scope names give a container child as ``<container>.<index>`` after the container's own scope.
+    """
+    path: List[str] = []
+    for part in [p for p in onnx_node.split("/") if p][:-1]:
+        if path and part.startswith(path[-1] + "."):
+            path[-1] = part
+        else:
+            path.append(part)
+    return ".".join(path)
+
+
+def _minmax_config(config: Any) -> Any:
+    """litert-torch's symmetric config with min/max instead of histogram observers for activations.
+
+    With histogram observers, the ShuffleNetV2 backbone does not convert: a ``tfl.pad`` in front of a stride-2
+    depthwise convolution gets input and output scales 2% apart ("quantization parameters violate the same scale
+    constraint"), because two observers of the same values chose different clipping thresholds; min/max ranges
+    agree. (Min/max is also what the Q/DQ ONNX uses.)
+    """
+    import dataclasses
+
+    from torchao.quantization.pt2e.observer import MinMaxObserver
+
+    activation = dataclasses.replace(config.input_activation,
+                                     observer_or_fake_quant_ctr=MinMaxObserver.with_args(eps=2**-12))
+    return dataclasses.replace(config, input_activation=activation, output_activation=activation)
 
 
 def _quantizer_class(base: type) -> type:
-    """litert-torch's PT2EQuantizer with a working float-module filter and float scalar constants."""
+    """litert-torch's PT2EQuantizer with a float-module filter that works on ``torch.export`` graphs."""
 
     class Quantizer(base):
         def __init__(self, float_modules: Sequence[str]) -> None:
             super().__init__()
             self.float_modules = tuple(float_modules)
-
-        def transform_for_annotation(self, model: torch.fx.GraphModule) -> torch.fx.GraphModule:
-            model = super().transform_for_annotation(model)
-            for node in model.graph.nodes:
-                if node.op == "get_attr":
-                    value = getattr(model, node.target, None)
-                    if isinstance(value, torch.Tensor) and not value.is_floating_point() and value.dim() == 0:
-                        setattr(model, node.target, value.float())
-            return model
 
         def _annotate_for_static_quantization_config(self, model: torch.fx.GraphModule) -> torch.fx.GraphModule:
             return self._annotate_all_static_patterns(model, self.global_config, self._quantize_node)

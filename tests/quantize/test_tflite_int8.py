@@ -1,0 +1,82 @@
+"""INT8 TFLite: convolutions really run on int8 tensors, int8 or float32 input, float boxes and scores."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lite_deploy.quantize.calibration import CalibrationSet
+from lite_deploy.quantize.tflite_int8 import conv_input_types, module_of_node, torch_to_tflite_int8
+from lite_deploy.spec import ModelSpec, sidecar_path
+
+IMGSZ = 96
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory: pytest.TempPathFactory, gsconv_pt: Path, calib_images: list):
+    from lite_deploy.export.describe import describe
+    from lite_deploy.export.exporter import load_weights
+    from lite_deploy.models.deploy import prepare_for_export
+
+    model, source = load_weights(gsconv_pt)
+    export_model = prepare_for_export(model)
+    out = tmp_path_factory.mktemp("tflite")
+    spec = describe(model, imgsz=(IMGSZ, IMGSZ), target="tflite", precision="int8", layout="NHWC", source=source)
+    paths = {}
+    for io in ("int8", "float32"):
+        s = spec.replace(input_dtype=io)
+        paths[io] = torch_to_tflite_int8(export_model, out / f"gs_{io}.tflite", s, CalibrationSet(calib_images, s))
+    return paths, export_model
+
+
+def test_tensors_are_int8(models) -> None:
+    from ai_edge_litert.interpreter import Interpreter
+
+    paths, _ = models
+    interpreter = Interpreter(model_path=str(paths["int8"]))
+    inputs, outputs = interpreter.get_input_details(), interpreter.get_output_details()
+    assert [(d["name"], d["dtype"]) for d in inputs] == [("images", np.int8)]
+    scale, zero_point = inputs[0]["quantization"]
+    assert 0.0039 < scale < 0.0040 and zero_point == -128  # [0, 1] images over the full int8 range
+    assert sorted(d["name"] for d in outputs) == ["boxes", "scores"] and all(d["dtype"] == np.float32 for d in outputs)
+    types = conv_input_types(paths["int8"].read_bytes())
+    assert types.count("float32") == 3 and types.count("int8") == len(types) - 3 > 40  # only the head's 3 are float
+    tensors = interpreter.get_tensor_details()
+    int8_activations = [d for d in tensors if d["dtype"] == np.int8 and len(d["shape"]) == 4 and d["shape"][0] == 1
+                        and d["quantization"][0] > 0]
+    assert len(int8_activations) > 60
+    assert ModelSpec.load(sidecar_path(paths["int8"])).precision == "int8"
+
+
+def test_float_io_variant(models) -> None:
+    from ai_edge_litert.interpreter import Interpreter
+
+    paths, _ = models
+    interpreter = Interpreter(model_path=str(paths["float32"]))
+    assert [d["dtype"] for d in interpreter.get_input_details()] == [np.float32]
+    assert conv_input_types(paths["float32"].read_bytes()) == conv_input_types(paths["int8"].read_bytes())
+
+
+def test_runtime_runs_it_close_to_torch(models, calib_images: list) -> None:
+    import torch
+
+    from lite_deploy.runtime import load_runtime
+
+    paths, export_model = models
+    spec = ModelSpec.load(sidecar_path(paths["int8"]))
+    blobs = list(CalibrationSet(calib_images[:4], spec).batches(1))
+    for path in paths.values():
+        with load_runtime(path) as rt:
+            for blob in blobs:
+                got = rt.infer(blob)
+                with torch.no_grad():
+                    boxes, scores = export_model(torch.from_numpy(blob).permute(0, 3, 1, 2))
+                assert np.abs(got["scores"] - scores.numpy()).max() < 0.05
+                assert np.abs(got["boxes"] - boxes.numpy()).mean() < 1.5
+
+
+def test_module_of_onnx_node() -> None:
+    assert module_of_node("/model.7/gsb/gsb.0/cv1/conv/Conv") == "model.7.gsb.0.cv1.conv"
+    assert module_of_node("/model.0/conv1/conv1.0/Conv") == "model.0.conv1.0"
