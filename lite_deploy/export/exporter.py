@@ -8,7 +8,7 @@ Artifact names, in ``out`` (default: ``<weights folder>/<weights stem>_export/``
 ``./<name>_export/``), with ``<tag>`` = ``_fp16`` for FP16, ``_int8`` for INT8, ``_nms`` for in-graph NMS:
 
 - ``<stem><tag>.onnx``                    ONNX (ONNX Runtime, or any ONNX consumer); INT8: symmetric Q/DQ
-- ``<stem><tag>.xml`` / ``.bin``          OpenVINO IR; INT8: converted from the Q/DQ ONNX
+- ``<stem><tag>.xml`` / ``.bin``          OpenVINO IR; INT8: from a Q/DQ ONNX with uint8 activations
 - ``<stem><tag>.tflite``                  TFLite; INT8: static int8 weights and activations, head in float
 - ``<stem><tag>_trt.onnx``                the ONNX a TensorRT engine is built from (``lite-deploy build-engine``)
 - ``<stem><tag>_trt.engine``              the engine, when TensorRT and a GPU are present
@@ -210,8 +210,8 @@ def export(
         out: output folder (default: see the module docstring). Created if needed.
         verify: compare every artifact that can run here with PyTorch (raises VerificationError beyond tolerance).
         name: file stem of the artifacts (default: the weights' stem or the config name).
-        int8: INT8 artifacts calibrated on ``calib`` (symmetric Q/DQ ONNX, NNCF OpenVINO IR, full-integer TFLite,
-            Q/DQ ONNX for TensorRT).
+        int8: INT8 artifacts calibrated on ``calib``: symmetric Q/DQ ONNX (ONNX Runtime, and TensorRT's ONNX),
+            OpenVINO IR from a Q/DQ ONNX, TFLite with int8 activations.
         calib: calibration images: a folder of images or a data.yaml (its train split); required with ``int8``.
         calib_size: number of calibration images used (at most; fewer than 100 only when asked for explicitly).
         data: data.yaml whose validation split judges FP16/INT8 artifacts by mAP50-95 against the FP32 model
@@ -429,8 +429,11 @@ class _Job:
 
         return CalibrationSet(self.calib_images, spec)
 
-    def write_qdq(self, filename: str, spec: ModelSpec, float_layers: Sequence[str]) -> Path:
-        """The symmetric Q/DQ INT8 ONNX (staged), with ``float_layers`` kept in float; calibrated once per job."""
+    def write_qdq(self, filename: str, spec: ModelSpec, float_layers: Sequence[str], symmetric: bool = True) -> Path:
+        """The Q/DQ INT8 ONNX (staged), with ``float_layers`` kept in float; calibrated once per job and kind.
+
+        ``symmetric``: int8 activations with zero point 0 (ONNX Runtime, TensorRT); else uint8 ones (OpenVINO).
+        """
         from ..quantize.qdq_onnx import quantize_qdq
 
         if self.options.nms:
@@ -438,7 +441,7 @@ class _Job:
         reference = self.reference_onnx()
         calib = self.calibration(ModelSpec.load(sidecar_path(reference)))
         return quantize_qdq(reference, self.staged(filename), calib, spec, float_nodes=float_layers,
-                            cache=self.work("ranges.json"))
+                            cache=self.work(f"ranges.{'int8' if symmetric else 'uint8'}.json"), symmetric=symmetric)
 
     def gate(self, artifact: Path, spec: ModelSpec, rebuild: Optional[Callable[[Sequence[str]], Path]] = None,
              ) -> Tuple[Path, Optional[GateResult]]:
@@ -577,7 +580,8 @@ class _Job:
             from ..quantize.openvino_int8 import qdq_to_openvino
 
             def build(layers: Sequence[str]) -> Path:
-                qdq = self.write_qdq(f"{self.stem}.openvino-src.int8.onnx", spec.replace(target="onnx"), layers)
+                qdq = self.write_qdq(f"{self.stem}.openvino-src.int8.onnx", spec.replace(target="onnx"), layers,
+                                     symmetric=False)
                 return qdq_to_openvino(qdq, xml_path, spec)
 
             xml, seconds, gate = self._judged(build(self.float_layers), spec, build)

@@ -74,6 +74,7 @@ def quantize_qdq(
     *,
     float_nodes: Sequence[str] = (),
     cache: Optional[Union[str, Path]] = None,
+    symmetric: bool = True,
 ) -> Path:
     """Write the symmetric Q/DQ INT8 model of the FP32 ONNX ``fp32`` to ``out`` (spec embedded and beside it).
 
@@ -83,7 +84,10 @@ def quantize_qdq(
         calib: calibration images (pre-processed with the FP32 model's spec).
         spec: the INT8 artifact's spec (``precision`` ``int8``).
         float_nodes: more node names to keep in float (besides the decode and the head's convolutions).
-        cache: calibration cache (JSON ranges): read if it exists, written after calibrating otherwise.
+        cache: calibration cache (JSON ranges): read if it exists, written after calibrating otherwise (a cache
+            holds the ranges of one ``symmetric`` setting).
+        symmetric: int8 activations with zero point 0 (the portable artifact). ``False``: uint8 activations with
+            zero points (weights stay symmetric int8), which OpenVINO needs (see :mod:`.openvino_int8`).
 
     Returns:
         ``out``.
@@ -109,13 +113,13 @@ def quantize_qdq(
         quantize_static(
             str(named), str(quantized), _reader(calib, batch, model.graph.input[0].name),
             quant_format=QuantFormat.QDQ, op_types_to_quantize=list(QUANTIZED_OPS), per_channel=True,
-            activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+            activation_type=QuantType.QInt8 if symmetric else QuantType.QUInt8, weight_type=QuantType.QInt8,
             nodes_to_exclude=decode + heads + list(float_nodes), calibrate_method=CalibrationMethod.MinMax,
-            extra_options={"ActivationSymmetric": True, "WeightSymmetric": True},
+            extra_options={"ActivationSymmetric": symmetric, "WeightSymmetric": True},
             calibration_cache_path=str(cache) if cache is not None else None,
         )
         proto = onnx.load(str(quantized))
-    problems = check_qdq(proto)
+    problems = check_qdq(proto) if symmetric else []
     if problems:
         raise ExportError("the Q/DQ model is not symmetric int8: " + "; ".join(problems[:5]))
     return onnx_export.save(proto, out, spec)
