@@ -9,6 +9,7 @@ never by comparing versions:
 - the workspace is set with ``config.set_memory_pool_limit(MemoryPoolType.WORKSPACE, bytes)``;
 - FP16 uses ``BuilderFlag.FP16`` where it exists (<= 10.x); TensorRT 11 is always strongly typed and has no
   precision flags, so FP16 there comes from an FP16 ONNX (``lite-deploy export --target trt --half``);
+- INT8 comes from the Q/DQ ONNX (``--int8``), with ``BuilderFlag.INT8`` set where it exists (<= 10.x);
 - a dynamic batch axis gets one optimization profile (min/opt/max);
 - a timing cache file is read before and written after the build;
 - ``builder.build_serialized_network`` (``build_engine`` is gone since 10.0).
@@ -120,6 +121,7 @@ def profile_shapes(
 def configure(
     trt: Any, builder: Any, network: Any, *, half: bool, onnx_fp16: bool, workspace_gb: float,
     profile: Optional[Tuple[Shape, Shape, Shape]], input_name: str, timing_cache: Optional[bytes] = None,
+    onnx_int8: bool = False,
 ) -> Tuple[Any, str]:
     """Create and fill the builder config.
 
@@ -132,6 +134,8 @@ def configure(
         profile: (min, opt, max) input shapes from :func:`profile_shapes`, or ``None``.
         input_name: the network input the profile applies to.
         timing_cache: bytes of a previous timing cache, or ``None`` to start an empty one.
+        onnx_int8: the ONNX is a Q/DQ INT8 model (``lite-deploy export --target trt --int8``): TensorRT <= 10.x
+            builds its Q/DQ layers in INT8 only with ``BuilderFlag.INT8`` set; 11 (strongly typed) has no flag.
 
     Returns:
         ``(config, precision)``.
@@ -141,6 +145,10 @@ def configure(
     set_fp16, precision = fp16_plan(trt, half=half, onnx_fp16=onnx_fp16)
     if set_fp16:
         config.set_flag(trt.BuilderFlag.FP16)
+    if onnx_int8:
+        precision = "int8"
+        if hasattr(getattr(trt, "BuilderFlag", None), "INT8"):
+            config.set_flag(trt.BuilderFlag.INT8)
     if profile is not None:
         opt_profile = builder.create_optimization_profile()
         opt_profile.set_shape(input_name, *profile)
@@ -231,6 +239,7 @@ def build_engine(
     config, precision = configure(
         trt, builder, network, half=half, onnx_fp16=spec.precision == "fp16", workspace_gb=workspace_gb,
         profile=profile, input_name=input_name, timing_cache=cache_path.read_bytes() if cache_path.is_file() else None,
+        onnx_int8=spec.precision == "int8",
     )
     LOGGER.info("building %s engine from %s (this takes minutes)", precision.upper(), onnx_path.name)
     serialized = builder.build_serialized_network(network, config)
