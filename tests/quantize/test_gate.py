@@ -95,3 +95,21 @@ def test_max_map_drop_fails_the_export_and_keeps_nothing(tmp_path: Path, gsconv_
     with pytest.raises(VerificationError, match="max-map-drop -100"):  # no artifact can beat FP32 by 100 points
         export(gsconv_pt, "onnx", imgsz=IMGSZ, half=True, data=shapes_yaml, max_map_drop=-100, out=out)
     assert not out.exists() or not list(out.iterdir())
+
+
+def test_layer_sensitivity_ranks_every_quantized_convolution(tmp_path: Path, gsconv_fp32: Path,
+                                                              calib_images: list) -> None:
+    import onnx
+
+    from lite_deploy.quantize.calibration import CalibrationSet
+    from lite_deploy.quantize.gate import layer_sensitivity
+    from lite_deploy.quantize.qdq_onnx import quantizable_convs
+    from lite_deploy.spec import ModelSpec, sidecar_path
+
+    spec = ModelSpec.load(sidecar_path(gsconv_fp32))
+    ranking = layer_sensitivity(gsconv_fp32, CalibrationSet(calib_images, spec), spec.replace(precision="int8"),
+                                tmp_path, images=2)
+    names = [name for name, _ in ranking]
+    gains = np.array([gain for _, gain in ranking])
+    assert sorted(names) == sorted(quantizable_convs(onnx.load(str(gsconv_fp32))))
+    assert np.all(np.isfinite(gains)) and np.all(np.diff(gains) <= 0) and gains[0] > 0
