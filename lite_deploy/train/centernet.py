@@ -15,20 +15,17 @@ through the runtime (which decodes the heatmap peaks, so mAP is measured as depl
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import math
-import time
 from pathlib import Path
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Callable, Dict, Optional, Tuple
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .classify import append_csv_row
-from .trainer import MAX_GRAD_NORM, STATE_SUFFIX, ModelEMA, TrainConfig, Trainer, fitness, lr_lambda, make_optimizer
+from .trainer import TrainConfig, Trainer
 
 LOGGER = logging.getLogger(__name__)
 
@@ -132,116 +129,26 @@ class CenterNetTrainer(Trainer):
     ``results.csv`` logs ``hm_loss``, ``wh_loss`` and ``offset_loss``; ``resume`` works as for YOLO detectors.
     """
 
-    def run(self) -> Dict[str, Any]:
-        """Train; returns the final validation results plus ``save_dir``, ``best`` and ``last`` paths."""
-        from torch.utils.data import DataLoader
-        from tqdm import tqdm
+    loss_names = ("hm", "wh", "offset")
 
-        from ..data.yolo import YoloDataset, load_data_config
-        from ..eval.validate import validate
-        from .data import TrainDataset
-
-        cfg = self.config
-        torch.manual_seed(cfg.seed)
-        data = load_data_config(cfg.data)
-        train_set = YoloDataset(data.splits["train"], data.names, what=f"{data.yaml_path} [train]")
-        val_set = YoloDataset(data.splits["val"], data.names, what=f"{data.yaml_path} [val]")
-        model = self.build_model(data.names)
+    def build_model(self, names: Tuple[str, ...]) -> nn.Module:
+        """The model to train (see :meth:`Trainer.build_model`); it must end in a CenterNet head."""
+        model = super().build_model(names)
         if getattr(model, "output_layout", "") != "centernet":
+            cfg = self.config
             raise ValueError(f"{cfg.cfg or cfg.weights} has no CenterNet head; train it with lite_deploy.train.trainer")
-        if self._resume_state is None:
-            self.save_dir = self._new_save_dir()
-        weights_dir = self.save_dir / "weights"
-        dataset = TrainDataset(train_set, cfg.imgsz, augment=True, config=cfg.augment)
-        loader = DataLoader(
-            dataset, batch_size=cfg.batch, shuffle=True, num_workers=cfg.workers, collate_fn=TrainDataset.collate,
-            persistent_workers=cfg.workers > 0, generator=torch.Generator().manual_seed(cfg.seed + self.start_epoch),
-        )
-        nb = len(loader)
-        accumulate = max(round(cfg.nominal_batch / cfg.batch), 1)
-        optimizer = make_optimizer(model, cfg.lr0, cfg.momentum,
-                                   cfg.weight_decay * cfg.batch * accumulate / cfg.nominal_batch)
-        lf = lr_lambda(cfg.epochs, cfg.lrf, cfg.cos_lr)
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda=lf)
-        ema = ModelEMA(model)
-        if self._resume_state is not None:
-            optimizer.load_state_dict(self._resume_state["optimizer"])
-            ema.ema.load_state_dict(self._resume_state["ema"])
-            ema.updates = int(self._resume_state["ema_updates"])
-            scheduler.last_epoch = self.start_epoch - 1
-        loss_fn = CenterNetLoss()
-        nc, out_stride = len(data.names), model.output_stride
-        amp = self.device.type == "cuda"
-        scaler = torch.amp.GradScaler("cuda", enabled=amp)
-        warmup_iters = max(round(cfg.warmup_epochs * nb), 100) if cfg.warmup_epochs > 0 else -1
-        last_step = -1
-        results: Dict[str, Any] = {}
-        LOGGER.info("training %s (CenterNet) for %d epochs on %s (%d images, batch %d x %d accumulated), results in %s",
-                    cfg.cfg or cfg.weights, cfg.epochs, self.device, len(train_set), cfg.batch, accumulate,
-                    self.save_dir)
-        for epoch in range(self.start_epoch, cfg.epochs):
-            model.train()
-            if cfg.close_mosaic and epoch == cfg.epochs - cfg.close_mosaic:
-                dataset.config = dataclasses.replace(cfg.augment, mosaic=0.0)
-            mean_loss = torch.zeros(3)
-            optimizer.zero_grad()
-            start = time.perf_counter()
-            bar = tqdm(loader, total=nb, disable=not self.progress, desc=f"{epoch + 1}/{cfg.epochs}",
-                       bar_format="{l_bar}{bar:10}{r_bar}")
-            for i, (images, labels) in enumerate(bar):
-                ni = i + nb * epoch
-                images = images.to(self.device, non_blocking=True).float() / 255
-                shape = (images.shape[2] // out_stride, images.shape[3] // out_stride)
-                targets = tuple(t.to(self.device) for t in build_targets(labels, len(images), nc, shape))
-                if ni <= warmup_iters:
-                    accumulate = self._warmup(optimizer, ni, warmup_iters, lf(epoch), cfg.batch)
-                with torch.autocast(self.device.type, enabled=amp):
-                    outputs = model(images)
-                loss, parts = loss_fn(outputs, targets)
-                scaler.scale(loss).backward()
-                if ni - last_step >= accumulate:
-                    scaler.unscale_(optimizer)
-                    nn.utils.clip_grad_norm_(model.parameters(), max_norm=MAX_GRAD_NORM)
-                    scaler.step(optimizer)
-                    scaler.update()
-                    optimizer.zero_grad()
-                    ema.update(model)
-                    last_step = ni
-                mean_loss = (mean_loss * i + parts.cpu()) / (i + 1)
-                bar.set_postfix(hm=f"{mean_loss[0]:.4f}", wh=f"{mean_loss[1]:.4f}", off=f"{mean_loss[2]:.4f}",
-                                inst=int(labels.shape[0]))
-            scheduler.step()
-            train_seconds = time.perf_counter() - start
-            self._save(ema, model, optimizer, epoch, {}, improved=False)
-            if (epoch + 1) % max(cfg.val_every, 1) and epoch + 1 < cfg.epochs:
-                LOGGER.info("epoch %d/%d: %.0f s training", epoch + 1, cfg.epochs, train_seconds)
-                continue
-            results = validate(str(weights_dir / "last.pt"), val_set, imgsz=cfg.imgsz, batch=cfg.val_batch,
-                               progress=self.progress, verbose=False)
-            improved = fitness(results) > self.best_fitness
-            self.best_fitness = max(fitness(results), self.best_fitness)
-            self._log(epoch, mean_loss, results, optimizer, train_seconds)
-            self._save(ema, model, optimizer, epoch, results, improved)
-            LOGGER.info("epoch %d/%d: P %.3f R %.3f mAP50 %.3f mAP50-95 %.3f (%.0f s training)", epoch + 1,
-                        cfg.epochs, results["precision"], results["recall"], results["map50"],
-                        results["map50_95"], train_seconds)
-        state = weights_dir / f"last{STATE_SUFFIX}"
-        if state.exists():
-            state.unlink()
-        if (weights_dir / "best.pt").exists():
-            best = validate(str(weights_dir / "best.pt"), val_set, imgsz=cfg.imgsz, batch=cfg.val_batch,
-                            plots=self.save_dir, progress=False, verbose=True)
-            LOGGER.info("best.pt: mAP50 %.3f mAP50-95 %.3f", best["map50"], best["map50_95"])
-        return dict(results, save_dir=str(self.save_dir), best=str(weights_dir / "best.pt"),
-                    last=str(weights_dir / "last.pt"))
+        return model
 
-    def _log(self, epoch: int, loss: torch.Tensor, results: Dict[str, Any], optimizer: torch.optim.Optimizer,
-             seconds: float) -> None:
-        """Append the epoch's row to ``results.csv`` (loss columns ``hm_loss``, ``wh_loss``, ``offset_loss``)."""
-        row = {"epoch": epoch + 1, **{f"{k}_loss": round(float(v), 6) for k, v in zip(("hm", "wh", "offset"), loss)},
-               **{k: round(results[k], 6) for k in ("precision", "recall", "map50", "map50_95")},
-               "lr": round(optimizer.param_groups[1]["lr"], 8), "train_seconds": round(seconds, 2)}
-        append_csv_row(self.save_dir / "results.csv", row)
+    def make_loss(self, model: nn.Module) -> Callable[[Any, torch.Tensor], Tuple[torch.Tensor, torch.Tensor]]:
+        """:class:`CenterNetLoss` on targets drawn at the model's output stride."""
+        loss_fn = CenterNetLoss()
+
+        def loss(outputs: Tuple[torch.Tensor, ...], labels: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+            batch, nc, h, w = outputs[0].shape  # heatmap logits at the output stride
+            targets = build_targets(labels, batch, nc, (h, w))
+            return loss_fn(outputs, tuple(t.to(self.device) for t in targets))
+
+        return loss
 
 
 def uses_centernet(cfg: Optional[str] = None, weights: Optional[str] = None) -> bool:

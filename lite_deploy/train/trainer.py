@@ -25,7 +25,7 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -261,6 +261,20 @@ class Trainer:
 
     # ------------------------------------------------------------------------------------------------------------
 
+    loss_names: Tuple[str, ...] = ("box", "obj", "cls")  # the parts of the loss, as logged
+
+    def make_loss(self, model: nn.Module) -> Callable[[Any, torch.Tensor], Tuple[torch.Tensor, torch.Tensor]]:
+        """The training loss: ``(model outputs, labels) -> (loss, parts)``.
+
+        ``labels`` is (n, 6) rows ``image index, class, cx, cy, w, h`` normalised to the batch's images; ``parts``
+        holds one detached value per :attr:`loss_names`.
+        """
+        cfg = self.config
+        head = model.model[-1]
+        loss_fn = DetectionLoss(model, scaled_loss_gains(head.nl, head.nc, cfg.imgsz, cfg.box, cfg.cls, cfg.obj),
+                                anchor_t=cfg.anchor_t)
+        return lambda outputs, labels: loss_fn(outputs, labels.to(self.device))
+
     def build_model(self, names: Tuple[str, ...]) -> nn.Module:
         """The model to train: from ``cfg`` and/or ``weights``, with ``len(names)`` classes."""
         from ..models import build_model, load_model
@@ -331,9 +345,7 @@ class Trainer:
             ema.updates = int(self._resume_state["ema_updates"])
             scheduler.last_epoch = self.start_epoch - 1
             LOGGER.info("resuming %s from epoch %d", self.save_dir, self.start_epoch + 1)
-        head = model.model[-1]
-        loss_fn = DetectionLoss(model, scaled_loss_gains(head.nl, head.nc, cfg.imgsz, cfg.box, cfg.cls, cfg.obj),
-                                anchor_t=cfg.anchor_t)
+        loss_fn = self.make_loss(model)
         amp = self.device.type == "cuda"
         scaler = torch.amp.GradScaler("cuda", enabled=amp)
         warmup_iters = max(round(cfg.warmup_epochs * nb), 100) if cfg.warmup_epochs > 0 else -1
@@ -357,7 +369,7 @@ class Trainer:
                 if ni <= warmup_iters:
                     accumulate = self._warmup(optimizer, ni, warmup_iters, lf(epoch), cfg.batch)
                 with torch.autocast(self.device.type, enabled=amp):
-                    loss, parts = loss_fn(model(images), targets.to(self.device))
+                    loss, parts = loss_fn(model(images), targets)
                 scaler.scale(loss).backward()
                 if ni - last_step >= accumulate:
                     scaler.unscale_(optimizer)
@@ -368,7 +380,7 @@ class Trainer:
                     ema.update(model)
                     last_step = ni
                 mean_loss = (mean_loss * i + parts.cpu()) / (i + 1)
-                bar.set_postfix(box=f"{mean_loss[0]:.4f}", obj=f"{mean_loss[1]:.4f}", cls=f"{mean_loss[2]:.4f}",
+                bar.set_postfix(**{k: f"{v:.4f}" for k, v in zip(self.loss_names, mean_loss)},
                                 inst=int(targets.shape[0]))
             scheduler.step()
             train_seconds = time.perf_counter() - start
@@ -418,9 +430,7 @@ class Trainer:
              seconds: float) -> None:
         row = {
             "epoch": epoch + 1,
-            "box_loss": round(float(loss[0]), 6),
-            "obj_loss": round(float(loss[1]), 6),
-            "cls_loss": round(float(loss[2]), 6),
+            **{f"{k}_loss": round(float(v), 6) for k, v in zip(self.loss_names, loss)},
             "precision": round(results["precision"], 6),
             "recall": round(results["recall"], 6),
             "map50": round(results["map50"], 6),
