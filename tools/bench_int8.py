@@ -83,6 +83,7 @@ def main(argv: List[str]) -> int:
     parser.add_argument("--skip-speed", action="store_true", help="accuracy only")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("lite_deploy.quantize.gate").setLevel(logging.INFO)  # each verdict as it comes
     with tempfile.TemporaryDirectory(prefix="bench_int8.") as tmp:
         lines = [] if args.skip_accuracy else accuracy(args, Path(tmp))
         lines += [] if args.skip_speed else speed(args, Path(tmp))
