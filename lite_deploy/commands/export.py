@@ -30,8 +30,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    help="FP16: FP16 ONNX with float32 I/O, FP16-compressed OpenVINO IR, TFLite FP16 weights, "
                    "TensorRT FP16 engine")
     p.add_argument("--int8", action="store_true",
-                   help="INT8 calibrated on --calib: symmetric Q/DQ ONNX (ONNX Runtime, OpenVINO, TensorRT 8.5-11), "
-                   "full-integer TFLite")
+                   help="INT8 calibrated on --calib: symmetric Q/DQ ONNX (ONNX Runtime, TensorRT 8.5-11), "
+                   "OpenVINO IR, TFLite with int8 activations (detection head in float everywhere)")
     p.add_argument("--calib", metavar="DIR_OR_DATA_YAML",
                    help="calibration images for --int8: a folder of images or a data.yaml (its train split)")
     p.add_argument("--calib-size", type=int, default=300, metavar="N",
@@ -42,7 +42,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--max-map-drop", type=float, metavar="POINTS",
                    help="fail when an artifact's mAP50-95 is more than POINTS below the FP32 model's on --data")
     p.add_argument("--tflite-io", choices=("int8", "float32"), default="int8",
-                   help="input/output type of the INT8 TFLite (default int8; the runtime quantizes)")
+                   help="input type of the INT8 TFLite (default int8, quantized by the runtime); outputs are float32")
     p.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17, the newest TensorRT 8.5 parses)")
     p.add_argument("--no-simplify", action="store_true", help="keep the ONNX graph as traced")
     p.add_argument("--simplifier", choices=("onnxslim", "onnxsim"), default="onnxslim",

@@ -220,7 +220,8 @@ def export(
             sensitive layers kept in float until it does not.
         max_map_drop: fail (VerificationError) when an artifact's mAP50-95 is more than this many points below the
             FP32 model's on ``data``.
-        tflite_io: input/output type of the INT8 TFLite: ``int8`` (the runtime quantizes) or ``float32``.
+        tflite_io: input type of the INT8 TFLite: ``int8`` (the runtime quantizes) or ``float32``; its outputs
+            are float32.
 
     Returns:
         ``{target: main artifact path}`` (for OpenVINO the ``.xml``; for TensorRT the engine where it was built,
