@@ -120,3 +120,32 @@ def test_fp16_artifacts_are_smaller(exported):
     gs = exported["gsconv"]
     assert gs["tflite_fp16"].stat().st_size < 0.7 * gs["tflite"].stat().st_size
     assert json.loads(sidecar_path(v5["onnx_fp16"]).read_text())["precision"] == "fp16"
+
+
+def test_channel_gathers_fold_into_convolutions_exactly() -> None:
+    import numpy as np
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    from lite_deploy.export.onnx import fold_channel_gathers
+
+    rng = np.random.default_rng(0)
+    perm = rng.permutation(8).astype(np.int64)
+    weight = rng.standard_normal((4, 8, 3, 3)).astype(np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("Concat", ["a", "b"], ["cat"], axis=1),
+         helper.make_node("Gather", ["cat", "perm"], ["shuffled"], axis=1),
+         helper.make_node("Conv", ["shuffled", "w"], ["y"], pads=[1, 1, 1, 1])],
+        "g", [helper.make_tensor_value_info(n, TensorProto.FLOAT, [1, 4, 5, 5]) for n in ("a", "b")],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 5, 5])],
+        [numpy_helper.from_array(perm, "perm"), numpy_helper.from_array(weight, "w")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    feeds = {n: rng.standard_normal((1, 4, 5, 5)).astype(np.float32) for n in ("a", "b")}
+    before = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, feeds)[0]
+    assert fold_channel_gathers(model) == 1
+    onnx.checker.check_model(model)
+    assert [n.op_type for n in model.graph.node] == ["Concat", "Conv"]
+    assert [t.name for t in model.graph.initializer] == ["w"]
+    after = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, feeds)[0]
+    np.testing.assert_allclose(after, before, rtol=1e-5, atol=1e-5)
