@@ -215,7 +215,7 @@ def export(
         calib: calibration images: a folder of images or a data.yaml (its train split); required with ``int8``.
         calib_size: number of calibration images used (at most; fewer than 100 only when asked for explicitly).
         data: data.yaml whose validation split judges FP16/INT8 artifacts by mAP50-95 against the FP32 model
-            (default with ``int8``: ``calib`` when it is a data.yaml). The drop is logged and returned in
+            (default with ``int8`` and ``verify``: ``calib`` when it is a data.yaml). The drop is logged and returned in
             :attr:`ExportResult.gate`; an INT8 artifact losing more than ``max_map_drop`` (or 1 point) gets its most
             sensitive layers kept in float until it does not.
         max_map_drop: fail (VerificationError) when an artifact's mAP50-95 is more than this many points below the
@@ -281,7 +281,8 @@ def export_targets(
     options = ExportOptions(
         imgsz=resolve_imgsz(imgsz, stride), batch=None if dynamic else int(batch), half=half, opset=opset,
         simplifier=simplifier, nms=nms, max_det=max_det, conf=conf, iou=iou, verify=verify, int8=int8,
-        calib=None if calib is None else str(calib), calib_size=int(calib_size), data=_judging_data(data, calib, int8),
+        calib=None if calib is None else str(calib), calib_size=int(calib_size),
+        data=_judging_data(data, calib, int8 and verify),
         max_map_drop=max_map_drop, tflite_io=tflite_io,
     )
     if nms and output_layout(model) != "boxes_scores":
@@ -299,7 +300,7 @@ def export_targets(
 
 
 def _judging_data(data: Optional[Union[str, Path]], calib: Optional[Union[str, Path]], int8: bool) -> Optional[str]:
-    """The data.yaml the accuracy gate uses: ``data``, else with INT8 a data.yaml given as ``calib``."""
+    """The data.yaml the accuracy gate uses: ``data``, else with INT8 (and verification on) a data.yaml ``calib``."""
     if data is not None:
         return str(data)
     if int8 and calib is not None and Path(calib).suffix.lower() in (".yaml", ".yml"):
