@@ -73,6 +73,19 @@ def _unit_polygons(kind: str, rng: np.random.Generator) -> List[np.ndarray]:
     raise ValueError(f"unknown shape {kind!r}; expected one of {CLASSES}")
 
 
+def contrasting_colour(rng: np.random.Generator, under: np.ndarray) -> np.ndarray:
+    """A random BGR colour at least :data:`MIN_CONTRAST` from ``under`` (3,), else black or white, whichever is farther.
+
+    Up to 8 draws, so the same generator state always gives the same colour.
+    """
+    colour = rng.uniform(0, 255, 3)
+    for _ in range(8):
+        if np.linalg.norm(colour - under) >= MIN_CONTRAST:
+            return colour
+        colour = rng.uniform(0, 255, 3)
+    return np.where(under > 127, 0.0, 255.0)
+
+
 def _polygon_area(pts: np.ndarray) -> float:
     x, y = pts[:, 0], pts[:, 1]
     return 0.5 * abs(float(np.dot(x, np.roll(y, 1)) - np.dot(y, np.roll(x, 1))))
@@ -156,14 +169,7 @@ def render_image(rng: np.random.Generator, imgsz: int = 320) -> Tuple[np.ndarray
             continue
         (x0, y0, x1, y1), mask = placed
         region = image[y0:y1, x0:x1]
-        local_mean = region.reshape(-1, 3).mean(0)
-        colour = rng.uniform(0, 255, 3)
-        for _ in range(8):
-            if np.linalg.norm(colour - local_mean) >= MIN_CONTRAST:
-                break
-            colour = rng.uniform(0, 255, 3)
-        else:
-            colour = np.where(local_mean > 127, 0.0, 255.0)
+        colour = contrasting_colour(rng, region.reshape(-1, 3).mean(0))
         shade = (rng.uniform(-25, 25, 2) / max(size, 1.0)).astype(np.float32)
         xs = (np.arange(x0, x1, dtype=np.float32) - np.float32(centre[0])) * shade[0]
         ys = (np.arange(y0, y1, dtype=np.float32) - np.float32(centre[1])) * shade[1]

@@ -20,7 +20,7 @@ from typing import Union
 import cv2
 import numpy as np
 
-from .shapes import CLASSES, JPEG_QUALITY, MIN_CONTRAST, SPLITS, _background, _unit_polygons
+from .shapes import CLASSES, JPEG_QUALITY, SPLITS, _background, _unit_polygons, contrasting_colour
 
 LOGGER = logging.getLogger(__name__)
 
@@ -45,13 +45,7 @@ def render_shape_image(rng: np.random.Generator, cls: int, imgsz: int = 96) -> n
         cv2.fillPoly(mask, outlines[1:], 0, cv2.LINE_AA, _SHIFT)
     alpha = (mask.astype(np.float32) / 255)[..., None]
     under = image[mask >= 128].mean(0) if (mask >= 128).any() else image.reshape(-1, 3).mean(0)
-    colour = rng.uniform(0, 255, 3)
-    for _ in range(8):
-        if np.linalg.norm(colour - under) >= MIN_CONTRAST:
-            break
-        colour = rng.uniform(0, 255, 3)
-    else:
-        colour = np.where(under > 127, 0.0, 255.0)
+    colour = contrasting_colour(rng, under)
     image = image * (1 - alpha) + colour.astype(np.float32) * alpha
     image += np.float32(rng.uniform(0, 8)) * rng.standard_normal(image.shape, dtype=np.float32)
     return np.clip(image + 0.5, 0, 255).astype(np.uint8)
