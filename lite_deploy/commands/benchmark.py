@@ -11,15 +11,17 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "benchmark",
         help="export to every target and precision, then score and time each",
         description="Export a checkpoint to each target x precision (each verified against PyTorch), score it on a "
-        "dataset (mAP50-95 and its change against the FP32 checkpoint) and time it (frame -> detections on a "
-        "1280x720 frame); print one table and save it as CSV with a latency-vs-mAP chart. Targets whose tools are "
-        "not installed are listed as skipped.",
+        "dataset and time it on a 1280x720 frame: a detector by mAP50-95 (frame -> detections), a classifier by "
+        "top-1 accuracy (frame -> top-k classes), each with its change against the FP32 checkpoint. Print one "
+        "table and save it as CSV with a latency-vs-score chart. Targets whose tools are not installed are listed "
+        "as skipped.",
     )
     p.add_argument("weights", metavar="WEIGHTS", help="checkpoint (.pt): the FP32 reference")
     p.add_argument("--targets", default="onnx,openvino,tflite,trt", help="comma-separated targets or all "
                    "(default onnx,openvino,tflite,trt)")
     p.add_argument("--precisions", default="fp32,fp16,int8", help="comma-separated (default fp32,fp16,int8)")
-    p.add_argument("--data", help="YOLO data.yaml or COCO JSON to score mAP50-95 on (default: no mAP)")
+    p.add_argument("--data", help="detector: YOLO data.yaml or COCO JSON (mAP50-95 on its val split); classifier: "
+                   "image-folder dataset root with train/ and val/ (top-1 on val/); default: no score")
     p.add_argument("--calib", metavar="DIR_OR_YAML", help="calibration images for INT8: a folder or a data.yaml")
     p.add_argument("--calib-size", type=int, default=300, help="calibration images used at most (default 300)")
     p.add_argument("--imgsz", type=int, default=640, help="export input size (default 640)")

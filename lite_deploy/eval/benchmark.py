@@ -1,11 +1,14 @@
 """Benchmark a checkpoint across deployment targets and precisions: export, verify, validate, profile, one table.
 
 For each target x precision the checkpoint is exported (:func:`lite_deploy.export.exporter.export`, which verifies
-every artifact against PyTorch), scored on a dataset (:func:`lite_deploy.eval.validate.validate`: mAP50-95 and its
-change against the FP32 ``.pt`` model) and timed (:func:`lite_deploy.runtime.profile.profile`: frame ->
-Detections on a 1280x720 frame). A failure in one row is written into its status; the other rows go on. Targets
-whose tools are not installed are listed as skipped with the reason. The table is printed and saved as CSV, with
-a latency-vs-mAP chart.
+every artifact against PyTorch), scored on a dataset and timed (:func:`lite_deploy.runtime.profile.profile` on a
+1280x720 frame). The task the checkpoint declares (its spec's ``task``) picks the score: a detector (YOLO or
+CenterNet) gets mAP50-95 on a YOLO data.yaml or COCO JSON (:func:`lite_deploy.eval.validate.validate`) and is timed
+frame -> Detections; a classifier gets top-1 accuracy on an image folder's val split
+(:func:`lite_deploy.eval.classify.validate_classifier`) and is timed frame -> top-k. Every score is also given as
+its change against the FP32 ``.pt`` model. A failure in one row is written into its status; the other rows go on.
+Targets whose tools are not installed are listed as skipped with the reason. The table is printed and saved as
+CSV, with a latency-vs-score chart.
 """
 
 from __future__ import annotations
@@ -19,8 +22,8 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Union
 
-from ..errors import CheckpointError, VerificationError
-from ..spec import atomic_write_bytes
+from ..errors import CheckpointError, DatasetError, VerificationError
+from ..spec import ModelSpec, atomic_write_bytes
 
 LOGGER = logging.getLogger(__name__)
 
@@ -34,6 +37,7 @@ _NEEDS = {
     "trt": (("tensorrt", "it comes with JetPack on the device"),),
 }
 REFERENCE = "pytorch"
+METRICS = {"detect": "mAP50-95", "classify": "top-1"}  # the score of each task
 
 
 @dataclass
@@ -44,9 +48,10 @@ class BenchmarkRow:
         target: ``pytorch`` (the reference ``.pt``), ``onnx``, ``openvino``, ``tflite`` or ``trt``.
         precision: ``fp32``, ``fp16`` or ``int8``.
         size_mb: artifact size on disk (an IR's ``.xml`` + ``.bin``), MB.
-        map50_95: COCO mAP50-95 on the dataset.
-        map_change: ``map50_95`` minus the FP32 ``.pt`` model's.
-        p50_ms, p99_ms: frame -> Detections latency percentiles on a 1280x720 frame, ms.
+        metric: what ``score`` is: ``mAP50-95`` (COCO, detectors) or ``top-1`` (accuracy, classifiers).
+        score: ``metric`` on the dataset, a fraction in [0, 1].
+        change: ``score`` minus the FP32 ``.pt`` model's.
+        p50_ms, p99_ms: frame -> Detections (or top-k classes) latency percentiles on a 1280x720 frame, ms.
         fps: frames per second at the mean latency.
         status: ``ok``, ``skipped: <reason>``, ``int8 export not available``, or ``<stage> failed: <message>``.
         file: the artifact.
@@ -55,8 +60,9 @@ class BenchmarkRow:
     target: str
     precision: str
     size_mb: Optional[float] = None
-    map50_95: Optional[float] = None
-    map_change: Optional[float] = None
+    metric: str = METRICS["detect"]
+    score: Optional[float] = None
+    change: Optional[float] = None
     p50_ms: Optional[float] = None
     p99_ms: Optional[float] = None
     fps: Optional[float] = None
@@ -77,11 +83,10 @@ class BenchmarkReport:
 
     def table(self) -> str:
         """The rows as an aligned text table."""
-        header = ("target", "precision", "size MB", "mAP50-95", "change", "p50 ms", "p99 ms", "FPS", "status")
+        header = ("target", "precision", "size MB", self.metric, "change", "p50 ms", "p99 ms", "FPS", "status")
         body = [
-            (r.target, r.precision, _fmt(r.size_mb, "{:.2f}"), _fmt(r.map50_95, "{:.4f}"),
-             _fmt(r.map_change, "{:+.4f}"), _fmt(r.p50_ms, "{:.2f}"), _fmt(r.p99_ms, "{:.2f}"), _fmt(r.fps, "{:.1f}"),
-             r.status)
+            (r.target, r.precision, _fmt(r.size_mb, "{:.2f}"), _fmt(r.score, "{:.4f}"), _fmt(r.change, "{:+.4f}"),
+             _fmt(r.p50_ms, "{:.2f}"), _fmt(r.p99_ms, "{:.2f}"), _fmt(r.fps, "{:.1f}"), r.status)
             for r in self.rows
         ]
         widths = [max(len(line[i]) for line in [header] + body) for i in range(len(header) - 1)]
@@ -90,6 +95,11 @@ class BenchmarkReport:
             + "  " + line[-1]
             for line in [header] + body
         )
+
+    @property
+    def metric(self) -> str:
+        """The score every row gives (the reference row's ``metric``)."""
+        return self.rows[0].metric
 
     def fastest(self, precision: str = "fp32") -> Optional[BenchmarkRow]:
         """The exported artifact of ``precision`` with the lowest p50 latency, if any was timed."""
@@ -140,7 +150,9 @@ def benchmark(
         weights: a checkpoint file (the FP32 reference).
         targets: ``onnx``, ``openvino``, ``tflite``, ``trt``, comma-separated, or ``all``.
         precisions: ``fp32``, ``fp16``, ``int8``, comma-separated or a list.
-        data: YOLO data.yaml or COCO JSON for mAP50-95 (without it the mAP columns stay empty).
+        data: what the scores come from (without it the score columns stay empty): for a detector a YOLO
+            data.yaml or COCO JSON (mAP50-95 on its val split), for a classifier an image-folder dataset root
+            holding ``train/`` and ``val/`` (top-1 on ``val/``).
         calib: calibration images for INT8 (a folder or a data.yaml); INT8 rows are skipped without it.
         calib_size: calibration images used at most.
         imgsz: export (and reference) input size.
@@ -154,7 +166,8 @@ def benchmark(
         The :class:`BenchmarkReport`; ``benchmark.csv`` and ``benchmark.png`` are in ``out``.
 
     Raises:
-        CheckpointError: ``weights`` is not a file.
+        CheckpointError: ``weights`` is not a file or not a readable checkpoint.
+        DatasetError: ``data`` is not a dataset of the checkpoint's task.
         ValueError: unknown target or precision.
     """
     from tqdm import tqdm
@@ -166,9 +179,13 @@ def benchmark(
         raise CheckpointError(f"weights file {str(weights)!r} does not exist")
     target_list, precision_list = parse_targets(targets), parse_precisions(precisions)
     out = Path(out) if out is not None else weights.parent / f"{weights.stem}_benchmark"
-    settings = dict(data=data, imgsz=imgsz, runs=runs, warmup=warmup, threads=threads, progress=progress)
-    reference = BenchmarkRow(REFERENCE, "fp32", file=str(weights), size_mb=weights.stat().st_size / 1e6)
-    _measure(reference, weights, None, **settings)
+    spec = _reference_spec(weights, imgsz)
+    dataset = None if data is None else _open_data(data, spec.task)
+    settings = dict(task=spec.task, data=dataset, imgsz=imgsz, runs=runs, warmup=warmup, threads=threads,
+                    progress=progress)
+    metric = METRICS[spec.task]
+    reference = BenchmarkRow(REFERENCE, "fp32", metric=metric, file=str(weights), size_mb=weights.stat().st_size / 1e6)
+    _measure(reference, weights, None, reference_spec=spec, **settings)
     rows = [reference]
     jobs = [(t, p) for t in target_list for p in precision_list]
     export_logger = logging.getLogger("lite_deploy.export")  # its verification tables: shown with -v only
@@ -177,12 +194,12 @@ def benchmark(
         export_logger.setLevel(logging.WARNING)
     try:
         for target, precision in tqdm(jobs, desc="benchmark", unit="artifact", disable=not progress):
-            row = BenchmarkRow(target, precision)
+            row = BenchmarkRow(target, precision, metric=metric)
             rows.append(row)
             path = _export(row, weights, out / "artifacts", imgsz=imgsz, calib=calib, calib_size=calib_size)
             if path is not None:
                 row.file, row.size_mb = str(path), _size_mb(path)
-                _measure(row, path, reference.map50_95, **settings)
+                _measure(row, path, reference.score, **settings)
             LOGGER.info("%s %s: %s", target, precision, row.status)
     finally:
         export_logger.setLevel(level)
@@ -192,6 +209,36 @@ def benchmark(
     except ImportError:
         LOGGER.warning("no chart: matplotlib is not installed (pip install matplotlib)")
     return report
+
+
+def _reference_spec(weights: Path, imgsz: int) -> ModelSpec:
+    """The spec the ``.pt`` reference runs with at ``imgsz``: its ``task`` says how every row is scored and timed."""
+    from ..runtime import load_runtime
+
+    with load_runtime(weights, imgsz=imgsz) as runtime:
+        return runtime.spec
+
+
+def _open_data(data: Union[str, Path], task: str) -> Any:
+    """The val split ``task`` is scored on: an :class:`~lite_deploy.data.image_folder.ImageFolder` or a dataset.
+
+    Raises:
+        DatasetError: ``data`` is not a dataset of that task, or is malformed.
+    """
+    if task == "classify":
+        from ..data.image_folder import ImageFolder
+
+        if not Path(data).is_dir():
+            raise DatasetError(f"{data}: a classifier is scored on an image-folder dataset; pass its root folder "
+                               "(holding train/ and val/, one sub-folder of images per class)")
+        return ImageFolder(data, "val")
+    from .validate import open_dataset
+
+    try:
+        return open_dataset(data, "val")
+    except ValueError:
+        raise DatasetError(f"{data}: a detector is scored on a YOLO data.yaml or a COCO instances .json; pass one "
+                           "of those (an image folder scores classifiers)") from None
 
 
 def _export(
@@ -223,24 +270,29 @@ def _export(
     return None
 
 
-def _measure(row: BenchmarkRow, path: Path, reference_map: Optional[float], *, data: Any, imgsz: int, runs: int,
-             warmup: int, threads: Optional[int], progress: bool) -> None:
-    """Validate (when there is data) and profile one model into ``row``; a failure goes into its status."""
+def _measure(row: BenchmarkRow, path: Path, reference_score: Optional[float], *, task: str, data: Any, imgsz: int,
+             runs: int, warmup: int, threads: Optional[int], progress: bool,
+             reference_spec: Optional[ModelSpec] = None) -> None:
+    """Score (when there is data) and profile one model into ``row``; a failure goes into its status.
+
+    ``reference_spec`` (the ``.pt`` row only) is the spec its profile runs with, so a checkpoint is timed at
+    ``imgsz`` whatever its task (``profile``'s ``imgsz`` sizes a Detector only).
+    """
     from ..runtime.profile import profile
-    from .validate import validate
 
     model_imgsz = imgsz if path.suffix.lower() == ".pt" else None
     if data is not None:
         try:
-            row.map50_95 = validate(path, data, imgsz=model_imgsz, progress=progress, verbose=False)["map50_95"]
+            row.score = _score(path, data, task, model_imgsz, progress)
         except Exception as exc:
             LOGGER.debug("%s validation failed", path, exc_info=True)
             row.status = f"val failed: {_short(exc)}"
-        if row.map50_95 is not None and reference_map is not None:
-            row.map_change = row.map50_95 - reference_map
+        if row.score is not None and reference_score is not None:
+            row.change = row.score - reference_score
+    options: Dict[str, Any] = {} if reference_spec is None else {"spec": reference_spec}
     try:
         result = profile(path, runs=runs, warmup=warmup, threads=threads, imgsz=model_imgsz, layers=False,
-                         peak=False, facts=False)
+                         peak=False, facts=False, **options)
     except Exception as exc:
         LOGGER.debug("%s profile failed", path, exc_info=True)
         if row.status == "ok":
@@ -249,8 +301,20 @@ def _measure(row: BenchmarkRow, path: Path, reference_map: Optional[float], *, d
     row.p50_ms, row.p99_ms, row.fps = result.latency.p50, result.latency.p99, result.fps
 
 
+def _score(path: Path, data: Any, task: str, imgsz: Optional[int], progress: bool) -> float:
+    """mAP50-95 of a detector or top-1 of a classifier on ``data`` (opened by :func:`_open_data`)."""
+    if task == "classify":
+        from .classify import validate_classifier
+
+        return validate_classifier(path, data, imgsz=imgsz, progress=progress, verbose=False)["top1"]
+    from .validate import validate
+
+    return validate(path, data, imgsz=imgsz, progress=progress, verbose=False)["map50_95"]
+
+
 def plot_benchmark(rows: Sequence[BenchmarkRow], path: Union[str, Path]) -> Path:
-    """Latency (p50) against mAP50-95, one labelled marker per model; without mAP, a bar chart of latency.
+    """Latency (p50) against the score (mAP50-95 or top-1), one labelled marker per model; without scores, a bar
+    chart of latency.
 
     Raises:
         ImportError: matplotlib is not installed.
@@ -261,24 +325,25 @@ def plot_benchmark(rows: Sequence[BenchmarkRow], path: Union[str, Path]) -> Path
     from matplotlib.figure import Figure
 
     timed = [r for r in rows if r.p50_ms is not None]
-    scored = [r for r in timed if r.map50_95 is not None]
+    scored = [r for r in timed if r.score is not None]
+    metric = rows[0].metric if rows else METRICS["detect"]
     fig = Figure(figsize=(8, 5), tight_layout=True)
     ax = fig.add_subplot()
     markers = {REFERENCE: "*", "onnx": "o", "openvino": "s", "tflite": "^", "trt": "D"}
     colours = {"fp32": "tab:blue", "fp16": "tab:orange", "int8": "tab:green"}
     if scored:
         for r in scored:
-            ax.scatter(r.p50_ms, r.map50_95, marker=markers[r.target], color=colours[r.precision], s=70,
+            ax.scatter(r.p50_ms, r.score, marker=markers[r.target], color=colours[r.precision], s=70,
                        label=f"{r.target} {r.precision}", alpha=0.8)
-        maps = [r.map50_95 for r in scored]
-        ax.set_ylim(max(0.0, min(maps) - 0.02), min(1.0, max(maps) + 0.02))
+        scores = [r.score for r in scored]
+        ax.set_ylim(max(0.0, min(scores) - 0.02), min(1.0, max(scores) + 0.02))
         ax.set_xlim(left=0)
         ax.legend(fontsize=8, loc="best")
-        ax.set(xlabel="p50 latency, frame -> detections (ms)", ylabel="mAP50-95", title="latency vs mAP50-95")
+        ax.set(xlabel="p50 latency, frame -> result (ms)", ylabel=metric, title=f"latency vs {metric}")
     else:
         labels = [f"{r.target} {r.precision}" for r in timed]
         ax.barh(labels, [r.p50_ms for r in timed], color=[colours[r.precision] for r in timed])
-        ax.set(xlabel="p50 latency, frame -> detections (ms)", title="latency (no dataset given: no mAP)")
+        ax.set(xlabel="p50 latency, frame -> result (ms)", title=f"latency (no dataset given: no {metric})")
     ax.grid(alpha=0.3)
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=130)
