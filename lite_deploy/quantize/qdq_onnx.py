@@ -13,7 +13,8 @@ images, FP32 mAP50-95 33.76):
   Quantizing every operator ORT can (``Sigmoid``/``Mul`` of SiLU, ``Add``, ...) gave 32.50 and ran slower.
 - Kept in float: everything after the last convolutions (the decode: sigmoid, grid and anchor arithmetic, concat)
   and those last convolutions themselves, whose outputs are box, objectness and class logits side by side in one
-  tensor. With them in int8: 32.08 (Conv only) instead of 33.17.
+  tensor. With them in int8: 32.08 (Conv only) instead of 33.17. The same rule (:mod:`.float_tail`) keeps a
+  CenterNet detector's heatmap sigmoid and its ``hm``, ``wh`` and ``reg`` convolutions in float.
 
 :func:`quantize_qdq` takes more nodes to keep in float (the accuracy gate's per-layer fallback) and a calibration
 cache, so that re-quantizing with another float set does not calibrate again.
@@ -32,6 +33,7 @@ import onnx
 from ..errors import BackendUnavailableError, ExportError
 from ..spec import ModelSpec
 from .calibration import CalibrationSet
+from .float_tail import float_tail
 
 QUANTIZED_OPS = ("Conv", "Concat")
 CONV_OPS = ("Conv", "ConvTranspose")
@@ -40,8 +42,8 @@ CONV_OPS = ("Conv", "ConvTranspose")
 def decode_nodes(model: onnx.ModelProto) -> Tuple[List[str], List[str]]:
     """The nodes that stay in float: the decode after the last convolutions, and those last convolutions.
 
-    A node belongs to the decode when no convolution is reachable from its outputs; a convolution is a last
-    one when no other convolution follows it.
+    The same rule for every detector (:func:`.float_tail.float_tail`): YOLO's decode and its per-level output
+    convolutions; CenterNet's heatmap sigmoid and its ``hm``, ``wh`` and ``reg`` convolutions.
 
     Returns:
         ``(decode, head_convs)``: node names, in graph order.
@@ -50,14 +52,11 @@ def decode_nodes(model: onnx.ModelProto) -> Tuple[List[str], List[str]]:
     for node in model.graph.node:
         for name in node.input:
             consumers.setdefault(name, []).append(node)
-    feeds_conv: Dict[int, bool] = {}
-    for node in reversed(_topological(model)):
-        feeds_conv[id(node)] = any(
-            c.op_type in CONV_OPS or feeds_conv.get(id(c), False) for out in node.output for c in consumers.get(out, [])
-        )
-    decode = [n.name for n in model.graph.node if not feeds_conv[id(n)] and n.op_type not in CONV_OPS]
-    heads = [n.name for n in model.graph.node if not feeds_conv[id(n)] and n.op_type in CONV_OPS]
-    return decode, heads
+    decode, heads = float_tail(_topological(model), lambda n: [c for out in n.output for c in consumers.get(out, [])],
+                               lambda n: n.op_type in CONV_OPS)
+    float_ids = {id(n) for n in decode + heads}
+    tail = [n for n in model.graph.node if id(n) in float_ids]
+    return [n.name for n in tail if n.op_type not in CONV_OPS], [n.name for n in tail if n.op_type in CONV_OPS]
 
 
 def quantizable_convs(model: onnx.ModelProto) -> List[str]:

@@ -7,21 +7,22 @@ runtime does -> ``convert_pt2e`` -> ``litert_torch.convert`` with a static ``Qua
 Every convolution of the backbone and neck runs on int8 activations and int8 weights, with ReLU / SiLU, adds,
 concatenations and pooling in int8 between them (the input is int8 too, unless float32 I/O is asked for): this is
 static full-integer quantization of the network, unlike the weight-only ("dynamic range") files other tools name
-``*_int8.tflite``, whose activations stay float. The detection head stays in float, as in the Q/DQ ONNX: its last
-convolutions and the decode (sigmoid, grid and anchor arithmetic), so ``boxes`` (pixels) and ``scores`` (0-1)
-come out as separate float32 outputs and neither is squeezed into the other's int8 scale. (litert-torch's
-quantizer has no int8 form for the decode's ``sub``, ``div`` and ``pow`` anyway.) Activations it has no int8 kernel
-for (Mish's ``exp``/``log``/``tanh``) also stay float between quantize and dequantize ops.
+``*_int8.tflite``, whose activations stay float. The detection head stays in float, chosen on the ``torch.export``
+graph by the same rule as in the Q/DQ ONNX (:mod:`.float_tail`): its last convolutions and the decode after them
+(YOLO's sigmoid, grid and anchor arithmetic; CenterNet's heatmap sigmoid), so ``boxes`` (pixels) and ``scores``
+(0-1), or CenterNet's ``hm``, ``wh`` and ``reg``, come out as float32 outputs and none is squeezed into another's
+int8 scale. (litert-torch's quantizer has no int8 form for YOLO's ``sub``, ``div`` and ``pow`` anyway.) Activations
+it has no int8 kernel for (Mish's ``exp``/``log``/``tanh``) also stay float between quantize and dequantize ops.
 
 litert-torch 0.10's module-name and module-type filters never match torch 2.14's ``torch.export``
 ``nn_module_stack`` (``L__self__...`` keys, type names as strings), so the modules kept in float are filtered here
-by the qualified names in that stack.
+by the qualified names in that stack (the per-layer fallback's modules).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, List, Sequence, Union
+from typing import Any, List, Sequence, Set, Union
 
 import numpy as np
 import torch
@@ -30,6 +31,7 @@ from torch import nn
 from ..errors import BackendUnavailableError, ExportError
 from ..spec import SPEC_KEY, ModelSpec, atomic_write_bytes, sidecar_path
 from .calibration import CalibrationSet
+from .float_tail import float_tail
 
 IO_DTYPES = ("int8", "float32")
 
@@ -45,13 +47,15 @@ def torch_to_tflite_int8(
     """Quantize ``model`` on ``calib`` and write the INT8 TFLite ``path`` (spec embedded and beside it).
 
     Args:
-        model: export-mode module, eval, float32: forward(images (B, 3, H, W)) -> (boxes, scores).
+        model: export-mode detector, eval, float32: forward(images (B, 3, H, W)) -> its outputs (``boxes``,
+            ``scores``, or CenterNet's ``hm``, ``wh``, ``reg``).
         path: destination ``.tflite``.
         spec: the artifact's spec: ``precision`` ``int8``, fixed ``batch``, ``layout``, ``output_names``, and
             ``input_dtype`` ``int8`` (an int8 input the runtime quantizes with the tensor's scale and zero point)
             or ``float32`` (a float input, quantized inside the model). Outputs are float32.
         calib: calibration images, pre-processed with ``spec`` (its layout).
-        float_modules: qualified names (in ``model``) of more modules to keep in float; the detection head always is.
+        float_modules: qualified names (in ``model``) of more modules to keep in float; the graph's tail (last
+            convolutions and the decode after them) always is.
 
     Returns:
         ``path``.
@@ -67,20 +71,17 @@ def torch_to_tflite_int8(
         from torchao.quantization.pt2e import quantize_pt2e
     except ImportError as exc:
         raise BackendUnavailableError("litert-torch is not installed: pip install 'lite-deploy[tflite]'") from exc
-    from ..export.describe import detect_head
     from ..export.tflite import NamedOutputs, _first_error_line, _quiet_converter, embed_metadata
 
     if spec.input_dtype not in IO_DTYPES:
         raise ValueError(f"TFLite INT8 input type must be one of {IO_DTYPES}, got {spec.input_dtype!r}")
     if spec.batch is None:
         raise ExportError("TFLite export needs a fixed batch size (--batch N), not --dynamic")
-    head = detect_head(model)
-    scopes = [name for name, module in model.named_modules() if module is head] + list(float_modules)
     h, w = spec.imgsz
     shape = (spec.batch, h, w, 3) if spec.layout == "NHWC" else (spec.batch, 3, h, w)
     wrapped = NamedOutputs(model, spec.output_names, spec.layout).eval()
     sample = {spec.input_name: torch.rand(shape)}
-    quantizer = _quantizer_class(pt2e_quantizer.PT2EQuantizer)(tuple(f"model.{name}" for name in scopes))
+    quantizer = _quantizer_class(pt2e_quantizer.PT2EQuantizer)([f"model.{name}" for name in float_modules])
     quantizer.set_global(_minmax_config(pt2e_quantizer.get_symmetric_quantization_config(is_per_channel=True)))
     try:
         with torch.no_grad(), _quiet_converter():
@@ -103,9 +104,7 @@ def torch_to_tflite_int8(
     if spec.input_dtype == "float32":
         data = _float_io(data)
     data = embed_metadata(data, {SPEC_KEY: spec.to_json().encode()})
-    float_convs = sum(isinstance(m, nn.Conv2d) for n, m in model.named_modules()
-                      if any(n == s or n.startswith(s + ".") for s in scopes))
-    problems = int8_problems(data, input_dtype=spec.input_dtype, float_convs=float_convs)
+    problems = int8_problems(data, input_dtype=spec.input_dtype, float_convs=quantizer.float_convs)
     if problems:
         raise ExportError("the TFLite model is not the INT8 model asked for: " + "; ".join(problems[:5]))
     atomic_write_bytes(path, data)
@@ -233,18 +232,41 @@ def _minmax_config(config: Any) -> Any:
 
 
 def _quantizer_class(base: type) -> type:
-    """litert-torch's PT2EQuantizer with a float-module filter that works on ``torch.export`` graphs."""
+    """litert-torch's PT2EQuantizer leaving the graph's tail and the named modules in float.
+
+    The tail (:func:`.float_tail.float_tail`) is found on the graph being annotated; the modules are matched on
+    ``torch.export``'s ``nn_module_stack``, which litert-torch's own module filters do not read correctly.
+    After annotation, ``float_convs`` is the number of convolutions left in float.
+    """
 
     class Quantizer(base):
         def __init__(self, float_modules: Sequence[str]) -> None:
             super().__init__()
             self.float_modules = tuple(float_modules)
+            self.float_convs = 0
+            self._float_nodes: Set[torch.fx.Node] = set()
 
         def _annotate_for_static_quantization_config(self, model: torch.fx.GraphModule) -> torch.fx.GraphModule:
+            nodes = list(model.graph.nodes)
+            decode, last_convs = float_tail(nodes, lambda n: n.users, _is_conv)
+            self._float_nodes = set(decode + last_convs) | {n for n in nodes if self._in_float_module(n)}
+            self.float_convs = sum(_is_conv(n) for n in self._float_nodes)
             return self._annotate_all_static_patterns(model, self.global_config, self._quantize_node)
 
         def _quantize_node(self, node: torch.fx.Node) -> bool:
+            return node not in self._float_nodes
+
+        def _in_float_module(self, node: torch.fx.Node) -> bool:
             names = [value[0] for value in node.meta.get("nn_module_stack", {}).values()]
-            return not any(n == f or n.startswith(f + ".") for n in names for f in self.float_modules)
+            return any(n == f or n.startswith(f + ".") for n in names for f in self.float_modules)
 
     return Quantizer
+
+
+_CONV_OPS = {"conv1d", "conv2d", "conv3d", "convolution", "conv_transpose1d", "conv_transpose2d", "conv_transpose3d"}
+
+
+def _is_conv(node: torch.fx.Node) -> bool:
+    """Whether an aten-level ``torch.export`` node is a (transposed) convolution."""
+    packet = getattr(node.target, "overloadpacket", None)
+    return node.op == "call_function" and packet is not None and packet.__name__ in _CONV_OPS
