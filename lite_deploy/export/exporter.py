@@ -320,8 +320,9 @@ def _check_int8(options: ExportOptions, model: nn.Module) -> List[Path]:
 
     if options.half:
         raise ValueError("choose one precision: --int8 or --half")
-    if output_layout(model) == "logits":  # the accuracy gate measures mAP50-95, which a classifier has not
-        raise ValueError("--int8 applies to detectors only: export a classifier in FP32 or with --half")
+    if output_layout(model) == "logits":
+        raise ValueError("--int8 applies to detectors only (its accuracy gate measures mAP): export a classifier "
+                         "without --int8")
     if options.tflite_io not in IO_DTYPES:
         raise ValueError(f"tflite_io must be one of {', '.join(IO_DTYPES)}, got {options.tflite_io!r}")
     images = find_images(options.calib, options.calib_size)
