@@ -185,7 +185,7 @@ def benchmark(
                     progress=progress)
     metric = METRICS[spec.task]
     reference = BenchmarkRow(REFERENCE, "fp32", metric=metric, file=str(weights), size_mb=weights.stat().st_size / 1e6)
-    _measure(reference, weights, None, reference_spec=spec, **settings)
+    _measure(reference, weights, None, **settings)
     rows = [reference]
     jobs = [(t, p) for t in target_list for p in precision_list]
     export_logger = logging.getLogger("lite_deploy.export")  # its verification tables: shown with -v only
@@ -271,13 +271,8 @@ def _export(
 
 
 def _measure(row: BenchmarkRow, path: Path, reference_score: Optional[float], *, task: str, data: Any, imgsz: int,
-             runs: int, warmup: int, threads: Optional[int], progress: bool,
-             reference_spec: Optional[ModelSpec] = None) -> None:
-    """Score (when there is data) and profile one model into ``row``; a failure goes into its status.
-
-    ``reference_spec`` (the ``.pt`` row only) is the spec its profile runs with, so a checkpoint is timed at
-    ``imgsz`` whatever its task (``profile``'s ``imgsz`` sizes a Detector only).
-    """
+             runs: int, warmup: int, threads: Optional[int], progress: bool) -> None:
+    """Score (when there is data) and profile one model into ``row``; a failure goes into its status."""
     from ..runtime.profile import profile
 
     model_imgsz = imgsz if path.suffix.lower() == ".pt" else None
@@ -289,10 +284,9 @@ def _measure(row: BenchmarkRow, path: Path, reference_score: Optional[float], *,
             row.status = f"val failed: {_short(exc)}"
         if row.score is not None and reference_score is not None:
             row.change = row.score - reference_score
-    options: Dict[str, Any] = {} if reference_spec is None else {"spec": reference_spec}
     try:
         result = profile(path, runs=runs, warmup=warmup, threads=threads, imgsz=model_imgsz, layers=False,
-                         peak=False, facts=False, **options)
+                         peak=False, facts=False)
     except Exception as exc:
         LOGGER.debug("%s profile failed", path, exc_info=True)
         if row.status == "ok":

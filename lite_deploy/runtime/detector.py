@@ -207,22 +207,25 @@ class Classifier(_Model):
     Args:
         runtime: a loaded runtime (see :meth:`load`).
         top_k: how many classes to return.
+        imgsz: network input size for models with dynamic height/width (default: the spec's).
     """
 
     task = "classify"
 
-    def __init__(self, runtime: Runtime, top_k: int = 5) -> None:
-        super().__init__(runtime)
+    def __init__(self, runtime: Runtime, top_k: int = 5,
+                 imgsz: Optional[Union[int, Tuple[int, int]]] = None) -> None:
+        super().__init__(runtime, imgsz)
         if self.spec.output_layout != "logits":
             raise ValueError(f"{runtime.path.name}: a classifier needs output layout 'logits', got {self.spec.output_layout!r}")
         self.top_k = top_k
 
     @classmethod
-    def load(cls, path: Union[str, Path], top_k: int = 5, **runtime_options: Any) -> "Classifier":
-        """Open ``path`` with its backend (``runtime_options`` go to it) and wrap it."""
+    def load(cls, path: Union[str, Path], top_k: int = 5, imgsz: Optional[Union[int, Tuple[int, int]]] = None,
+             **runtime_options: Any) -> "Classifier":
+        """Open ``path`` with its backend (``runtime_options`` go to it) and wrap it; see the class arguments."""
         runtime = load_runtime(path, **runtime_options)
         try:
-            return cls(runtime, top_k)
+            return cls(runtime, top_k, imgsz)
         except BaseException:
             runtime.close()
             raise

@@ -212,7 +212,7 @@ def profile(
         warmup: untimed calls first.
         batch: frames per call (models with a fixed batch run them in chunks of their batch).
         threads: backend threads (CPU backends); ``None`` keeps the backend's default.
-        imgsz: network input size for models with a dynamic height/width.
+        imgsz: network input size for models with a dynamic height/width (detectors and classifiers).
         layers: run the backend's per-layer profiler (ONNX Runtime, OpenVINO, TensorRT).
         layer_runs: inferences profiled per layer (after one untimed inference).
         peak: measure the numpy float32 matrix-multiply rate (about a second).
@@ -315,7 +315,7 @@ def _open(path: Path, imgsz: Optional[int], options: Dict[str, Any]) -> Union[De
     runtime = load_runtime(path, **options)
     try:
         if runtime.spec.task == "classify":
-            return Classifier(runtime)
+            return Classifier(runtime, imgsz=imgsz)
         return Detector(runtime, imgsz=imgsz)
     except BaseException:
         runtime.close()

@@ -190,3 +190,12 @@ def test_profile_modules_do_not_import_torch() -> None:
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
+
+
+def test_classifier_checkpoint_is_timed_at_imgsz(tmp_path: Path) -> None:
+    from lite_deploy.models.backbones import build_classifier
+    from lite_deploy.models.checkpoint import save_checkpoint
+
+    weights = save_checkpoint(build_classifier("shufflenetv2_x0_5", 6).eval(), tmp_path / "cls.pt", imgsz=64)
+    result = profile(weights, imgsz=96, runs=2, warmup=0, layers=False, peak=False, facts=False)
+    assert result.input_shape[2:] == [96, 96]
