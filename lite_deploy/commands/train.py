@@ -35,6 +35,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="validate every N epochs and after the last (default 1)")
     parser.add_argument("--cos-lr", action="store_true", help="cosine learning-rate decay instead of linear")
     parser.add_argument("--close-mosaic", type=int, default=0, help="no mosaic in the last N epochs (default 0)")
+    parser.add_argument("--ema-tau", type=float, default=2000.0,
+                        help="optimizer steps over which the weight average's decay ramps up (default 2000, as YOLOv5)")
     parser.add_argument("--resume", metavar="LAST", help="continue an interrupted run (its weights/last.pt or folder)")
     parser.set_defaults(func=_run)
 
@@ -55,7 +57,7 @@ def _run(args: argparse.Namespace) -> int:
             batch=args.batch, workers=args.workers, device=args.device, project=args.project, name=args.name,
             seed=args.seed, lr0=args.lr0, cos_lr=args.cos_lr, close_mosaic=args.close_mosaic,
             nominal_batch=max(args.nominal_batch, args.batch), warmup_epochs=args.warmup_epochs,
-            val_every=args.val_every, optimizer=args.optimizer,
+            val_every=args.val_every, optimizer=args.optimizer, ema_tau=args.ema_tau,
             warmup_bias_lr=0.0 if args.optimizer == "AdamW" else TrainConfig.warmup_bias_lr,
         )
         results = train(config)

@@ -224,7 +224,8 @@ def save_checkpoint(
         "imgsz": hw,
         "provenance": _plain(provenance or {}),
         "extra": _plain(extra or {}),
-        "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
+        "state_dict": {k: v.detach().to("cpu", memory_format=torch.contiguous_format, copy=True)
+                       for k, v in model.state_dict().items()},
     }
     buffer = io.BytesIO()
     torch.save(data, buffer)

@@ -76,6 +76,8 @@ class TrainConfig:
         anchor_t: largest target/anchor size ratio.
         augment: augmentation strengths.
         close_mosaic: turn mosaic off for this many final epochs.
+        ema_tau: optimizer steps over which the weight average's decay ramps up to 0.9999 (YOLOv5: 2000, which
+            suits runs of many thousand steps; a short run wants a fraction of its steps).
         val_batch: frames per validation call.
         val_every: validate (and consider for ``best.pt``) every this many epochs, and always after the last.
     """
@@ -107,6 +109,7 @@ class TrainConfig:
     anchor_t: float = ANCHOR_T
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     close_mosaic: int = 0
+    ema_tau: float = 2000.0
     val_batch: int = 8
     val_every: int = 1
 
@@ -301,7 +304,7 @@ class Trainer:
         stride = int(max(model.stride))
         if self.config.imgsz % stride:
             raise ValueError(f"imgsz {self.config.imgsz} must be a multiple of the model's stride {stride}")
-        return model.to(self.device)
+        return model.to(self.device, memory_format=torch.channels_last)
 
     def _new_save_dir(self) -> Path:
         base = Path(self.config.project) / self.config.name
@@ -338,7 +341,7 @@ class Trainer:
         optimizer = make_optimizer(model, cfg.lr0, cfg.momentum, weight_decay, cfg.optimizer)
         lf = lr_lambda(cfg.epochs, cfg.lrf, cfg.cos_lr)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda=lf)
-        ema = ModelEMA(model)
+        ema = ModelEMA(model, tau=cfg.ema_tau)
         if self._resume_state is not None:
             optimizer.load_state_dict(self._resume_state["optimizer"])
             ema.ema.load_state_dict(self._resume_state["ema"])
@@ -365,7 +368,7 @@ class Trainer:
                        desc=f"{epoch + 1}/{cfg.epochs}", bar_format="{l_bar}{bar:10}{r_bar}")
             for i, (images, targets) in enumerate(bar):
                 ni = i + nb * epoch
-                images = images.to(self.device, non_blocking=True).float() / 255
+                images = images.to(self.device, non_blocking=True, memory_format=torch.channels_last).float() / 255
                 if ni <= warmup_iters:
                     accumulate = self._warmup(optimizer, ni, warmup_iters, lf(epoch), cfg.batch)
                 with torch.autocast(self.device.type, enabled=amp):
