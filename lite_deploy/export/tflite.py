@@ -15,7 +15,7 @@ import logging
 import os
 import tempfile
 from pathlib import Path
-from typing import Dict, Iterator, Sequence, Union
+from typing import Dict, Iterator, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -57,6 +57,19 @@ class NamedOutputs(nn.Module):
         return dict(zip(self.output_names, out))
 
 
+def conversion_input(model: nn.Module, spec: ModelSpec) -> Tuple[NamedOutputs, Tuple[int, ...]]:
+    """``model`` wrapped for the converter (:class:`NamedOutputs` in the spec's layout) and its fixed input shape.
+
+    Raises:
+        ExportError: the spec has no fixed batch size.
+    """
+    if spec.batch is None:
+        raise ExportError("TFLite export needs a fixed batch size (--batch N), not --dynamic")
+    h, w = spec.imgsz
+    shape = (spec.batch, h, w, 3) if spec.layout == "NHWC" else (spec.batch, 3, h, w)
+    return NamedOutputs(model, spec.output_names, spec.layout).eval(), shape
+
+
 def torch_to_tflite(
     model: nn.Module,
     path: Union[str, Path],
@@ -84,11 +97,7 @@ def torch_to_tflite(
         raise BackendUnavailableError("litert-torch is not installed: pip install 'lite-deploy[tflite]'") from exc
     if spec.precision not in ("fp32", "fp16"):
         raise ExportError(f"TFLite export supports fp32 and fp16 here, not {spec.precision}")
-    if spec.batch is None:
-        raise ExportError("TFLite export needs a fixed batch size (--batch N), not --dynamic")
-    h, w = spec.imgsz
-    shape = (spec.batch, h, w, 3) if spec.layout == "NHWC" else (spec.batch, 3, h, w)
-    wrapped = NamedOutputs(model, spec.output_names, spec.layout).eval()
+    wrapped, shape = conversion_input(model, spec)
     quant = quant_recipes.full_fp16_recipe() if spec.precision == "fp16" else None
     try:
         with torch.no_grad(), _quiet_converter():

@@ -71,15 +71,11 @@ def torch_to_tflite_int8(
         from torchao.quantization.pt2e import quantize_pt2e
     except ImportError as exc:
         raise BackendUnavailableError("litert-torch is not installed: pip install 'lite-deploy[tflite]'") from exc
-    from ..export.tflite import NamedOutputs, _first_error_line, _quiet_converter, embed_metadata
+    from ..export.tflite import _first_error_line, _quiet_converter, conversion_input, embed_metadata
 
     if spec.input_dtype not in IO_DTYPES:
         raise ValueError(f"TFLite INT8 input type must be one of {IO_DTYPES}, got {spec.input_dtype!r}")
-    if spec.batch is None:
-        raise ExportError("TFLite export needs a fixed batch size (--batch N), not --dynamic")
-    h, w = spec.imgsz
-    shape = (spec.batch, h, w, 3) if spec.layout == "NHWC" else (spec.batch, 3, h, w)
-    wrapped = NamedOutputs(model, spec.output_names, spec.layout).eval()
+    wrapped, shape = conversion_input(model, spec)
     sample = {spec.input_name: torch.rand(shape)}
     quantizer = _quantizer_class(pt2e_quantizer.PT2EQuantizer)([f"model.{name}" for name in float_modules])
     quantizer.set_global(_minmax_config(pt2e_quantizer.get_symmetric_quantization_config(is_per_channel=True)))
