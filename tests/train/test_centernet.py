@@ -103,22 +103,16 @@ def test_training_run_checkpoints_and_val(trained: dict, tiny_data: Path, tmp_pa
     assert main(["val", trained["last"], "--data", str(tiny_data), "--imgsz", str(IMGSZ)]) == 0
 
 
-def test_interrupted_run_resumes_with_the_centernet_trainer(tiny_data: Path, tmp_path: Path, monkeypatch) -> None:
+def test_interrupted_run_resumes_with_the_centernet_trainer(tiny_data: Path, tmp_path: Path,
+                                                            interrupt_after_first_validation) -> None:
     from lite_deploy.train.centernet import CenterNetTrainer
 
     config = TrainConfig(data=str(tiny_data), cfg="centernet-mobilenetv2", epochs=2, imgsz=IMGSZ, batch=4, workers=0,
                          project=str(tmp_path), name="run", val_batch=2, nominal_batch=4, warmup_epochs=0)
-    original = CenterNetTrainer._save
-
-    def save_then_interrupt(self, ema, model, optimizer, epoch, results, improved):
-        original(self, ema, model, optimizer, epoch, results, improved)
-        if results and epoch == 0:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(CenterNetTrainer, "_save", save_then_interrupt)
+    restore = interrupt_after_first_validation(CenterNetTrainer)
     with pytest.raises(KeyboardInterrupt):
         train_detector(config, progress=False)
-    monkeypatch.setattr(CenterNetTrainer, "_save", original)
+    restore()
     results = train_detector(resume=str(tmp_path / "run"), progress=False)
     rows = list(csv.DictReader(open(tmp_path / "run" / "results.csv")))
     assert [r["epoch"] for r in rows] == ["1", "2"] and "hm_loss" in rows[1]

@@ -46,23 +46,17 @@ def test_train_dataset_labels(tiny_data: Path) -> None:
     assert (targets[:, 2:] >= 0).all() and (targets[:, 2:] <= 1).all() and (targets[:, 4:] > 0).all()
 
 
-def test_train_interrupt_resume_and_checkpoints(tiny_data: Path, tmp_path: Path, monkeypatch) -> None:
+def test_train_interrupt_resume_and_checkpoints(tiny_data: Path, tmp_path: Path,
+                                                interrupt_after_first_validation) -> None:
     torch.set_num_threads(1)
     config = TrainConfig(data=str(tiny_data), cfg="yolov5n", epochs=2, imgsz=96, batch=3, workers=0,
                          project=str(tmp_path), name="run", val_batch=3)
-    original = Trainer._save
-
-    def save_then_interrupt(self, ema, model, optimizer, epoch, results, improved):
-        original(self, ema, model, optimizer, epoch, results, improved)
-        if results and epoch == 0:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(Trainer, "_save", save_then_interrupt)
+    restore = interrupt_after_first_validation(Trainer)
     with pytest.raises(KeyboardInterrupt):
         train(config, progress=False)
     weights = tmp_path / "run" / "weights"
     assert (weights / "last.pt").is_file() and (weights / "last.state.pt").is_file()
-    monkeypatch.setattr(Trainer, "_save", original)
+    restore()
     results = train(resume=str(tmp_path / "run"), progress=False)
     rows = list(csv.DictReader((tmp_path / "run" / "results.csv").open()))
     assert [r["epoch"] for r in rows] == ["1", "2"]
