@@ -1,8 +1,8 @@
 """Train the CenterNet-style detector and a classifier briefly on the synthetic sets, export them, score every artifact.
 
     python tools/train_seeds.py [--out runs/seeds] [--stage all|train|export] [--models det,cls] [--device cuda]
-                                [--det-train 200 --det-val 50 --det-imgsz 128 --det-epochs 10]
-                                [--cls-arch mobilenetv2 --cls-train 300 --cls-val 60 --cls-imgsz 64 --cls-epochs 10]
+                                [--det-train 200 --det-val 50 --det-imgsz 128 --det-epochs 10 --det-optimizer AdamW]
+                                [--cls-arch mobilenetv2 --cls-train 300 --cls-val 60 --cls-imgsz 64 --cls-epochs 10 --cls-optimizer SGD]
                                 [--det-weights best.pt --cls-weights best.pt] [--targets onnx,openvino,tflite]
 
 ``train`` needs torch only (run it where a GPU is, then ``export`` with the best.pt files here); ``export``
@@ -34,7 +34,9 @@ def train(args: argparse.Namespace, out: Path) -> Tuple[Optional[str], Optional[
                                imgsz=args.det_imgsz, progress=False)
         det = train_detector(TrainConfig(
             data=str(data), cfg=args.det_cfg, epochs=args.det_epochs, imgsz=args.det_imgsz, batch=args.det_batch,
-            workers=args.workers, project=str(out), name="det", device=args.device, seed=args.seed, lr0=args.det_lr0,
+            workers=args.workers, project=str(out), name="det", device=args.device, seed=args.seed,
+            optimizer=args.det_optimizer, lr0=args.det_lr0, close_mosaic=args.det_close_mosaic,
+            warmup_bias_lr=0.0 if args.det_optimizer == "AdamW" else TrainConfig.warmup_bias_lr,
             nominal_batch=args.det_batch, warmup_epochs=1, val_every=args.val_every, val_batch=16,
         ), progress=False)
         det_best = det["best"]
@@ -45,7 +47,7 @@ def train(args: argparse.Namespace, out: Path) -> Tuple[Optional[str], Optional[
         cls = train_classifier(ClassifyConfig(
             data=str(root), cfg=args.cls_arch, epochs=args.cls_epochs, imgsz=args.cls_imgsz, batch=args.cls_batch,
             workers=args.workers, project=str(out), name="cls", device=args.device, seed=args.seed,
-            lr0=args.cls_lr0, ema=True, val_batch=16,
+            optimizer=args.cls_optimizer, lr0=args.cls_lr0, ema=True, val_batch=16,
         ), progress=False)
         cls_best = cls["best"]
         print(f"classifier: top-1 {cls['top1']:.4f} (last epoch), best top-1 {cls['best_top1']:.4f}; best: {cls_best}")
@@ -137,7 +139,9 @@ def main() -> int:
     parser.add_argument("--det-imgsz", type=int, default=128)
     parser.add_argument("--det-epochs", type=int, default=10)
     parser.add_argument("--det-batch", type=int, default=16)
-    parser.add_argument("--det-lr0", type=float, default=0.01)
+    parser.add_argument("--det-optimizer", choices=("SGD", "AdamW"), default="AdamW")
+    parser.add_argument("--det-lr0", type=float, default=0.002)
+    parser.add_argument("--det-close-mosaic", type=int, default=5, help="no mosaic in the last N epochs")
     parser.add_argument("--det-weights", help="skip detector training: this CenterNet best.pt")
     parser.add_argument("--cls-arch", default="mobilenetv2")
     parser.add_argument("--cls-train", type=int, default=300)
@@ -145,6 +149,7 @@ def main() -> int:
     parser.add_argument("--cls-imgsz", type=int, default=64)
     parser.add_argument("--cls-epochs", type=int, default=10)
     parser.add_argument("--cls-batch", type=int, default=32)
+    parser.add_argument("--cls-optimizer", choices=("SGD", "AdamW"), default="SGD")
     parser.add_argument("--cls-lr0", type=float, default=0.05)
     parser.add_argument("--cls-weights", help="skip classifier training: this classifier best.pt")
     args = parser.parse_args()
