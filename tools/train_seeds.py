@@ -1,8 +1,9 @@
 """Train the CenterNet-style detector and a classifier briefly on the synthetic sets, export them, score every artifact.
 
     python tools/train_seeds.py [--out runs/seeds] [--stage all|train|export] [--models det,cls] [--device cuda]
-                                [--det-train 200 --det-val 50 --det-imgsz 128 --det-epochs 10 --det-optimizer AdamW]
-                                [--cls-arch mobilenetv2 --cls-train 300 --cls-val 60 --cls-imgsz 64 --cls-epochs 10 --cls-optimizer SGD]
+                                [--det-train 200 --det-val 50 --det-imgsz 128 --det-epochs 10]
+                                [--cls-arch mobilenetv2 --cls-train 300 --cls-val 60 --cls-imgsz 64 --cls-epochs 10]
+                                [--det-optimizer AdamW --cls-optimizer SGD]
                                 [--det-weights best.pt --cls-weights best.pt] [--targets onnx,openvino,tflite]
 
 ``train`` needs torch only (run it where a GPU is, then ``export`` with the best.pt files here); ``export``

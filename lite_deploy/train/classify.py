@@ -2,10 +2,11 @@
 
 Recipe: random resized crop (scale 0.25-1, aspect 3/4-4/3), left-right flip and HSV jitter for training; the
 deployed pre-processing (resize, centre crop ``crop_fraction``, ImageNet normalisation) for validation. SGD with
-Nesterov momentum (no weight decay on biases and norm weights), cosine decay to ``lr0 * lrf`` after a linear warmup
-over the first epoch, cross-entropy with label smoothing, optionally an EMA of the weights. Each epoch the model
-(its EMA when enabled) is saved as ``weights/last.pt`` in the project's checkpoint format and validated through the
-runtime (:func:`~lite_deploy.eval.classify.validate_classifier`); ``weights/best.pt`` keeps the best top-1.
+Nesterov momentum or AdamW (no weight decay on biases and norm weights either way), cosine decay to ``lr0 * lrf``
+after a linear warmup over the first epoch, cross-entropy with label smoothing, optionally an EMA of the weights.
+Each epoch the model (its EMA when enabled) is saved as ``weights/last.pt`` in the project's checkpoint format and
+validated through the runtime (:func:`~lite_deploy.eval.classify.validate_classifier`); ``weights/best.pt`` keeps the
+best top-1.
 
 ``weights`` may be a torchvision ``.pth`` state_dict or a lite-deploy classifier checkpoint of the same
 architecture: every tensor whose name and shape match is loaded, and a head for another number of classes is
@@ -55,6 +56,7 @@ class ClassifyConfig:
         name: run name; ``name2``, ``name3`` ... when taken.
         device: ``cpu``, ``cuda`` ...; default CUDA when available.
         seed: seed of initialisation, shuffling and augmentation.
+        optimizer: ``SGD`` (Nesterov, ``momentum``) or ``AdamW`` (betas ``(momentum, 0.999)``, ``lr0`` about 0.002).
         lr0: peak learning rate.
         lrf: final learning rate as a fraction of ``lr0``.
         momentum: SGD momentum.
@@ -75,6 +77,7 @@ class ClassifyConfig:
     name: str = "exp"
     device: Optional[str] = None
     seed: int = 0
+    optimizer: str = "SGD"
     lr0: float = 0.01
     lrf: float = 0.01
     momentum: float = 0.9
@@ -209,7 +212,7 @@ def train_classifier(config: ClassifyConfig, *, progress: bool = True) -> Dict[s
                         num_workers=cfg.workers, persistent_workers=cfg.workers > 0,
                         drop_last=len(train_set) > cfg.batch,
                         generator=torch.Generator().manual_seed(cfg.seed))
-    optimizer = make_optimizer(model, cfg.lr0, cfg.momentum, cfg.weight_decay)
+    optimizer = make_optimizer(model, cfg.lr0, cfg.momentum, cfg.weight_decay, cfg.optimizer)
     lf = lr_lambda(cfg.epochs, cfg.lrf, cosine=True)
     warmup = len(loader)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
