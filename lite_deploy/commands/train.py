@@ -76,7 +76,7 @@ def _classify(args: argparse.Namespace) -> int:
     config = ClassifyConfig(
         data=args.data, cfg=args.cfg or "mobilenetv2", weights=args.weights, epochs=args.epochs, imgsz=args.imgsz,
         batch=args.batch, workers=args.workers, device=args.device, project=args.project, name=args.name,
-        seed=args.seed, lr0=args.lr0,
+        seed=args.seed, lr0=args.lr0, optimizer=args.optimizer,
     )
     results = train_classifier(config)
     print(f"top-1 {results['top1']:.4f}  top-5 {results['top5']:.4f}  best top-1 {results['best_top1']:.4f}  "

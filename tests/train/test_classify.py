@@ -189,3 +189,16 @@ def test_export_keeps_top1_and_rank4(arch: str, shapes_cls: Path, tmp_path: Path
         result = validate_classifier(path, shapes_cls, progress=False, verbose=False)
         agreement = float((result["predictions"] == reference["predictions"]).mean())
         assert agreement == 1.0, (target, agreement)
+
+
+def test_cli_passes_the_recipe(shapes_cls: Path, monkeypatch) -> None:
+    seen = {}
+
+    def record(config):
+        seen["config"] = config
+        return {"top1": 0.0, "top5": 0.0, "best_top1": 0.0, "best": "best.pt", "last": "last.pt"}
+
+    monkeypatch.setattr("lite_deploy.train.classify.train_classifier", record)
+    assert main(["train", "--task", "classify", "--data", str(shapes_cls), "--optimizer", "AdamW", "--lr0", "0.002",
+                 "--epochs", "3"]) == 0
+    assert (seen["config"].optimizer, seen["config"].lr0, seen["config"].epochs) == ("AdamW", 0.002, 3)
