@@ -1,8 +1,9 @@
 """INT8 TFLite with int8 activations (static, calibrated) through litert-torch's PT2E path.
 
 ``torch.export`` -> torchao ``prepare_pt2e`` with litert-torch's ``PT2EQuantizer`` (symmetric per-channel int8
-weights, per-tensor int8 activations with min/max ranges) -> calibration on images pre-processed as the
-runtime does -> ``convert_pt2e`` -> ``litert_torch.convert`` with a static ``QuantConfig``.
+weights, per-tensor int8 activations with ranges averaged over the images, see :mod:`.calibration`) ->
+calibration on images pre-processed as the runtime does -> ``convert_pt2e`` -> ``litert_torch.convert`` with a
+static ``QuantConfig``.
 
 Every convolution of the backbone and neck runs on int8 activations and int8 weights, with ReLU / SiLU, adds,
 concatenations and pooling in int8 between them (the input is int8 too, unless float32 I/O is asked for): this is
@@ -21,6 +22,7 @@ by the qualified names in that stack (the per-layer fallback's modules).
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any, List, Sequence, Set, Union
 
@@ -30,7 +32,7 @@ from torch import nn
 
 from ..errors import BackendUnavailableError, ExportError
 from ..spec import SPEC_KEY, ModelSpec, atomic_write_bytes, sidecar_path
-from .calibration import CalibrationSet
+from .calibration import CalibrationSet, input_range
 from .float_tail import float_tail
 
 IO_DTYPES = ("int8", "float32")
@@ -78,13 +80,15 @@ def torch_to_tflite_int8(
     wrapped, shape = conversion_input(model, spec)
     sample = {spec.input_name: torch.rand(shape)}
     quantizer = _quantizer_class(pt2e_quantizer.PT2EQuantizer)([f"model.{name}" for name in float_modules])
-    quantizer.set_global(_minmax_config(pt2e_quantizer.get_symmetric_quantization_config(is_per_channel=True)))
+    config = pt2e_quantizer.get_symmetric_quantization_config(is_per_channel=True)
+    quantizer.set_global(_mean_minmax_config(config))
     try:
         with torch.no_grad(), _quiet_converter():
             exported = torch.export.export(wrapped, (), sample).module()
             prepared = quantize_pt2e.prepare_pt2e(exported, quantizer)
             for blob in calib.batches(spec.batch):
                 prepared(**{spec.input_name: torch.from_numpy(blob)})
+            _pin_input_range(prepared, spec)
             converted = quantize_pt2e.convert_pt2e(prepared, fold_quantize=False)
             edge = litert_torch.convert(converted, sample_kwargs=sample, quant_config=QuantConfig(pt2e_quantizer=quantizer))
     except Exception as exc:  # torch.export, torchao and the MLIR converter raise many unrelated types
@@ -210,21 +214,65 @@ def module_of_node(onnx_node: str) -> str:
     return ".".join(path)
 
 
-def _minmax_config(config: Any) -> Any:
-    """litert-torch's symmetric config with min/max instead of histogram observers for activations.
+def _mean_minmax_config(config: Any) -> Any:
+    """litert-torch's symmetric config with mean min/max instead of histogram observers for activations.
 
     With histogram observers, the ShuffleNetV2 backbone does not convert: a ``tfl.pad`` in front of a stride-2
     depthwise convolution gets input and output scales 2% apart ("quantization parameters violate the same scale
-    constraint"), because two observers of the same values chose different clipping thresholds; min/max ranges
-    agree. (Min/max is also what the Q/DQ ONNX uses.)
+    constraint"), because two observers of the same values chose different clipping thresholds; averaged min/max
+    ranges of the same values agree. (The Q/DQ ONNX uses the same ranges.)
     """
     import dataclasses
 
+    activation = dataclasses.replace(config.input_activation,
+                                     observer_or_fake_quant_ctr=_mean_minmax_observer().with_args(eps=2**-12))
+    return dataclasses.replace(config, input_activation=activation, output_activation=activation)
+
+
+def _pin_input_range(prepared: torch.fx.GraphModule, spec: ModelSpec) -> None:
+    """Give the observers of the network input (after the NHWC -> NCHW permute, if any) the input's full range
+    (:func:`.calibration.input_range`) instead of the calibrated one."""
+    full = input_range(spec)
+    observer_class = _mean_minmax_observer()
+    layout_ops = ("permute", "view", "reshape", "contiguous", "clone")
+    pending = [n for n in prepared.graph.nodes if n.op == "placeholder"]
+    while pending:
+        node = pending.pop()
+        observer = getattr(prepared, str(node.target), None) if node.op == "call_module" else None
+        if isinstance(observer, observer_class):
+            observer.min_val.fill_(float(full["rmin"]))
+            observer.max_val.fill_(float(full["rmax"]))
+        elif node.op == "placeholder" or (node.op == "call_function" and any(op in str(node.target) for op in layout_ops)):
+            pending.extend(node.users)
+
+
+@functools.lru_cache(maxsize=None)
+def _mean_minmax_observer() -> type:
+    """The observer class ``MeanMinMaxObserver``, made on first use (torchao is imported only for TFLite INT8)."""
     from torchao.quantization.pt2e.observer import MinMaxObserver
 
-    activation = dataclasses.replace(config.input_activation,
-                                     observer_or_fake_quant_ctr=MinMaxObserver.with_args(eps=2**-12))
-    return dataclasses.replace(config, input_activation=activation, output_activation=activation)
+    class MeanMinMaxObserver(MinMaxObserver):
+        """Range: the mean over the observed batches of each batch's min and max, as ONNX Runtime's
+        ``CalibMovingAverage`` (:mod:`.calibration` says why); independent of the batches' order."""
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.register_buffer("batches", torch.tensor(0.0))
+            self.register_buffer("sum_min", torch.tensor(0.0))
+            self.register_buffer("sum_max", torch.tensor(0.0))
+
+        def forward(self, x_orig: torch.Tensor) -> torch.Tensor:
+            if x_orig.numel() == 0:
+                return x_orig
+            x = x_orig.detach().to(self.min_val.dtype)
+            self.batches += 1
+            self.sum_min += x.min()
+            self.sum_max += x.max()
+            self.min_val.copy_(self.sum_min / self.batches)
+            self.max_val.copy_(self.sum_max / self.batches)
+            return x_orig
+
+    return MeanMinMaxObserver
 
 
 def _quantizer_class(base: type) -> type:

@@ -99,3 +99,39 @@ def test_runs_in_onnxruntime_and_openvino_close_to_fp32(qdq: Path, qdq_uint8: Pa
             top = np.argsort(-ref["scores"].max(-1)[0])[:10]  # the likeliest boxes (the rest are mostly background)
             iou = pair_iou(got["boxes"][0, top], ref["boxes"][0, top])  # an untrained-for-shapes model: loose
             assert iou.mean() > 0.8 and iou.min() > 0.6, name
+
+
+def test_ranges_are_means_over_the_batches_and_the_input_range_is_pinned(
+        tmp_path: Path, gsconv_fp32: Path, calib_images: list) -> None:
+    """One white frame among dark ones moves a range by its share only; the input keeps its full [0, 1] range."""
+    import json
+
+    import cv2
+    import onnxruntime as ort
+
+    frames = []
+    for i, path in enumerate(calib_images):
+        dark = cv2.resize(cv2.imread(str(path)), (96, 96)) // 16  # square: no letterbox padding (grey 114)
+        frames.append(tmp_path / f"{i:02d}.png")
+        cv2.imwrite(str(frames[-1]), np.full((96, 96, 3), 255, np.uint8) if i == len(calib_images) // 2 else dark)
+    spec = ModelSpec.load(sidecar_path(gsconv_fp32))
+    calib = CalibrationSet(frames, spec)
+    out = quantize_qdq(gsconv_fp32, tmp_path / "dark_int8.onnx", calib, spec.replace(precision="int8"),
+                       cache=tmp_path / "ranges.json")
+
+    fp32 = onnx.load(str(gsconv_fp32))
+    first_conv = next(n.output[0] for n in fp32.graph.node if n.op_type == "Conv")
+    fp32.graph.output.append(onnx.helper.make_tensor_value_info(first_conv, onnx.TensorProto.FLOAT, None))
+    session = ort.InferenceSession(fp32.SerializeToString())
+    per_frame = np.array([(v.min(), v.max()) for b in calib.batches(1)
+                          for v in session.run([first_conv], {fp32.graph.input[0].name: b})])
+    expected = max(abs(per_frame[:, 0].mean()), abs(per_frame[:, 1].mean()))
+    ranges = json.loads((tmp_path / "ranges.json").read_text())["data"]
+    highest = ranges[first_conv]["highest"]["data"][0]
+    assert highest == pytest.approx(expected, rel=1e-4)
+    assert highest < 0.8 * np.abs(per_frame).max()  # min/max over the batches would be the white frame's
+
+    model = onnx.load(str(out))
+    constants = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    inputs = [n for n in model.graph.node if n.op_type == "QuantizeLinear" and n.input[0] == model.graph.input[0].name]
+    assert len(inputs) == 1 and float(constants[inputs[0].input[1]]) == pytest.approx(1 / 127)  # dark frames or not

@@ -80,3 +80,18 @@ def test_runtime_runs_it_close_to_torch(models, calib_images: list) -> None:
 def test_module_of_onnx_node() -> None:
     assert module_of_node("/model.7/gsb/gsb.0/cv1/conv/Conv") == "model.7.gsb.0.cv1.conv"
     assert module_of_node("/model.0/conv1/conv1.0/Conv") == "model.0.conv1.0"
+
+
+def test_activation_ranges_are_the_mean_of_the_batches_ranges() -> None:
+    """As ONNX Runtime's averaged calibration: one extreme batch moves the range by its share only, in any order."""
+    import torch
+
+    from lite_deploy.quantize.tflite_int8 import _mean_minmax_observer
+
+    ranges = []
+    for order in ((1.0, 1.0, 1.0, 97.0), (97.0, 1.0, 1.0, 1.0)):
+        observer = _mean_minmax_observer()(dtype=torch.int8, qscheme=torch.per_tensor_symmetric)
+        for peak in order:
+            observer(torch.tensor([-peak / 2, 0.0, peak]))
+        ranges.append((observer.min_val.item(), observer.max_val.item()))
+    assert ranges == [(-12.5, 25.0), (-12.5, 25.0)]
