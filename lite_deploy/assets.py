@@ -1,6 +1,6 @@
 """Files shipped inside the package: the bundled demo detector.
 
-The demo detector is a ShuffleNetV2 + GSConvns YOLO model trained with ``lite-deploy train`` on the synthetic
+The demo detector is a ShuffleNetV2 x0.5 + GSConvns YOLO model trained with ``lite-deploy train`` on the synthetic
 shapes set (``lite-deploy dataset shapes``); its recipe and validation mAP are in the README.
 """
 
@@ -12,7 +12,8 @@ from .errors import CheckpointError
 
 ASSETS_DIR = Path(__file__).resolve().parent / "assets"
 DEMO_WEIGHTS = ASSETS_DIR / "shapes-demo.pt"
-DEMO_IMGSZ = 224  # the demo detector's training and validation size in pixels
+DEMO_DATA_IMGSZ = 224  # the size in pixels the demo's shapes set is generated at (and the detector trained at)
+DEMO_IMGSZ = 320  # the demo detector's input size in pixels: the 224-px images upscaled, small shapes resolved
 
 
 def demo_weights() -> Path:

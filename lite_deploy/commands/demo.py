@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..assets import DEMO_IMGSZ
+from ..assets import DEMO_DATA_IMGSZ, DEMO_IMGSZ
 VAL_IMAGES = 100
 CALIB_IMAGES = 100
 SEED = 0
@@ -27,7 +27,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--out", default="lite_deploy_demo", metavar="DIR",
                    help="output folder (default ./lite_deploy_demo)")
-    p.add_argument("--weights", help=argparse.SUPPRESS)  # another checkpoint trained on the shapes set at DEMO_IMGSZ
+    p.add_argument("--weights", help=argparse.SUPPRESS)  # another checkpoint for the shapes set, run at DEMO_IMGSZ
     p.set_defaults(func=run)
 
 
@@ -45,8 +45,8 @@ def run(args: argparse.Namespace) -> int:
 
     out = Path(args.out)
     weights = Path(args.weights) if args.weights else demo_weights()
-    print(f"1/3 generating {VAL_IMAGES} validation and {CALIB_IMAGES} calibration images at {DEMO_IMGSZ} px")
-    data = generate_shapes(out / "shapes", train=CALIB_IMAGES, val=VAL_IMAGES, seed=SEED, imgsz=DEMO_IMGSZ)
+    print(f"1/3 generating {VAL_IMAGES} validation and {CALIB_IMAGES} calibration images at {DEMO_DATA_IMGSZ} px")
+    data = generate_shapes(out / "shapes", train=CALIB_IMAGES, val=VAL_IMAGES, seed=SEED, imgsz=DEMO_DATA_IMGSZ)
     calib = data.parent / "images" / "train"
     print(f"2/3 exporting {weights.name} to every target x fp32/fp16/int8, verifying, scoring and timing each")
     report = benchmark(weights, targets="all", precisions="fp32,fp16,int8", data=data, calib=calib,
@@ -56,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
     if fastest is None:
         raise LiteDeployError(f"no FP32 artifact could be timed; see the status column above and {report.csv}")
     print(f"3/3 detecting on a new shapes image with the fastest FP32 artifact, {Path(fastest.file).name}")
-    image, _ = render_image(np.random.default_rng([SEED, 99]), DEMO_IMGSZ)  # in neither generated split
+    image, _ = render_image(np.random.default_rng([SEED, 99]), DEMO_DATA_IMGSZ)  # in neither generated split
     with Detector.load(fastest.file) as detector:
         detections = detector(image)
     ok, encoded = cv2.imencode(".jpg", detections.draw(image))

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from lite_deploy.assets import DEMO_IMGSZ, demo_weights
+from lite_deploy.assets import DEMO_DATA_IMGSZ, DEMO_IMGSZ, demo_weights
 from lite_deploy.data.shapes import CLASSES, generate_shapes
 from lite_deploy.eval.validate import validate
 from lite_deploy.export.exporter import export
@@ -15,8 +15,8 @@ from lite_deploy.models import load_model
 
 @pytest.fixture(scope="module")
 def demo_val(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """60 validation images of the synthetic set at the demo's size (the first 60 of its validation split)."""
-    return generate_shapes(tmp_path_factory.mktemp("demo_val"), train=0, val=60, seed=0, imgsz=DEMO_IMGSZ,
+    """60 validation images of the demo's synthetic set (the first 60 of its validation split)."""
+    return generate_shapes(tmp_path_factory.mktemp("demo_val"), train=0, val=60, seed=0, imgsz=DEMO_DATA_IMGSZ,
                            progress=False)
 
 
