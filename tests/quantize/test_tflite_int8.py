@@ -95,3 +95,23 @@ def test_activation_ranges_are_the_mean_of_the_batches_ranges() -> None:
             observer(torch.tensor([-peak / 2, 0.0, peak]))
         ranges.append((observer.min_val.item(), observer.max_val.item()))
     assert ranges == [(-12.5, 25.0), (-12.5, 25.0)]
+
+
+def test_shufflenet_stages_convert(tmp_path: Path) -> None:
+    """The demo detector's stage inputs (channel shuffles feeding a padded stride-2 depthwise convolution and a neck
+    Concat) convert: calibrated on the demo's shapes images, their ``tfl.pad`` once sat between two ranges. Every
+    backbone and neck convolution runs in int8."""
+    from lite_deploy.assets import DEMO_DATA_IMGSZ, DEMO_IMGSZ, demo_weights
+    from lite_deploy.data.shapes import generate_shapes
+    from lite_deploy.export.describe import describe
+    from lite_deploy.export.exporter import load_weights
+    from lite_deploy.models.deploy import prepare_for_export
+
+    model, source = load_weights(demo_weights())
+    spec = describe(model, imgsz=(DEMO_IMGSZ, DEMO_IMGSZ), target="tflite", precision="int8", layout="NHWC",
+                    source=source)
+    data = generate_shapes(tmp_path / "shapes", train=40, val=1, seed=0, imgsz=DEMO_DATA_IMGSZ, progress=False)
+    calib = CalibrationSet(sorted((data.parent / "images" / "train").iterdir()), spec)
+    path = torch_to_tflite_int8(prepare_for_export(model), tmp_path / "demo.tflite", spec, calib)
+    types = conv_input_types(path.read_bytes())
+    assert types.count("float32") == 3 and types.count("int8") == len(types) - 3
