@@ -309,9 +309,6 @@ def _quantizer_class(base: type) -> type:
     return Quantizer
 
 
-_CONV_OPS = {"conv1d", "conv2d", "conv3d", "convolution", "conv_transpose1d", "conv_transpose2d", "conv_transpose3d"}
-
-
 def _quantize_shuffles(model: torch.fx.GraphModule, activation: Any, quantize: Any) -> None:
     """Quantize channel shuffles (``index_select``, which litert-torch leaves in float) and let the convolutions
     they feed take the shuffle's range.
@@ -324,9 +321,8 @@ def _quantize_shuffles(model: torch.fx.GraphModule, activation: Any, quantize: A
     from torchao.quantization.pt2e.quantizer import QuantizationAnnotation, SharedQuantizationSpec
 
     for node in model.graph.nodes:
-        if node.op != "call_function" or node.target != torch.ops.aten.index_select.default or not quantize(node):
-            continue
-        if "quantization_annotation" in node.meta:
+        if node.op != "call_function" or node.target != torch.ops.aten.index_select.default or not quantize(node) \
+                or "quantization_annotation" in node.meta:
             continue
         source = node.args[0]
         node.meta["quantization_annotation"] = QuantizationAnnotation(
@@ -336,6 +332,9 @@ def _quantize_shuffles(model: torch.fx.GraphModule, activation: Any, quantize: A
             annotation = user.meta.get("quantization_annotation")
             if _is_conv(user) and annotation is not None and node in annotation.input_qspec_map:
                 annotation.input_qspec_map[node] = SharedQuantizationSpec(node)
+
+
+_CONV_OPS = {"conv1d", "conv2d", "conv3d", "convolution", "conv_transpose1d", "conv_transpose2d", "conv_transpose3d"}
 
 
 def _is_conv(node: torch.fx.Node) -> bool:
