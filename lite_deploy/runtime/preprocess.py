@@ -67,6 +67,8 @@ def check_image(image: object) -> np.ndarray:
             f"expected {expected}, got dtype {image.dtype}; convert to uint8 0-255 first "
             "(e.g. (img * 255).round().astype(np.uint8) for values in [0, 1])"
         )
+    if image.ndim in (2, 3) and 0 in image.shape[:2]:
+        raise ValueError(f"expected {expected}, got an empty image of shape {image.shape}")
     if image.ndim == 2:
         return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
     if image.ndim == 3 and image.shape[2] == 3:
@@ -90,14 +92,23 @@ def plan_letterbox(
         auto: minimal rectangle (pad modulo ``stride``) instead of the full ``new_shape``.
         scaleup: allow enlarging; without it small images keep their size.
         center: split the padding over both sides; otherwise all of it goes bottom/right.
+
+    A side that the scale would round to 0 pixels (a 1x5000 image into 640) keeps 1 pixel, so every image has
+    a letterbox; mapping back by ``ratio`` is then off by less than one network pixel on that side.
+
+    Raises:
+        ValueError: an image or target side of 0 pixels.
     """
     if isinstance(new_shape, int):
         new_shape = (new_shape, new_shape)
     h, w = shape
+    if h < 1 or w < 1 or new_shape[0] < 1 or new_shape[1] < 1:
+        raise ValueError(f"cannot letterbox an image of {w}x{h} pixels into {new_shape[1]}x{new_shape[0]}: "
+                         "both need at least 1 pixel per side")
     r = min(new_shape[0] / h, new_shape[1] / w)
     if not scaleup:
         r = min(r, 1.0)
-    width, height = int(round(w * r)), int(round(h * r))
+    width, height = max(int(round(w * r)), 1), max(int(round(h * r)), 1)
     dw, dh = float(new_shape[1] - width), float(new_shape[0] - height)
     if auto:
         dw, dh = float(np.mod(dw, stride)), float(np.mod(dh, stride))

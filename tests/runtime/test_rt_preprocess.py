@@ -5,9 +5,12 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from lite_deploy.runtime import letterbox
-from lite_deploy.runtime.preprocess import Preprocessor, center_crop, check_image
+from lite_deploy.runtime.postprocess import scale_boxes
+from lite_deploy.runtime.preprocess import Geometry, Preprocessor, center_crop, check_image, plan_letterbox
 from lite_deploy.spec import ModelSpec
 
 
@@ -95,6 +98,8 @@ def test_preprocessor_auto_letterbox_for_one_frame():
         (np.zeros((8, 8, 2), np.uint8), r"got shape \(8, 8, 2\)"),
         (np.zeros((1, 1, 8, 8, 3), np.uint8), r"got shape \(1, 1, 8, 8, 3\)"),
         ("image.jpg", r"got str"),
+        (np.zeros((0, 0, 3), np.uint8), r"got an empty image of shape \(0, 0, 3\)"),
+        (np.zeros((0, 7), np.uint8), r"got an empty image of shape \(0, 7\)"),
     ],
 )
 def test_bad_images_are_rejected(image, message):
@@ -119,3 +124,66 @@ def test_center_crop(shape):
     resized = cv2.resize(image, resized_shape[::-1], interpolation=cv2.INTER_LINEAR) if short != 256 else image
     top, left = round((resized_shape[0] - 224) / 2), round((resized_shape[1] - 224) / 2)
     np.testing.assert_array_equal(crop, resized[top : top + 224, left : left + 224])
+
+
+def _check_plan(shape, new_shape, plan, auto=False):
+    """Output size, padding and the inverse mapping of the resized image's corners (see plan_letterbox)."""
+    h, w = shape
+    rw, rh = plan.resized
+    assert rw >= 1 and rh >= 1 and min(plan.top, plan.bottom, plan.left, plan.right) >= 0
+    if not auto:
+        assert (plan.top + rh + plan.bottom, plan.left + rw + plan.right) == new_shape
+    corners = np.array([[plan.left, plan.top, plan.left + rw, plan.top + rh]], np.float32)
+    geometry = Geometry(plan.ratio, plan.left, plan.top, shape)
+    back = (corners - np.float32([plan.left, plan.top, plan.left, plan.top])) / np.float32(plan.ratio)
+    # unclipped, the corners come back within one network pixel of the image's own corners
+    tolerance = 1.0 / plan.ratio + 1e-3 * max(h, w)
+    np.testing.assert_allclose(back[0], [0, 0, w, h], atol=tolerance)
+    x1, y1, x2, y2 = scale_boxes(corners, geometry)[0]
+    assert 0 <= x1 < x2 <= w and 0 <= y1 < y2 <= h
+
+
+@pytest.mark.parametrize("shape", [(1, 5000), (5000, 2), (1, 1), (10000, 1), (2, 10000)])
+@pytest.mark.parametrize("new_shape", [640, (320, 256)])
+def test_extreme_aspect_ratios_keep_one_pixel(shape, new_shape):
+    image = np.full((*shape, 3), 200, np.uint8)
+    padded, _, _ = letterbox(image, new_shape)
+    target = (new_shape, new_shape) if isinstance(new_shape, int) else new_shape
+    assert padded.shape == (*target, 3)
+    plan = plan_letterbox(shape, target)
+    _check_plan(shape, target, plan)
+    rw, rh = plan.resized
+    assert (padded[plan.top : plan.top + rh, plan.left : plan.left + rw] == 200).all()  # the image is in there
+    spec = ModelSpec(task="detect", names=("a",), imgsz=target, output_layout="boxes_scores", output_names=("b", "s"))
+    blob, geometries = Preprocessor(spec)([image])
+    assert blob.shape == (1, 3, *target) and geometries[0].shape == shape
+
+
+@pytest.mark.parametrize("shape, new_shape", [((0, 0), 640), ((0, 5), 640), ((5, 5), (0, 640))])
+def test_empty_sides_are_refused(shape, new_shape):
+    with pytest.raises(ValueError, match="at least 1 pixel per side"):
+        plan_letterbox(shape, new_shape)
+    if 0 in shape:
+        with pytest.raises(ValueError, match="empty image"):
+            Preprocessor(ModelSpec(task="detect", names=("a",), imgsz=(64, 64), output_layout="boxes_scores",
+                                   output_names=("b", "s")))([np.zeros((*shape, 3), np.uint8)])
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    h=st.integers(1, 10_000), w=st.integers(1, 10_000), th=st.integers(1, 1280), tw=st.integers(1, 1280),
+    scaleup=st.booleans(), auto=st.booleans(), center=st.booleans(),
+)
+def test_letterbox_plan_property(h, w, th, tw, scaleup, auto, center):
+    plan = plan_letterbox((h, w), (th, tw), 32, auto, scaleup, center)
+    _check_plan((h, w), (th, tw), plan, auto)
+    if auto:  # the minimal rectangle: no larger than the target, and smaller by whole strides
+        height, width = plan.top + plan.resized[1] + plan.bottom, plan.left + plan.resized[0] + plan.right
+        assert height <= th and width <= tw and (th - height) % 32 == 0 and (tw - width) % 32 == 0
+
+
+@settings(max_examples=40, deadline=None)
+@given(h=st.integers(1, 3000), w=st.integers(1, 3000), size=st.sampled_from([64, 320, 640]))
+def test_letterbox_pixels_property(h, w, size):
+    padded, _, _ = letterbox(np.zeros((h, w, 3), np.uint8), size)
+    assert padded.shape == (size, size, 3)
