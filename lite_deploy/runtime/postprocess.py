@@ -36,6 +36,10 @@ def nms(
     other: every box is shifted by ``class_id * class_offset`` (default ``max coordinate + 1``, as
     ``batched_nms`` does), so the IoUs are computed on the same float32 numbers.
 
+    A box whose score is NaN is dropped before NMS: it is never kept and suppresses nothing. (torchvision
+    differs here: its descending sort puts NaN first, so a NaN box is kept and removes its neighbours.) For
+    scores without NaN the kept indices are torchvision's.
+
     Args:
         boxes_xyxy: (N, 4) boxes ``x1, y1, x2, y2`` with ``0 <= x1 < x2`` and ``0 <= y1 < y2`` (cast to float32).
         scores: (N,) scores.
@@ -55,15 +59,21 @@ def nms(
         raise ValueError(f"boxes must have shape (N, 4), got {boxes.shape}")
     if scores.shape != (boxes.shape[0],):
         raise ValueError(f"scores must have shape ({boxes.shape[0]},) to match the boxes, got {scores.shape}")
+    if class_ids is not None:
+        class_ids = np.asarray(class_ids)
+        if class_ids.shape != scores.shape:
+            raise ValueError(f"class_ids must have shape {scores.shape} to match the boxes, got {class_ids.shape}")
+    scored = np.flatnonzero(~np.isnan(scores))
+    if scored.size < scores.size:
+        kept = nms(boxes[scored], scores[scored], iou_threshold,
+                   None if class_ids is None else class_ids[scored], class_offset)
+        return scored[kept]
     n = boxes.shape[0]
     if n == 0:
         return np.zeros(0, np.int64)
     order = np.argsort(-scores, kind="stable")
     first = np.zeros(n, np.int64)  # per sorted position: where the boxes that may overlap it begin
     if class_ids is not None:
-        class_ids = np.asarray(class_ids)
-        if class_ids.shape != (n,):
-            raise ValueError(f"class_ids must have shape ({n},) to match the boxes, got {class_ids.shape}")
         offset = np.float32(class_offset) if class_offset is not None else boxes.max() + np.float32(1)
         shifted = boxes + (class_ids.astype(np.float32) * offset)[:, None]
         if boxes.min() >= 0 and boxes.max() < offset:
@@ -199,7 +209,8 @@ def decode_nms_outputs(
     """One image's in-graph NMS outputs (EfficientNMS style: count, padded boxes, scores, classes).
 
     Args:
-        num_dets: (1,) or scalar count of valid rows.
+        num_dets: (1,) or scalar count of valid rows (clamped to ``[0, K]``: a negative or too large count
+            never invents rows).
         det_boxes: (K, 4) xyxy in input pixels.
         det_scores: (K,) scores.
         det_classes: (K,) class ids.
@@ -207,7 +218,7 @@ def decode_nms_outputs(
         max_det: keep at most this many.
         classes: keep only these class ids.
     """
-    n = int(np.asarray(num_dets).reshape(-1)[0])
+    n = min(max(int(np.asarray(num_dets).reshape(-1)[0]), 0), len(det_boxes))
     boxes = np.asarray(det_boxes[:n], np.float32)
     scores = np.asarray(det_scores[:n], np.float32)
     class_ids = np.asarray(det_classes[:n]).astype(np.int64)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from lite_deploy.runtime import nms
 from lite_deploy.runtime.postprocess import candidates_boxes_scores, candidates_yolov5, decode_nms_outputs, select
@@ -157,3 +159,78 @@ def test_in_graph_nms_outputs():
     np.testing.assert_array_equal(got_scores, scores[[0, 3]])
     np.testing.assert_array_equal(got_classes, [0, 1])
     np.testing.assert_array_equal(got_boxes, boxes[[0, 3]])
+
+
+def test_nan_scores_are_dropped_before_nms():
+    boxes = np.array([[0, 0, 10, 10], [100, 100, 110, 110], [50, 50, 60, 60], [51, 50, 61, 60]], np.float32)
+    scores = np.array([0.9, np.nan, np.nan, 0.3], np.float32)
+    # the lone NaN box is not kept, and the NaN box beside box 3 does not suppress it
+    np.testing.assert_array_equal(nms(boxes, scores, 0.5), [0, 3])
+    np.testing.assert_array_equal(nms(boxes, scores, 0.5, np.array([0, 0, 1, 1])), [0, 3])
+    assert nms(boxes[1:3], scores[1:3], 0.5).shape == (0,)
+
+
+def test_nan_never_reaches_nms_inside_the_detector(monkeypatch):
+    """NaN model outputs (both layouts) are filtered out by the confidence test before NMS is called."""
+    from lite_deploy.runtime import Detector, postprocess
+    from lite_deploy.runtime.base import Runtime, TensorInfo
+    from lite_deploy.spec import ModelSpec
+
+    rng = np.random.default_rng(7)
+    pred = _yolov5_rows(rng, 200, 3).astype(np.float32)
+    pred[::7, 4] = np.nan  # objectness
+    pred[1::7, 5] = np.nan  # one class score
+    pred[2::7, 5:] = np.nan  # every class score
+    boxes = np.concatenate([pred[:, :2] - pred[:, 2:4] / 2, pred[:, :2] + pred[:, 2:4] / 2], 1)
+    scores = pred[:, 5:] * np.where(np.isnan(pred[:, 4:5]), np.nan, 1).astype(np.float32)
+
+    class Constant(Runtime):
+        def __init__(self, spec, outputs):
+            super().__init__("constant.onnx", spec)
+            self._inputs = (TensorInfo("images", (1, 3, 64, 64), np.dtype(np.float32)),)
+            self._result = outputs
+
+        def _infer(self, feeds):
+            return self._result
+
+    seen = []
+    real_nms = postprocess.nms
+
+    def checked_nms(boxes, scores, *args, **kwargs):
+        seen.append(int(np.isnan(scores).sum()))
+        return real_nms(boxes, scores, *args, **kwargs)
+
+    monkeypatch.setattr(postprocess, "nms", checked_nms)
+    image = np.zeros((64, 64, 3), np.uint8)
+    for layout, outputs in [("yolov5", {"output0": pred[None]}),
+                            ("boxes_scores", {"boxes": boxes[None], "scores": scores[None]})]:
+        spec = ModelSpec(task="detect", names=("a", "b", "c"), imgsz=(64, 64), output_layout=layout,
+                         output_names=tuple(outputs))
+        for multi_label in (False, True):
+            detections = Detector(Constant(spec, outputs), conf=0.1, multi_label=multi_label)(image)
+            assert len(detections) and not np.isnan(detections.scores).any()
+    assert seen == [0, 0, 0, 0]
+
+
+@pytest.mark.parametrize("count, rows", [(-1, 0), (0, 0), (2, 2), (5, 5), (99, 5)])
+def test_in_graph_nms_count_is_clamped(count, rows):
+    boxes = np.tile(np.array([[0, 0, 10, 10]], np.float32), (5, 1))
+    scores = np.full(5, 0.9, np.float32)
+    got_boxes, got_scores, got_classes = decode_nms_outputs(np.array([count]), boxes, scores, np.zeros(5), 0.25)
+    assert got_boxes.shape == (rows, 4) and got_scores.shape == (rows,) and got_classes.shape == (rows,)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    n=st.integers(0, 300), classes=st.integers(1, 5), integer=st.booleans(), ties=st.booleans(),
+    threshold=st.floats(0.05, 0.95), seed=st.integers(0, 2**32 - 1),
+)
+def test_same_indices_as_batched_nms_property(n, classes, integer, ties, threshold, seed):
+    rng = np.random.default_rng(seed)
+    boxes = _random_boxes(rng, n, integer)
+    scores = rng.random(n).astype(np.float32)
+    if ties:
+        scores = (np.round(scores * 4) / 4).astype(np.float32)
+    class_ids = rng.integers(0, classes, n)
+    np.testing.assert_array_equal(nms(boxes, scores, threshold, class_ids), _torch(boxes, scores, threshold, class_ids))
+    np.testing.assert_array_equal(nms(boxes, scores, threshold), _torch(boxes, scores, threshold))
