@@ -1,5 +1,9 @@
 """``lite-deploy val``: score a checkpoint or exported artifact on a dataset (COCO mAP50, mAP50-95, P, R), or with
-``--task classify`` a classifier on an image-folder split (top-1, top-5)."""
+``--task classify`` a classifier on an image-folder split (top-1, top-5).
+
+Detectors are scored with YOLOv5 ``val.py``'s protocol by default (multi-label NMS, conf 0.001, IoU 0.6, 300
+detections per image); ``--single-label`` keeps each box's best class only, ``--rect`` gives each image
+``val.py``'s rectangular input (pad 0.5 stride) instead of the square. The protocol used is printed first."""
 
 from __future__ import annotations
 
@@ -21,6 +25,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--conf", type=float, default=0.001, help="confidence threshold (default 0.001)")
     parser.add_argument("--iou", type=float, default=0.6, help="NMS IoU threshold (default 0.6)")
     parser.add_argument("--max-det", type=int, default=300, help="detections per image (default 300)")
+    parser.add_argument("--single-label", "--no-multi-label", dest="multi_label", action="store_false",
+                        help="NMS on each box's best class only (default: every class above --conf, as val.py)")
+    parser.add_argument("--rect", action="store_true",
+                        help="val.py's rectangular inputs: long side --imgsz, each side padded to a multiple of the "
+                        "stride with at least half a stride of padding (.pt checkpoints and dynamic-shape artifacts)")
     parser.add_argument("--batch", type=int, default=1, help="frames per inference call (default 1)")
     parser.add_argument("--save-json", metavar="DIR", help="write gt.json, predictions.json (COCO) and results.json")
     parser.add_argument("--plots", metavar="DIR", help="write the precision-recall curve pr_curve.png")
@@ -37,6 +46,7 @@ def _run(args: argparse.Namespace) -> int:
 
     validate(
         args.model, args.data, split=args.split, images=args.images, conf=args.conf, iou=args.iou,
-        max_det=args.max_det, imgsz=args.imgsz, batch=args.batch, save_json=args.save_json, plots=args.plots,
+        max_det=args.max_det, multi_label=args.multi_label, rect=args.rect, imgsz=args.imgsz, batch=args.batch,
+        save_json=args.save_json, plots=args.plots,
     )
     return 0

@@ -8,6 +8,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
+from ..errors import LiteDeployError
 from .base import Runtime, load_runtime
 from .centernet import TOP_K, decode_centernet
 from .detections import Detections
@@ -22,7 +23,9 @@ class _Model:
 
     task = ""
 
-    def __init__(self, runtime: Runtime, imgsz: Optional[Union[int, Tuple[int, int]]] = None) -> None:
+    def __init__(
+        self, runtime: Runtime, imgsz: Optional[Union[int, Tuple[int, int]]] = None, rect: bool = False
+    ) -> None:
         spec = runtime.spec
         if spec.task != self.task:
             other = "Detector" if spec.task == "detect" else "Classifier"
@@ -35,6 +38,14 @@ class _Model:
         fixed = info.shape[2:4] if spec.layout == "NCHW" else info.shape[1:3]
         if any(f is not None and f != s for f, s in zip(fixed, spec.imgsz)):
             raise ValueError(f"{runtime.path.name} takes {fixed[0]}x{fixed[1]} images; imgsz {spec.imgsz} does not fit")
+        if rect:
+            if any(f is not None for f in fixed):
+                raise LiteDeployError(
+                    f"{runtime.path.name} takes fixed {fixed[0]}x{fixed[1]} images, so it cannot letterbox to the "
+                    "minimal rectangle: drop --rect, or use the .pt checkpoint or an artifact with a dynamic height "
+                    "and width"
+                )
+            spec = spec.replace(letterbox_auto=True)
         self.runtime = runtime
         self.spec = spec
         self.batch = info.shape[0]  # None: any batch size
@@ -105,6 +116,10 @@ class Detector(_Model):
         multi_label: a box may be reported for every class above ``conf``.
         imgsz: network input size for models with dynamic height/width (default: the spec's).
         max_nms: candidates entering NMS at most.
+        rect: letterbox each single frame to the minimal rectangle (scaled to fit ``imgsz``, padded only up to a
+            multiple of the stride: YOLOv5's ``auto=True``, e.g. 320x224 for a 4:3 frame at 320) instead of the
+            ``imgsz`` square; a list of frames still shares the square. Needs a model with a dynamic height and
+            width (a ``.pt`` checkpoint); a fixed-shape artifact raises :class:`LiteDeployError`.
 
     Example:
         >>> det = Detector.load("yolov5n.onnx", conf=0.3)
@@ -125,10 +140,11 @@ class Detector(_Model):
         multi_label: bool = False,
         imgsz: Optional[Union[int, Tuple[int, int]]] = None,
         max_nms: int = 30000,
+        rect: bool = False,
     ) -> None:
         if not 0 <= conf <= 1 or not 0 <= iou <= 1:
             raise ValueError(f"conf and iou must lie in [0, 1], got conf={conf}, iou={iou}")
-        super().__init__(runtime, imgsz)
+        super().__init__(runtime, imgsz, rect)
         decoders = {"yolov5": self._decode_yolov5, "boxes_scores": self._decode_boxes_scores, "nms": self._decode_nms,
                     "centernet": self._decode_centernet}
         if self.spec.output_layout not in decoders:
@@ -155,12 +171,13 @@ class Detector(_Model):
         agnostic: bool = False,
         multi_label: bool = False,
         imgsz: Optional[Union[int, Tuple[int, int]]] = None,
+        rect: bool = False,
         **runtime_options: Any,
     ) -> "Detector":
         """Open ``path`` with its backend (``runtime_options`` go to it) and wrap it; see the class arguments."""
         runtime = load_runtime(path, **runtime_options)
         try:
-            return cls(runtime, conf, iou, max_det, classes, agnostic, multi_label, imgsz)
+            return cls(runtime, conf, iou, max_det, classes, agnostic, multi_label, imgsz, rect=rect)
         except BaseException:
             runtime.close()
             raise
