@@ -1,0 +1,47 @@
+"""Fixtures of the device suite: the committed tiny artifacts, images, dataset and PyTorch reference outputs.
+
+Everything here runs with the device install only (numpy, OpenCV, a backend; Python 3.8): no torch, and nothing
+from the other test folders' fixtures. ``tools/make_device_fixtures.py`` regenerates ``fixtures/``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Dict, List
+
+import cv2
+import numpy as np
+import pytest
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+MODELS = FIXTURES / "models"
+DATA_YAML = FIXTURES / "shapes" / "data.yaml"
+IMAGES = FIXTURES / "shapes" / "images" / "val"
+
+
+def has_module(name: str) -> bool:
+    """Whether ``name`` can be imported here (without importing it)."""
+    import importlib.util
+
+    return importlib.util.find_spec(name) is not None
+
+
+def backend_available(path: Path) -> bool:
+    """Whether the backend of the artifact at ``path`` is installed."""
+    return has_module({".onnx": "onnxruntime", ".xml": "openvino"}[path.suffix])
+
+
+@pytest.fixture(scope="session")
+def reference() -> Dict[str, Any]:
+    """reference.json plus ``arrays``: the PyTorch raw outputs and detections of reference.npz."""
+    ref = json.loads((FIXTURES / "reference.json").read_text())
+    with np.load(FIXTURES / "reference.npz") as npz:
+        ref["arrays"] = {k: npz[k] for k in npz.files}
+    return ref
+
+
+@pytest.fixture(scope="session")
+def frames(reference: Dict[str, Any]) -> List[np.ndarray]:
+    """The committed BGR images, in reference order."""
+    return [cv2.imread(str(IMAGES / name)) for name in reference["images"]]
