@@ -1,7 +1,8 @@
 """``lite-deploy run MODEL --source SRC``: the inference loop on a camera, video, network stream or image folder.
 
 Shows, records (``--save``, an annotated video) and logs (``--jsonl``, one line per frame) the results, and prints
-the stream's summary at the end, also after Ctrl-C. Device side: numpy, OpenCV and the model's backend.
+the stream's summary at the end. What was recorded is kept, finished and readable, however the run ends (Ctrl-C,
+a lost source, an error on a frame). Device side: numpy, OpenCV and the model's backend.
 """
 
 from __future__ import annotations
@@ -88,11 +89,11 @@ class _VideoOutput:
         self.writer.write(frame)
         self.frames += 1
 
-    def close(self, keep: bool) -> bool:
-        """Finish the video; ``keep``: move it to its name (if it has frames). Returns whether it was kept."""
+    def close(self) -> bool:
+        """Finish the video and move it to its name if it has frames. Returns whether it was kept."""
         if self.writer is not None:
             self.writer.release()
-        if keep and self.frames:
+        if self.frames:
             self.file.commit()
             return True
         self.file.discard()
@@ -111,14 +112,10 @@ class _JsonlOutput:
         self.handle.write(json.dumps(record) + "\n")
         self.lines += 1
 
-    def close(self, keep: bool) -> bool:
-        """Finish the file; ``keep``: move it to its name. Returns whether it was kept."""
+    def close(self) -> None:
+        """Finish the file and move it to its name."""
         self.handle.close()
-        if keep:
-            self.file.commit()
-            return True
-        self.file.discard()
-        return False
+        self.file.commit()
 
 
 def frame_record(item: Any, names: Any) -> Dict[str, Any]:
@@ -182,7 +179,6 @@ def run(args: argparse.Namespace) -> int:
     names = stream.model.names
     video: Optional[_VideoOutput] = None
     jsonl: Optional[_JsonlOutput] = None
-    keep = False
     interrupted = False
     try:
         with stream:  # closed on leaving, as "interrupted" after Ctrl-C
@@ -199,18 +195,15 @@ def run(args: argparse.Namespace) -> int:
                         cv2.imshow(WINDOW, canvas)
                         if cv2.waitKey(1) & 0xFF in (ord("q"), 27):
                             break
-        keep = True
     except KeyboardInterrupt:
-        interrupted = keep = True  # what was recorded up to Ctrl-C is kept
-    except LiteDeployError:
-        keep = True  # e.g. a live source lost for good: keep what was recorded, then report the error
-        raise
-    finally:
+        interrupted = True
+    finally:  # also on errors (a lost source, a failing frame): what was recorded is kept, then the error shown
         if args.show:
             cv2.destroyAllWindows()
         print(stream.summary)
-        if video is not None and video.close(keep):
+        if video is not None and video.close():
             print(f"video written to {video.file.path} ({video.frames} frames)")
-        if jsonl is not None and jsonl.close(keep):
+        if jsonl is not None:
+            jsonl.close()
             print(f"{jsonl.lines} JSON lines written to {jsonl.file.path}")
     return 130 if interrupted else 0

@@ -7,11 +7,15 @@ reconnects and gives the latency statistics. Frames are read in a capture thread
 * **live sources** (camera index, ``/dev/videoN``, ``rtsp://`` / ``http://`` URLs, GStreamer pipelines) keep only
   the newest frame: a frame the model had no time for is replaced by the next one and counted as dropped. When
   the source stops delivering, it is reopened with exponential backoff (``backoff_s``, doubling up to
-  ``max_backoff_s``) at most ``reconnect_attempts`` times in a row before the stream gives up;
+  ``max_backoff_s``); after ``reconnect_attempts`` reopenings without a frame in between (whether the reopening
+  failed or the reopened source still delivered nothing) the stream gives up with an error;
 * **video files and images** are delivered in order, every frame, through a bounded queue (the capture waits for
   the model; nothing is dropped).
 
-Frames that cannot be decoded are skipped and counted. Memory stays flat however long the stream runs: at most
+Frames that cannot be decoded are skipped and counted, and unreadable image files are named in the summary. A
+video file is read past a corrupt region: failed reads end it only once they cover the frames the container says
+are left (``CAP_PROP_FRAME_COUNT``; at least :data:`FILE_END_READS`). A source of which not one frame can be
+decoded is an error. Memory stays flat however long the stream runs: at most
 ``queue_size`` frames are held, and latencies are kept as running sums plus a fixed-size reservoir sample for the
 percentiles. Device side: numpy and OpenCV only.
 
@@ -34,7 +38,7 @@ import time
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Deque, Dict, NamedTuple, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Deque, Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 import cv2
 import numpy as np
@@ -57,7 +61,9 @@ Opener = Callable[[Union[int, str], int], Any]
 STAGES = ("capture", "pre", "infer", "post", "total")
 LIVE_PREFIXES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://", "tcp://")
 GLOB_CHARS = ("*", "?", "[")
-FILE_END_READS = 10  # this many failed reads in a row end a video file; fewer, followed by a frame, were corrupt
+IMAGE_SUFFIXES = (".bmp", ".jpeg", ".jpg", ".png", ".tif", ".tiff", ".webp")
+FILE_END_READS = 10  # failed reads in a row that end a video file whose frame count is unknown or reached
+MAX_LISTED = 20  # unreadable files named in a summary; the rest are counted
 POLL_S = 0.1  # how often blocked waits look at the stop flag
 JOIN_TIMEOUT_S = 10.0
 RESERVOIR_SIZE = 4096
@@ -113,7 +119,7 @@ def resolve_source(source: Source, live: Optional[bool] = None) -> SourceInfo:
         return info("camera", True, target=text)
     path = Path(text)
     if path.is_dir():
-        images = tuple(p for p in sorted(path.iterdir()) if p.is_file() and cv2.haveImageReader(str(p)))
+        images = tuple(p for p in sorted(path.iterdir()) if p.is_file() and is_image_file(p))
         if not images:
             raise LiteDeployError(f"source {text} holds no images OpenCV can read: give a folder of images")
         return info("images", False, images=images)
@@ -123,13 +129,21 @@ def resolve_source(source: Source, live: Optional[bool] = None) -> SourceInfo:
             raise LiteDeployError(f"source {text} matches no files: check the pattern (quote it in a shell)")
         return info("images", False, images=images)
     if path.is_file():
-        if cv2.haveImageReader(text):
+        if is_image_file(path):
             return info("images", False, images=(path,))
         return info("video", False, target=text)
     raise LiteDeployError(
         f"source {text} does not exist: give a camera index (0), /dev/videoN, a video file, an rtsp:// or http:// "
         "URL, a GStreamer pipeline (with '!') or a folder or glob of images"
     )
+
+
+def is_image_file(path: Path) -> bool:
+    """Whether ``path`` is meant as an image: an image suffix, or content OpenCV recognises as one.
+
+    A file with an image suffix that does not decode is still an image (an unreadable one, reported as such).
+    """
+    return path.suffix.lower() in IMAGE_SUFFIXES or cv2.haveImageReader(str(path))
 
 
 class StreamResult(NamedTuple):
@@ -207,7 +221,8 @@ class StreamSummary:
             ``interrupted`` (Ctrl-C), ``source lost`` (reconnects failed) or ``error``.
         frames: frames processed by the model.
         dropped: live frames replaced by a newer one before the model took them.
-        skipped: frames that could not be read or decoded.
+        skipped: frames that could not be read or decoded (for images: unreadable files).
+        unreadable: names of the image files that could not be read (for video sources: empty).
         reconnects: times a live source was reopened after it stopped delivering.
         seconds: wall time from the first request for a frame to the last result.
         fps: ``frames / seconds``.
@@ -219,6 +234,7 @@ class StreamSummary:
     frames: int
     dropped: int
     skipped: int
+    unreadable: Tuple[str, ...]
     reconnects: int
     seconds: float
     fps: float
@@ -232,11 +248,19 @@ class StreamSummary:
         lines = [
             f"{self.source}: {self.frames} frames in {self.seconds:.1f} s ({self.fps:.1f} FPS), {self.dropped} dropped, "
             f"{self.skipped} skipped (unreadable), {self.reconnects} reconnects; {self.end}",
-            f"  {'latency ms':<10} {'mean':>8} {'p50':>8} {'p99':>8} {'max':>8}",
         ]
+        if self.unreadable:
+            lines.append(f"  unreadable: {name_list(self.unreadable)}")
+        lines.append(f"  {'latency ms':<10} {'mean':>8} {'p50':>8} {'p99':>8} {'max':>8}")
         for stage, s in self.latency.items():
             lines.append(f"  {stage:<10} {s.mean_ms:8.2f} {s.p50_ms:8.2f} {s.p99_ms:8.2f} {s.max_ms:8.2f}")
         return "\n".join(lines)
+
+
+def name_list(names: Sequence[str]) -> str:
+    """``names`` joined by commas, the first :data:`MAX_LISTED` of them and a count of the rest."""
+    more = len(names) - MAX_LISTED
+    return ", ".join(names[:MAX_LISTED]) + (f" and {more} more" if more > 0 else "")
 
 
 class _Frame(NamedTuple):
@@ -309,7 +333,9 @@ class _Capture:
         self.buffer = _FrameBuffer(1 if source.live else queue_size, drop_oldest=source.live)
         self.stop = threading.Event()
         self.skipped = 0
+        self.unreadable: List[str] = []
         self.reconnects = 0
+        self.lost = 0  # reopenings since the last delivered frame
         self.error: Optional[BaseException] = None
         self.capture: Any = None
         self.fps: Optional[float] = None
@@ -379,28 +405,30 @@ class _Capture:
             self._release()
             self.buffer.close()
 
-    def _deliver(self, index: int, image: Any, start: float) -> None:
-        """Queue a decoded frame, or count it as skipped when it is not a usable image."""
+    def _deliver(self, index: int, image: Any, start: float) -> bool:
+        """Queue a decoded frame, or count it as skipped when it is not a usable image; whether it was queued."""
         try:
             frame = check_image(image)
         except ValueError:
-            frame = None
-        if frame is None or frame.size == 0:
             self.skipped += 1
             LOGGER.debug("frame %d of %s is unreadable; skipped", index, self.source.description)
-            return
+            return False
         self.buffer.put(_Frame(index, time.time(), frame, (time.perf_counter() - start) * 1e3), self.stop)
+        return True
 
     def _read_images(self) -> None:
         for index, path in enumerate(self.source.images):
             if self.stop.is_set():
                 return
             start = time.perf_counter()
-            self._deliver(index, cv2.imread(str(path)), start)
+            if not self._deliver(index, cv2.imread(str(path)), start):
+                self.unreadable.append(path.name)
+                LOGGER.warning("%s could not be read as an image; skipped", path)
 
     def _read_video(self) -> None:
-        index = 0
+        index = 0  # frames read or skipped so far: the position in the source
         failed = 0  # failed reads in a row
+        total = 0 if self.source.live else max(int(self.capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0), 0)
         while not self.stop.is_set():
             start = time.perf_counter()
             ok, image = self.capture.read()
@@ -408,34 +436,37 @@ class _Capture:
                 self.skipped += failed  # a file that reads again after failures had corrupt frames
                 index += failed
                 failed = 0
-                self._deliver(index, image, start)
+                if self._deliver(index, image, start):
+                    self.lost = 0
                 index += 1
             elif self.source.live:
                 self._reconnect()
             else:
                 failed += 1
-                if failed >= FILE_END_READS:
+                if failed >= max(FILE_END_READS, total - index):  # past the frames the file says it has
+                    self.skipped += min(failed, max(total - index, 0))  # its last frames were corrupt
                     return
 
     def _reconnect(self) -> None:
-        """Reopen a live source with exponential backoff.
+        """Reopen a live source with exponential backoff, counting reopenings since the last delivered frame.
 
         Raises:
-            LiteDeployError: it did not reopen in ``reconnect_attempts`` attempts.
+            LiteDeployError: ``reconnect_attempts`` reopenings brought no frame.
         """
         LOGGER.warning("%s stopped delivering frames; reconnecting", self.source.description)
         self._release()
-        for attempt in range(self.reconnect_attempts):
-            if self.stop.wait(min(self.backoff_s * 2 ** attempt, self.max_backoff_s)):
+        while self.lost < self.reconnect_attempts:
+            if self.stop.wait(min(self.backoff_s * 2 ** self.lost, self.max_backoff_s)):
                 return
+            self.lost += 1
             self.capture = self._open()
             if self.capture is not None:
                 self.reconnects += 1
-                LOGGER.info("%s reconnected", self.source.description)
+                LOGGER.info("%s reopened", self.source.description)
                 return
         raise LiteDeployError(
-            f"lost {self.source.description}: it did not come back after {self.reconnect_attempts} reconnect attempts; "
-            "check the camera or the network"
+            f"lost {self.source.description}: it did not come back after {self.reconnect_attempts} reconnect attempts "
+            "(reopened or not, no frame came); check the camera or the network"
         )
 
 
@@ -455,7 +486,8 @@ class Stream:
         max_frames: stop after this many processed frames (``None``: until the source ends).
         live: override the delivery mode (default: live for cameras, URLs and pipelines).
         queue_size: frames read ahead for files and images.
-        reconnect_attempts: reopenings in a row before a lost live source ends the stream with an error.
+        reconnect_attempts: reopenings without a frame in between before a lost live source ends the stream with
+            an error.
         backoff_s: wait before the first reopening, seconds; doubled after every failed one.
         max_backoff_s: longest wait between reopenings, seconds.
         opener: makes the capture of non-image sources, called as ``opener(target, api_preference)`` on the
@@ -535,6 +567,12 @@ class Stream:
             raise
         if result is None:
             error = self._capture.error
+            if error is None and self._frames == 0:
+                self._close("error")
+                raise LiteDeployError(
+                    f"not one frame of {self.source.description} could be decoded "
+                    f"({self._capture.skipped} unreadable): give a video or images OpenCV can read"
+                )
             self._close("end of source" if error is None else "source lost")
             if isinstance(error, LiteDeployError):
                 raise error
@@ -569,6 +607,7 @@ class Stream:
             frames=self._frames,
             dropped=self._capture.buffer.dropped,
             skipped=self._capture.skipped,
+            unreadable=tuple(self._capture.unreadable),
             reconnects=self._capture.reconnects,
             seconds=seconds,
             fps=self._frames / seconds if seconds > 0 else 0.0,

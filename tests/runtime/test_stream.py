@@ -18,7 +18,7 @@ import pytest
 from lite_deploy.cli import main
 from lite_deploy.errors import LiteDeployError
 from lite_deploy.runtime import Detections, Detector
-from lite_deploy.runtime.stream import STAGES, LatencyStats, Stream, stream
+from lite_deploy.runtime.stream import FILE_END_READS, STAGES, LatencyStats, Stream, stream
 from lite_deploy.spec import ModelSpec, sidecar_path
 
 REPO = Path(__file__).resolve().parents[2]
@@ -310,3 +310,93 @@ def test_stream_and_run_do_not_import_torch():
     )
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
+
+
+def test_corrupt_region_in_a_video_is_read_past_and_counted(onnx, tmp_path):
+    """20 KB of random bytes in the middle of an mp4: OpenCV fails ~36 reads in a row, then decodes again."""
+    writer = cv2.VideoWriter(str(tmp_path / "clip.mp4"), cv2.VideoWriter_fourcc(*"mp4v"), 30, (SIZE, 96))
+    for i in range(300):
+        frame = np.full((96, SIZE, 3), 8 * i % 256, np.uint8)
+        cv2.putText(frame, str(i), (10, 60), cv2.FONT_HERSHEY_SIMPLEX, 1, (255, 255, 255), 2)
+        writer.write(frame)
+    writer.release()
+    data = bytearray((tmp_path / "clip.mp4").read_bytes())
+    middle = len(data) // 2
+    data[middle:middle + 20_000] = np.random.default_rng(0).integers(0, 256, 20_000, dtype=np.uint8).tobytes()
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(bytes(data))
+    with stream(onnx, broken) as s:
+        levels = {item.index: float(item.frame[80:, 100:].mean()) for item in s}
+    summary = s.summary
+    assert summary.end == "end of source" and summary.skipped > FILE_END_READS
+    assert summary.frames + summary.skipped == 300
+    after = [i for i in levels if i > 200]
+    assert len(after) > 90 and max(after) == 299  # the frames after the corrupt region were processed
+    assert all(abs(levels[i] - 8 * i % 256) < 6 for i in after)  # under their own index
+    assert f"{summary.skipped} skipped" in str(summary)
+
+
+def test_source_that_opens_but_never_delivers_gives_up(onnx):
+    calls = []
+
+    def opener(target, api):
+        calls.append(target)
+        return FakeCamera()  # opens, then every read fails
+
+    s = stream(onnx, "rtsp://camera.invalid/live", opener=opener, reconnect_attempts=3, backoff_s=0.01)
+    watchdog = threading.Timer(10, s.close)  # the old loop reconnected forever
+    watchdog.start()
+    try:
+        with pytest.raises(LiteDeployError, match="did not come back after 3 reconnect attempts"):
+            list(s)
+    finally:
+        watchdog.cancel()
+    assert len(calls) == 4 and s.summary.end == "source lost" and s.summary.reconnects == 3
+    assert not capture_threads()
+
+
+def test_cli_folder_with_unreadable_files_processes_the_rest(onnx, tmp_path, capsys):
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for name in ("a.png", "c.png", "e.jpg"):
+        cv2.imwrite(str(folder / name), np.full((40, 60, 3), 90, np.uint8))
+    (folder / "b.jpg").write_text("not an image")
+    (folder / "d.png").write_bytes(b"")
+    log = tmp_path / "frames.jsonl"
+    assert main(["run", str(onnx), "--source", str(folder), "--jsonl", str(log)]) == 0
+    printed = capsys.readouterr().out
+    assert "3 frames" in printed and "2 skipped" in printed and "unreadable: b.jpg, d.png" in printed
+    assert [json.loads(line)["frame"] for line in log.read_text().splitlines()] == [0, 2, 4]
+
+
+@pytest.mark.parametrize("name, content", [("text.jpg", b"hello, not a picture"), ("empty.png", b""),
+                                           ("noise.mp4", b"\x00\x00\x00\x18ftypmp42" + bytes(4000))])
+def test_cli_source_without_one_readable_frame_is_an_error(onnx, tmp_path, capsys, name, content):
+    (tmp_path / name).write_bytes(content)
+    assert main(["run", str(onnx), "--source", str(tmp_path / name), "--jsonl", str(tmp_path / "x.jsonl")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ")
+    assert "give a video or images OpenCV can read" in err[0] or "not a video OpenCV can decode" in err[0]
+
+
+def test_cli_error_on_a_frame_keeps_what_was_recorded(onnx, video, tmp_path, capsys, monkeypatch):
+    draw = Stream.draw
+
+    def fails_at_frame_3(self, item):
+        if item.index == 3:
+            raise RuntimeError("an odd frame")
+        return draw(self, item)
+
+    monkeypatch.setattr(Stream, "draw", fails_at_frame_3)
+    out, log = tmp_path / "a.mp4", tmp_path / "a.jsonl"
+    try:
+        code = main(["run", str(onnx), "--source", str(video), "--save", str(out), "--jsonl", str(log)])
+    except RuntimeError:
+        code = None
+    assert code != 0
+    capture = cv2.VideoCapture(str(out))
+    assert capture.isOpened() and int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) == 3 and capture.read()[0]
+    capture.release()
+    assert [json.loads(line)["frame"] for line in log.read_text().splitlines()] == [0, 1, 2, 3]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.jsonl", "a.mp4"]
+    assert not capture_threads()
