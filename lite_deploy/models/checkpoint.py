@@ -8,6 +8,13 @@ unpickler: every global the pickle names is checked before anything is built. Kn
 stand-ins that only record their attributes; any other global raises :class:`UnsafeCheckpointError` before a single
 object of the file is constructed. The model is then rebuilt from the pickled ``yaml`` dict with this project's
 parser and the recorded state_dict is loaded strictly (anchors come from the checkpoint, never from the yaml).
+
+Before any torch call, :func:`~lite_deploy.models.archive.check_weights_file` refuses TorchScript archives and any
+other container than a plain ``torch.save`` file. While unpickling, every storage must fit in the file and every
+tensor's declared shape stays under :data:`MAX_TENSOR_ELEMENTS`; the state is compared with the rebuilt model's
+shapes before anything is cast or copied, so a hostile file cannot make the loader allocate more than the model.
+Training checkpoints (``last.pt`` with optimizer state) may hold numpy scalars and arrays of numeric dtypes, as
+torch's own ``weights_only`` loader allows; object dtypes stay refused.
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ from __future__ import annotations
 import collections
 import copy
 import io
+import math
 import pathlib
 import pickle
 import types
@@ -27,10 +35,11 @@ from torch import nn
 
 from ..errors import CheckpointError, LiteDeployError, UnsafeCheckpointError
 from ..spec import atomic_write_bytes
+from .archive import check_weights_file
 from .gsconv import SHUFFLES
 from .heads import Detect
 from .registry import MODULES
-from .yolo import model_from_yaml
+from .yolo import MAX_PARAMS, model_from_yaml
 
 FORMAT = "lite-deploy.checkpoint"
 FORMAT_VERSION = 1
@@ -55,12 +64,116 @@ _TORCH_NN_CLASSES = {
     "ReLU6", "Hardswish", "Hardsigmoid", "Sigmoid", "LeakyReLU", "Tanh", "GELU", "Identity", "Linear", "Dropout",
     "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d", "Upsample", "Flatten",
 }
-_TORCH_FUNCTIONS = {"_rebuild_tensor_v2", "_rebuild_parameter", "_rebuild_parameter_with_state", "_rebuild_tensor"}
-_NUMPY = {
-    ("numpy._core.multiarray", "scalar"), ("numpy._core.multiarray", "_reconstruct"), ("numpy", "dtype"),
-    ("numpy", "ndarray"),
-}
 _BUILTINS = {"set": set, "frozenset": frozenset, "slice": slice, "complex": complex}
+
+MAX_TENSOR_ELEMENTS = 1 << 28
+"""Most elements one pickled tensor may declare (1 GiB of float32), far above any layer of a detector or classifier."""
+
+
+def _refuse_layout(what: str) -> CheckpointError:
+    return CheckpointError(
+        f"refusing to load: {what}, which no real checkpoint holds; the file is corrupt or hostile"
+    )
+
+
+def _check_tensor_layout(size: Any, stride: Any, offset: Any) -> None:
+    """Refuse a pickled tensor whose shape is malformed or declares more than :data:`MAX_TENSOR_ELEMENTS`."""
+    ints = (isinstance(size, (tuple, list)) and isinstance(stride, (tuple, list)) and len(size) == len(stride)
+            and all(type(v) is int and v >= 0 for v in (*size, *stride, offset)))
+    if not ints:
+        raise _refuse_layout(f"a tensor declares the shape {size!r} with strides {stride!r}")
+    numel = math.prod(size)
+    if numel > MAX_TENSOR_ELEMENTS:
+        raise _refuse_layout(f"a tensor declares the shape {tuple(size)} ({numel:,} elements, the limit is "
+                             f"{MAX_TENSOR_ELEMENTS:,})")
+
+
+def _rebuild_tensor_v2(storage, storage_offset, size, stride, requires_grad=False, backward_hooks=None,
+                       metadata=None) -> torch.Tensor:
+    _check_tensor_layout(size, stride, storage_offset)
+    if backward_hooks:
+        raise _refuse_layout("a tensor carries backward hooks")
+    return torch._utils._rebuild_tensor_v2(storage, storage_offset, size, stride, bool(requires_grad),
+                                           collections.OrderedDict(), metadata)
+
+
+def _rebuild_tensor(storage, storage_offset, size, stride) -> torch.Tensor:
+    _check_tensor_layout(size, stride, storage_offset)
+    return torch._utils._rebuild_tensor(storage, storage_offset, size, stride)
+
+
+def _rebuild_parameter(data, requires_grad, backward_hooks, state=None) -> torch.Tensor:
+    if not isinstance(data, torch.Tensor) or backward_hooks:
+        raise _refuse_layout("a parameter wraps something other than a plain tensor")
+    return torch.nn.Parameter(data, bool(requires_grad))
+
+
+_TORCH_FUNCTIONS = {"_rebuild_tensor_v2": _rebuild_tensor_v2, "_rebuild_tensor": _rebuild_tensor,
+                    "_rebuild_parameter": _rebuild_parameter, "_rebuild_parameter_with_state": _rebuild_parameter}
+
+
+# numpy in training checkpoints (YOLOv5's best_fitness): numeric scalars and arrays only, as torch's weights_only
+_NDARRAY = object()  # stands for numpy.ndarray, which the pickle may only hand to _reconstruct
+
+
+def _numeric(dtype: Any) -> Any:
+    import numpy
+
+    if not isinstance(dtype, numpy.dtype) or dtype.kind not in "biufc" or dtype.hasobject or dtype.fields:
+        raise UnsafeCheckpointError(
+            f"refusing to load: the pickle asks for a numpy value of dtype {dtype!r}; only numeric numpy "
+            "scalars and arrays are allowed, nothing from the file was executed"
+        )
+    return dtype
+
+
+def _np_dtype(spec: Any, align: bool = False, copy: bool = False) -> Any:
+    import numpy
+
+    if not isinstance(spec, str):
+        raise _refuse_layout(f"a numpy dtype is described by {type(spec).__name__}")
+    return _numeric(numpy.dtype(spec, bool(align), bool(copy)))
+
+
+def _np_scalar(dtype: Any, data: Any = None) -> Any:
+    import numpy
+
+    if not isinstance(data, bytes) or len(data) != _numeric(dtype).itemsize:
+        raise _refuse_layout(f"a numpy scalar of {dtype!r} carries {type(data).__name__} data")
+    return numpy._core.multiarray.scalar(dtype, data)
+
+
+def _np_reconstruct(subtype: Any, shape: Any, dtype_code: Any) -> Any:
+    import numpy
+
+    if subtype is not _NDARRAY:
+        raise _refuse_layout("a numpy array of another class than ndarray")
+    return numpy._core.multiarray._reconstruct(numpy.ndarray, shape, dtype_code)
+
+
+def _latin1(text: Any, encoding: str = "latin1") -> bytes:
+    """``_codecs.encode`` as protocol-2 pickles use it for bytes (``encode(str, 'latin1')``)."""
+    if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
+        raise _refuse_layout("a bytes value is encoded in another way than latin1")
+    return text.encode("latin1")
+
+
+def _numpy_global(module: str, name: str) -> Any:
+    """The stand-in for an allowed numpy / _codecs global (None: not allowed)."""
+    if module == "_codecs" and name == "encode":
+        return _latin1
+    allowed = {("numpy._core.multiarray", "scalar"): _np_scalar, ("numpy._core.multiarray", "_reconstruct"):
+               _np_reconstruct, ("numpy", "dtype"): _np_dtype, ("numpy", "ndarray"): _NDARRAY}
+    if (module, name) in allowed:
+        return allowed[module, name]
+    if module == "numpy.dtypes" and name.endswith("DType"):
+        import numpy
+        import numpy.dtypes
+
+        cls = getattr(numpy.dtypes, name, None)
+        if isinstance(cls, type) and issubclass(getattr(cls, "type", type), (numpy.number, numpy.bool_)):
+            return cls
+    return None
 
 
 def _path_to_str(*parts: str) -> str:
@@ -115,7 +228,7 @@ def _resolve_global(module: str, name: str) -> Any:
     if module.startswith("torchvision.") and _is_torchvision_module(module, name):
         return _stand_in(f"{module}.{name}")
     if module == "torch._utils" and name in _TORCH_FUNCTIONS:
-        return getattr(torch._utils, name)
+        return _TORCH_FUNCTIONS[name]
     if module == "torch" and (name == "Size" or isinstance(getattr(torch, name, None), torch.dtype)):
         return getattr(torch, name)
     if module == "collections" and name == "OrderedDict":
@@ -124,14 +237,9 @@ def _resolve_global(module: str, name: str) -> Any:
         return _BUILTINS[name]
     if module == "pathlib" and name in {"PosixPath", "WindowsPath", "PurePosixPath", "PureWindowsPath", "Path"}:
         return _path_to_str
-    if (module, name) in _NUMPY:
-        import numpy
-
-        return getattr(numpy._core.multiarray, name) if module != "numpy" else getattr(numpy, name)
-    if module == "numpy.dtypes" and name.endswith("DType"):
-        import numpy.dtypes
-
-        return getattr(numpy.dtypes, name)
+    allowed = _numpy_global(module, name)
+    if allowed is not None:
+        return allowed
     raise UnsafeCheckpointError(
         f"refusing to load: the pickle asks for the global '{module}.{name}', which is not on the allowlist of "
         "YOLOv5 / slim-neck model classes; nothing from the file was executed"
@@ -150,18 +258,46 @@ def _is_torchvision_module(module: str, name: str) -> bool:
     return isinstance(obj, type) and issubclass(obj, nn.Module)
 
 
-class _SafeUnpickler(pickle.Unpickler):
-    def find_class(self, module: str, name: str) -> Any:
-        return _resolve_global(module, name)
+def _bounded_persistent_load(inner: Any, limit: int) -> Any:
+    """torch's ``persistent_load``, called only for storages whose declared size fits in ``limit`` bytes."""
+
+    def load(pid: Any) -> Any:
+        kind = pid[0] if isinstance(pid, tuple) and len(pid) in (5, 6) else None
+        if kind not in ("storage", b"storage") or inner is None:
+            raise _refuse_layout(f"the pickle references an unknown persistent record {str(pid)[:80]}")
+        storage_type, numel = pid[1], pid[4]
+        dtype = torch.uint8 if storage_type is torch.UntypedStorage else getattr(storage_type, "dtype", None)
+        if not isinstance(dtype, torch.dtype) or type(numel) is not int or numel < 0:
+            raise _refuse_layout(f"a storage is declared as {str(pid)[:80]}")
+        if numel * torch._utils._element_size(dtype) > limit:
+            raise _refuse_layout(f"a storage declares {numel:,} elements of {dtype}, more than the file's {limit:,} "
+                                 "bytes hold")
+        return inner(pid)
+
+    return load
 
 
-# the ``pickle_module`` handed to torch.load: torch subclasses ``Unpickler`` and calls ``load`` for legacy files
-_safe_pickle = types.SimpleNamespace(
-    __name__="lite_deploy_safe_pickle",
-    Unpickler=_SafeUnpickler,
-    load=lambda f, **kw: _SafeUnpickler(f, **kw).load(),
-    UnpicklingError=pickle.UnpicklingError,
-)
+def _safe_pickle(limit: int) -> types.SimpleNamespace:
+    """The ``pickle_module`` handed to torch.load: the allowlist, and storages of at most ``limit`` bytes.
+
+    torch subclasses ``Unpickler`` (zip files) or calls ``load`` (legacy files), and sets ``persistent_load`` on
+    the unpickler before loading; ``load`` wraps it with the size check.
+    """
+
+    class SafeUnpickler(pickle.Unpickler):
+        def find_class(self, module: str, name: str) -> Any:
+            return _resolve_global(module, name)
+
+        def load(self) -> Any:
+            self.persistent_load = _bounded_persistent_load(getattr(self, "persistent_load", None), limit)
+            return super().load()
+
+    return types.SimpleNamespace(
+        __name__="lite_deploy_safe_pickle",
+        Unpickler=SafeUnpickler,
+        load=lambda f, **kw: SafeUnpickler(f, **kw).load(),
+        UnpicklingError=pickle.UnpicklingError,
+    )
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -238,17 +374,17 @@ def save_checkpoint(
 
 
 def read_checkpoint(path: Union[str, Path]) -> Any:
-    """Unpickle a weights file through the allowlist (tensors on the CPU).
+    """Unpickle a weights file through the allowlist (tensors on the CPU), after checking its container.
 
     Raises:
-        CheckpointError: the file is missing or not a readable torch file.
-        UnsafeCheckpointError: the pickle names a global outside the allowlist.
+        CheckpointError: the file is missing, not a readable torch file, or declares tensors beyond the bounds.
+        UnsafeCheckpointError: a TorchScript archive or other zip layout, or a pickle global outside the allowlist.
     """
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"weights file {str(path)!r} does not exist")
+    check_weights_file(path)
     try:
-        return torch.load(path, map_location="cpu", pickle_module=_safe_pickle, weights_only=False)
+        return torch.load(path, map_location="cpu", pickle_module=_safe_pickle(path.stat().st_size),
+                          weights_only=False)
     except LiteDeployError:
         raise
     except (RuntimeError, pickle.UnpicklingError, EOFError, ValueError, zipfile.BadZipFile, OSError, KeyError,
@@ -286,24 +422,54 @@ def load_checkpoint(path: Union[str, Path], *, shuffle: Optional[str] = None) ->
     return model.float().eval()
 
 
+def _names(value: Any, path: Union[str, Path]) -> Dict[int, str]:
+    """Class names as {id: name} from a list or a dict with integer keys (YOLOv5 writes either)."""
+    if isinstance(value, (list, tuple)):
+        value = dict(enumerate(value))
+    if isinstance(value, Mapping) and all(isinstance(k, int) or (isinstance(k, str) and k.isdigit()) for k in value):
+        return {int(k): str(v) for k, v in value.items()}
+    raise CheckpointError(f"{path}: 'names' must be a list of class names or an {{id: name}} dict, got {value!r:.80}")
+
+
+def _classifier(options: Any, names: Dict[int, str], path: Union[str, Path]) -> nn.Module:
+    """The zoo classifier a checkpoint's ``classifier`` options describe, its size counted on the meta device first."""
+    from .backbones import build_classifier
+
+    options = dict(options)
+    arch = options.pop("arch")
+    try:
+        with torch.device("meta"):
+            size = sum(p.numel() for p in build_classifier(arch, names=names, **options).parameters())
+        if size > MAX_PARAMS:
+            raise CheckpointError(f"{path}: its classifier options {options} build {size:,} parameters, more than the "
+                                  f"limit of {MAX_PARAMS:,}; the file is corrupt or hostile")
+        return build_classifier(arch, names=names, **options)
+    except (TypeError, ValueError, KeyError, RuntimeError) as exc:
+        raise CheckpointError(f"{path}: cannot rebuild its classifier {arch!r} from the options {options}: {exc}") from None
+
+
 def _from_own(ckpt: Dict[str, Any], path: Union[str, Path], shuffle: Optional[str]) -> nn.Module:
-    if int(ckpt.get("format_version", 0)) > FORMAT_VERSION:
+    version = ckpt.get("format_version", 0)
+    if not isinstance(version, int):
+        raise CheckpointError(f"{path}: its format_version {version!r} is not a number; the file is corrupt")
+    if version > FORMAT_VERSION:
         raise CheckpointError(
-            f"{path} uses checkpoint format version {ckpt['format_version']}; this lite-deploy reads up to "
+            f"{path} uses checkpoint format version {version}; this lite-deploy reads up to "
             f"{FORMAT_VERSION}, so upgrade lite-deploy"
         )
-    names = {int(k): str(v) for k, v in ckpt["names"].items()}
-    if ckpt.get("yaml") is None and ckpt.get("classifier"):
-        from .backbones import build_classifier
-
-        options = dict(ckpt["classifier"])
-        model = build_classifier(options.pop("arch"), names=names, **options)
+    names = _names(ckpt.get("names"), path)
+    cfg, classifier = ckpt.get("yaml"), ckpt.get("classifier")
+    if cfg is None and isinstance(classifier, Mapping) and classifier.get("arch"):
+        model = _classifier(classifier, names, path)
     else:
-        cfg = copy.deepcopy(ckpt["yaml"])
-        if shuffle is not None:
+        cfg = copy.deepcopy(cfg)
+        if shuffle is not None and isinstance(cfg, dict):
             cfg["gsconv_shuffle"] = shuffle
-        model = model_from_yaml(cfg, ch=int(cfg.get("ch", 3)))
-    _load_state(model, ckpt["state_dict"], path)
+        try:
+            model = model_from_yaml(cfg)
+        except LiteDeployError as exc:
+            raise CheckpointError(f"{path}: cannot rebuild its model from the stored yaml: {exc}") from None
+    _load_state(model, ckpt.get("state_dict"), path)
     model.names = names
     return model
 
@@ -376,13 +542,13 @@ def _from_yolov5(root: _StandIn, path: Union[str, Path], shuffle: Optional[str])
     if variant:
         cfg["gsconv_shuffle"] = variant
     try:
-        model = model_from_yaml(cfg, ch=int(cfg.get("ch", 3)))
+        model = model_from_yaml(cfg)
     except LiteDeployError as exc:
         raise CheckpointError(f"{path}: cannot rebuild its model from the pickled yaml: {exc}") from None
     state = {k: v for k, v in _state_of(root).items() if not k.endswith(".anchor_grid")}  # YOLOv5 <= v5 buffer
     _load_state(model, state, path)
     if "stride" in root.__dict__ and isinstance(root.stride, torch.Tensor):
-        if not torch.allclose(root.stride.float(), model.stride):
+        if root.stride.shape != model.stride.shape or not torch.allclose(root.stride.float(), model.stride):
             raise CheckpointError(f"{path}: pickled strides {root.stride.tolist()} differ from the rebuilt model's")
     names = root.__dict__.get("names")
     if isinstance(names, (list, tuple)):
@@ -393,8 +559,27 @@ def _from_yolov5(root: _StandIn, path: Union[str, Path], shuffle: Optional[str])
     return model
 
 
-def _load_state(model: nn.Module, state: Mapping[str, torch.Tensor], path: Union[str, Path]) -> None:
-    """``load_state_dict(strict=True)`` (values cast to float32), any mismatch as a CheckpointError."""
+def _load_state(model: nn.Module, state: Any, path: Union[str, Path]) -> None:
+    """``load_state_dict(strict=True)`` (values cast to float32), any mismatch as a CheckpointError.
+
+    Keys and shapes are compared with the model's before anything is cast or copied: a tensor of a hostile file
+    (e.g. a 1-element storage expanded to billions of elements) is refused before it is materialised.
+    """
+    expected = model.state_dict()
+    if not isinstance(state, Mapping):
+        raise CheckpointError(f"{path}: its state_dict is a {type(state).__name__}, not a mapping of names to tensors")
+    problems = [f"missing {k}" for k in expected if k not in state]
+    problems += [f"unexpected {k}" for k in state if k not in expected]
+    problems += [
+        f"{k}: file {tuple(v.shape) if isinstance(v, torch.Tensor) else type(v).__name__} vs model "
+        f"{tuple(expected[k].shape)}"
+        for k, v in state.items()
+        if k in expected and not (isinstance(v, torch.Tensor) and v.shape == expected[k].shape)
+    ]
+    if problems:
+        raise CheckpointError(
+            f"{path}: weights do not fit the rebuilt model ({len(problems)} problems: {'; '.join(problems[:3])})"
+        )
     state = {k: (v.float() if v.is_floating_point() else v) for k, v in state.items()}
     try:
         model.load_state_dict(state, strict=True)

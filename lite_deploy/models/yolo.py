@@ -6,6 +6,10 @@ lists of ``[from, number, module, args]``, plus two optional keys:
 - ``activation``: the activation of every conv, e.g. ``nn.SiLU`` (default), ``nn.Mish``, ``nn.LeakyReLU(0.1)``.
   It is passed to the modules as their ``act`` argument; nothing global changes.
 - ``gsconv_shuffle``: ``evenodd`` (default, the slim-neck yolov5 fork) or ``interleave`` (the paper code).
+
+Numbers are checked before anything is built (:func:`check_config`, and each layer's channels and repeats), and
+every layer is first built on the ``meta`` device (no memory, no initialisation) to count its parameters, so a
+hostile or mistyped yaml (``width_multiple: 24``, ``depth_multiple: 20000``) is refused in milliseconds.
 """
 
 from __future__ import annotations
@@ -30,6 +34,17 @@ from .registry import ModuleEntry, get_module
 ACTIVATIONS = ("SiLU", "Mish", "ReLU", "ReLU6", "LeakyReLU", "Hardswish", "Hardsigmoid", "Sigmoid", "Tanh", "GELU",
                "ELU", "Identity")
 _ACTIVATION_RE = re.compile(r"^\s*nn\.(\w+)\s*(?:\((.*)\))?\s*$")
+
+# bounds of a model yaml (YOLOv5x6: 141M parameters, 1280 channels, 12 repeats, multiples 1.33 / 1.25)
+MAX_PARAMS = 300_000_000
+MAX_CHANNELS = 16_384
+MAX_REPEATS = 100
+MAX_LAYERS = 1_000
+MAX_MULTIPLE = 4.0
+MAX_CLASSES = 100_000
+MAX_INPUT_CHANNELS = 64
+MAX_ANCHORS = 16  # per level
+MAX_ANCHOR_PX = 100_000.0
 
 
 def make_divisible(x: float, divisor: int = 8) -> int:
@@ -57,6 +72,62 @@ def parse_activation(spec: Optional[str]) -> Callable[[], nn.Module]:
         except (ValueError, SyntaxError):
             raise ConfigError(f"activation {spec!r}: arguments must be literals such as 0.1") from None
     return functools.partial(cls, *args) if args else cls
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_real(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _check_anchors(anchors: Any) -> None:
+    """YOLOv5's ``anchors``: a number of anchors per level, or one list of w,h pixel pairs per level."""
+    if anchors is None or (_is_int(anchors) and 1 <= anchors <= MAX_ANCHORS):
+        return
+    rows = anchors if isinstance(anchors, (list, tuple)) and anchors else None
+    if rows is None or not all(isinstance(r, (list, tuple)) for r in rows):
+        raise ConfigError(
+            f"model yaml 'anchors' must be a number of anchors per level or a list of [w1, h1, w2, h2, ...] lists "
+            f"(one per detection level), got {anchors!r}"
+        )
+    for level, row in enumerate(rows):
+        if not row or len(row) % 2 or len(row) != len(rows[0]) or len(row) > 2 * MAX_ANCHORS:
+            raise ConfigError(
+                f"model yaml 'anchors' level {level} has {len(row)} numbers; every level needs the same even number "
+                f"of them (w, h pairs, at most {MAX_ANCHORS} anchors)"
+            )
+        if not all(_is_real(v) and 0 < v <= MAX_ANCHOR_PX for v in row):
+            raise ConfigError(f"model yaml 'anchors' level {level} {list(row)!r}: sizes must be pixels in "
+                              f"(0, {MAX_ANCHOR_PX:g}]")
+
+
+def check_config(d: Dict[str, Any]) -> None:
+    """Refuse a model yaml dict whose numbers are of the wrong type or beyond sane bounds (nothing is built).
+
+    Raises:
+        ConfigError: the sentence names the key, what it holds and what is allowed.
+    """
+    nc = d.get("nc")
+    if not _is_int(nc) or not 1 <= nc <= MAX_CLASSES:
+        raise ConfigError(f"model yaml 'nc' must be a whole number of classes in 1..{MAX_CLASSES}, got {nc!r}")
+    for key in ("depth_multiple", "width_multiple"):
+        value = d.get(key, 1.0)
+        if not _is_real(value) or not 0 < value <= MAX_MULTIPLE:
+            raise ConfigError(f"model yaml '{key}' must be a number in (0, {MAX_MULTIPLE:g}] "
+                              f"(YOLOv5 uses 0.33 to 1.33), got {value!r}")
+    ch = d.get("ch", 3)
+    if not _is_int(ch) or not 1 <= ch <= MAX_INPUT_CHANNELS:
+        raise ConfigError(f"model yaml 'ch' (input channels) must be a whole number in 1..{MAX_INPUT_CHANNELS}, "
+                          f"got {ch!r}")
+    _check_anchors(d.get("anchors"))
+    layers = [d.get("backbone"), d.get("head", [])]
+    if not all(isinstance(part, list) for part in layers) or not d.get("backbone"):
+        raise ConfigError("model yaml needs a 'backbone' list (and usually a 'head' list) of "
+                          "[from, number, module, args] rows")
+    if len(layers[0]) + len(layers[1]) > MAX_LAYERS:
+        raise ConfigError(f"model yaml has {len(layers[0]) + len(layers[1])} layers; at most {MAX_LAYERS} are allowed")
 
 
 def _resolve_arg(a: Any, nc: int, anchors: Any) -> Any:
@@ -115,6 +186,16 @@ def _check_from(i: int, name: str, f: Any) -> List[int]:
     return list(indices)
 
 
+def _build_layer(i: int, name: str, entry: ModuleEntry, n: int, args: List[Any], kwargs: Dict[str, Any]) -> nn.Module:
+    """One yaml layer: ``n`` copies of ``entry``'s module (an ``nn.Sequential`` when ``n > 1``)."""
+    try:
+        if n > 1:
+            return nn.Sequential(*(entry.factory(*args, **kwargs) for _ in range(n)))
+        return entry.factory(*args, **kwargs)
+    except (TypeError, ValueError, IndexError) as exc:
+        raise ConfigError(f"layer {i} ({name}): arguments {args} were rejected: {exc}") from None
+
+
 def parse_model(d: Dict[str, Any], ch: Sequence[int]) -> Tuple[nn.Sequential, List[int]]:
     """Build the layers of a model yaml dict exactly as YOLOv5's ``parse_model`` does.
 
@@ -144,20 +225,29 @@ def parse_model(d: Dict[str, Any], ch: Sequence[int]) -> Tuple[nn.Sequential, Li
 
     ch = list(ch)
     layers, save = [], []
+    total = 0  # parameters so far
     for i, row in enumerate(layers_cfg):
         if not isinstance(row, (list, tuple)) or len(row) != 4:
             raise ConfigError(f"layer {i}: expected [from, number, module, args], got {row!r}")
         f, n, name, args = row
         entry = get_module(str(name))
         indices = _check_from(i, str(name), f)
+        if not isinstance(args, (list, tuple, type(None))):
+            raise ConfigError(f"layer {i} ({name}): args must be a list, got {args!r}")
         args = [_resolve_arg(a, nc, anchors) for a in (args or [])]
+        if not _is_int(n) or n < 1:
+            raise ConfigError(f"layer {i} ({name}): 'number' must be a whole number >= 1, got {n!r}")
         n = max(round(n * gd), 1) if n > 1 else n  # banker's rounding, as Python round
+        if n > MAX_REPEATS:
+            raise ConfigError(f"layer {i} ({name}) repeats {n} times after depth_multiple; at most {MAX_REPEATS}")
         c_in = [ch[j] for j in indices]
 
         if entry.channels == "scaled":
             if len(indices) != 1 or not args:
                 raise ConfigError(f"layer {i} ({name}): needs one input and the output channels as first arg")
             c1, c2 = c_in[0], args[0]
+            if not _is_int(c2) or c2 < 1:
+                raise ConfigError(f"layer {i} ({name}): output channels must be a whole number >= 1, got {c2!r}")
             if c2 != no:
                 c2 = make_divisible(c2 * gw, 8)
             args = [c1, c2, *args[1:]]
@@ -172,6 +262,10 @@ def parse_model(d: Dict[str, Any], ch: Sequence[int]) -> Tuple[nn.Sequential, Li
             args, c2 = [c_in[0]], c_in[0]
         elif entry.channels == "head":
             args.append(c_in)
+            levels = args[1] if len(args) > 2 and isinstance(args[1], (list, tuple)) else indices
+            if len(levels) != len(indices):
+                raise ConfigError(f"layer {i} ({name}): {len(levels)} anchor levels for {len(indices)} inputs; give "
+                                  "one anchor list per input")
             if len(args) > 1 and isinstance(args[1], int):  # number of anchors -> placeholder anchors
                 args[1] = [list(range(args[1] * 2))] * len(indices)
             c2 = c_in[0]
@@ -180,14 +274,19 @@ def parse_model(d: Dict[str, Any], ch: Sequence[int]) -> Tuple[nn.Sequential, Li
             c2 = args[1]
         else:  # "same"
             c2 = c_in[0]
+        if not _is_int(c2) or not 1 <= c2 <= MAX_CHANNELS:
+            raise ConfigError(f"layer {i} ({name}) would have {c2!r} output channels; allowed: 1..{MAX_CHANNELS} "
+                              "(check its args and width_multiple)")
 
         kwargs = _context_kwargs(entry, args, act, shuffle)
-        try:
-            m_ = nn.Sequential(*(entry.factory(*args, **kwargs) for _ in range(n))) if n > 1 else entry.factory(
-                *args, **kwargs
+        with torch.device("meta"):  # parameters counted before any memory is allocated
+            total += sum(p.numel() for p in _build_layer(i, str(name), entry, n, args, kwargs).parameters())
+        if total > MAX_PARAMS:
+            raise ConfigError(
+                f"the model yaml builds more than {MAX_PARAMS:,} parameters ({total:,} by layer {i}, {name}); "
+                "check depth_multiple, width_multiple and the channel numbers"
             )
-        except (TypeError, ValueError, IndexError) as exc:
-            raise ConfigError(f"layer {i} ({name}): arguments {args} were rejected: {exc}") from None
+        m_ = _build_layer(i, str(name), entry, n, args, kwargs)
         m_.i, m_.f = i, f
         m_.type = f"{entry.factory.__module__}.{entry.factory.__qualname__}"
         m_.np = sum(x.numel() for x in m_.parameters())
@@ -221,6 +320,7 @@ class BaseModel(nn.Module):
         ch = self.yaml["ch"] = self.yaml.get("ch", ch)
         if nc is not None and nc != self.yaml.get("nc"):
             self.yaml["nc"] = nc
+        check_config(self.yaml)
         self.model, self.save = parse_model(self.yaml, ch=[ch])
         self.nc = self.yaml["nc"]
         self.names: Dict[int, str] = {i: str(i) for i in range(self.nc)}
@@ -298,7 +398,9 @@ class ClassificationModel(BaseModel):
 
 def model_class(cfg: Dict[str, Any]) -> type:
     """:class:`DetectionModel`, :class:`ClassificationModel` or the ``model_class`` of the yaml's last layer."""
-    layers = list(cfg.get("backbone") or []) + list(cfg.get("head") or [])
+    if not isinstance(cfg, dict):
+        raise ConfigError(f"a model config must be a mapping with 'nc', 'backbone' and 'head', got {type(cfg).__name__}")
+    layers = [row for part in (cfg.get("backbone"), cfg.get("head")) if isinstance(part, list) for row in part]
     if not layers or not isinstance(layers[-1], (list, tuple)) or len(layers[-1]) != 4:
         raise ConfigError("model yaml has no layers; it needs 'backbone' (and usually 'head') lists")
     factory = get_module(str(layers[-1][2])).factory
