@@ -65,11 +65,11 @@ def test_loss_falls_on_a_fixed_batch() -> None:
     targets = torch.tensor([[0, 0, 0.3, 0.3, 0.2, 0.25], [0, 2, 0.7, 0.6, 0.4, 0.3], [1, 1, 0.5, 0.5, 0.5, 0.6]])
     optimizer = make_optimizer(net, 0.03, 0.9, 5e-4)
     losses = []
-    for _ in range(20):
+    for _ in range(40):
         loss, parts = loss_fn(net(images), targets)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
         losses.append(loss.item())
         assert parts.shape == (3,) and torch.isfinite(parts).all()
-    assert losses[-1] < 0.7 * losses[0] and min(losses[-5:]) < min(losses[:5]), losses
+    assert losses[-1] < 0.6 * losses[0] and min(losses[-5:]) < min(losses[:5]), losses
