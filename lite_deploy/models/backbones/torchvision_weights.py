@@ -17,6 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from ...errors import CheckpointError
+from ..archive import check_weights_file
 from .classifier import ImageClassifier
 
 StateDictSource = Union[Mapping[str, Tensor], str, "os.PathLike[str]"]
@@ -92,6 +93,7 @@ def read_state_dict(source: StateDictSource) -> Dict[str, Tensor]:
         path = os.fspath(source)
         if not os.path.isfile(path):
             raise CheckpointError(f"{path} does not exist; pass the path of a torchvision .pth state_dict")
+        check_weights_file(path)  # refuses TorchScript archives before torch sees the file
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:  # torch raises several types for corrupt or unsafe pickles
