@@ -1,18 +1,21 @@
-"""``lite-deploy predict MODEL --source IMAGE_OR_DIR``: detect objects in images with any exported artifact."""
+"""``lite-deploy predict MODEL --source IMAGE_OR_DIR``: detect objects in images with any exported artifact.
+
+Every readable image of a folder is processed; unreadable ones are skipped and named at the end (on stderr), and the
+results of the others are written all the same. Not one readable image is an error.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 import logging
+import sys
 from pathlib import Path
-from typing import List
+from typing import Any, Iterator, List, Tuple
 
 from ..errors import LiteDeployError
 
 LOGGER = logging.getLogger(__name__)
-
-IMAGE_SUFFIXES = (".bmp", ".jpeg", ".jpg", ".png", ".tif", ".tiff", ".webp")
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -38,18 +41,63 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def list_images(source: str) -> List[Path]:
     """The image files of ``source`` (a file, or the images directly inside a folder, sorted).
 
+    A folder's images are its files with an image suffix or content OpenCV recognises as an image (see
+    :func:`lite_deploy.runtime.stream.is_image_file`).
+
     Raises:
         LiteDeployError: ``source`` does not exist or holds no images.
     """
+    from ..runtime.stream import IMAGE_SUFFIXES, is_image_file
+
     path = Path(source)
     if path.is_file():
         return [path]
     if path.is_dir():
-        images = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        images = sorted(p for p in path.iterdir() if p.is_file() and is_image_file(p))
         if not images:
             raise LiteDeployError(f"--source {source}: no images ({', '.join(IMAGE_SUFFIXES)}) in that folder")
         return images
     raise LiteDeployError(f"--source {source} does not exist: give an image file or a folder of images")
+
+
+class ImageReader:
+    """The images of ``--source`` decoded one by one; unreadable ones are skipped, counted and named.
+
+    Args:
+        source: the ``--source`` argument, for messages.
+        paths: its image files (see :func:`list_images`).
+    """
+
+    def __init__(self, source: str, paths: List[Path]) -> None:
+        self.source = source
+        self.paths = paths
+        self.unreadable: List[str] = []
+
+    def __iter__(self) -> Iterator[Tuple[Path, Any]]:
+        """``(path, HxWx3 uint8 BGR image)`` of every readable image, in order."""
+        import cv2
+
+        for path in self.paths:
+            frame = cv2.imread(str(path))
+            if frame is None:
+                self.unreadable.append(path.name)
+            else:
+                yield path, frame
+
+    def report(self) -> None:
+        """Name the unreadable images on stderr, once every image was read.
+
+        Raises:
+            LiteDeployError: not one image could be read.
+        """
+        from ..runtime.stream import name_list
+
+        if len(self.unreadable) == len(self.paths):
+            raise LiteDeployError(f"--source {self.source}: no image could be read ({name_list(self.unreadable)}); "
+                                  "give images OpenCV can decode")
+        if self.unreadable:
+            print(f"warning: {len(self.unreadable)} of {len(self.paths)} images could not be read and were skipped: "
+                  f"{name_list(self.unreadable)}", file=sys.stderr)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -57,19 +105,17 @@ def run(args: argparse.Namespace) -> int:
     import cv2
 
     from ..runtime import Detector
+    from ..runtime.stream import IMAGE_SUFFIXES
     from ..spec import atomic_write_bytes
 
-    images = list_images(args.source)
+    images = ImageReader(args.source, list_images(args.source))
     if args.imgsz is not None and len(args.imgsz) not in (1, 2):
         raise LiteDeployError("--imgsz takes one size or a height and a width")
     imgsz = None if args.imgsz is None else (args.imgsz[0], args.imgsz[-1])
     save_dir = Path(args.save) if args.save else None
     report = {}
     with Detector.load(args.model, conf=args.conf, iou=args.iou, max_det=args.max_det, imgsz=imgsz) as detector:
-        for path in images:
-            frame = cv2.imread(str(path))
-            if frame is None:
-                raise LiteDeployError(f"{path} could not be read as an image")
+        for path, frame in images:
             detections = detector(frame)
             counts = {}
             for i in range(len(detections)):
@@ -84,6 +130,7 @@ def run(args: argparse.Namespace) -> int:
                 if not ok:
                     raise LiteDeployError(f"could not encode the drawing of {path.name}")
                 atomic_write_bytes(save_dir / path.name, encoded.tobytes())
+    images.report()
     if save_dir is not None:
         print(f"drawings written to {save_dir}")
     if args.json:

@@ -6,6 +6,7 @@ import json
 
 import cv2
 import numpy as np
+import pytest
 
 from lite_deploy.cli import main
 
@@ -33,3 +34,38 @@ def test_predict_missing_source(tiny_artifacts, tmp_path, capsys):
     code = main(["predict", str(tiny_artifacts["onnx"]), "--source", str(tmp_path / "nope.jpg")])
     assert code == 2
     assert "nope.jpg does not exist: give an image file or a folder of images" in capsys.readouterr().err
+
+
+def test_predict_folder_with_unreadable_files(tiny_artifacts, tmp_path, capsys):
+    images = tmp_path / "images"
+    images.mkdir()
+    for name in ("a.png", "c.jpg", "e.png"):
+        cv2.imwrite(str(images / name), np.random.default_rng(0).integers(0, 256, (50, 70, 3), dtype=np.uint8))
+    (images / "b.jpg").write_text("a text file named like an image")
+    (images / "d.png").write_bytes((images / "a.png").read_bytes()[:60])  # truncated
+    out_json = tmp_path / "dets.json"
+    assert main(["predict", str(tiny_artifacts["onnx"]), "--source", str(images), "--json", str(out_json)]) == 0
+    captured = capsys.readouterr()
+    assert "a.png:" in captured.out and "e.png:" in captured.out
+    assert "2 of 5 images could not be read and were skipped: b.jpg, d.png" in captured.err
+    assert sorted(json.loads(out_json.read_text())) == [str(images / n) for n in ("a.png", "c.jpg", "e.png")]
+
+
+def test_predict_nothing_readable_is_an_error(tiny_artifacts, tmp_path, capsys):
+    (tmp_path / "text.jpg").write_text("hello")
+    out_json = tmp_path / "dets.json"
+    code = main(["predict", str(tiny_artifacts["onnx"]), "--source", str(tmp_path / "text.jpg"), "--json", str(out_json)])
+    assert code == 2 and "no image could be read (text.jpg)" in capsys.readouterr().err
+    assert not out_json.exists()
+
+
+@pytest.mark.parametrize("shape", [(1, 5000), (5000, 2), (1, 1)])
+def test_predict_extreme_aspect_ratios(tiny_artifacts, tmp_path, capsys, shape):
+    image = np.random.default_rng(1).integers(0, 256, (*shape, 3), dtype=np.uint8)
+    cv2.imwrite(str(tmp_path / "thin.png"), image)
+    out_json = tmp_path / "dets.json"
+    assert main(["predict", str(tiny_artifacts["onnx"]), "--source", str(tmp_path / "thin.png"), "--json",
+                 str(out_json), "--conf", "0.01"]) == 0
+    detections = json.loads(out_json.read_text())[str(tmp_path / "thin.png")]
+    h, w = shape
+    assert all(0 <= d["box"][0] <= d["box"][2] <= w and 0 <= d["box"][1] <= d["box"][3] <= h for d in detections)
