@@ -11,9 +11,12 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import Any, Iterator, List, Tuple
+from typing import TYPE_CHECKING, Any, Iterator, List, Optional, Tuple
 
 from ..errors import LiteDeployError
+
+if TYPE_CHECKING:
+    from ..runtime import Classifier
 
 LOGGER = logging.getLogger(__name__)
 
@@ -35,6 +38,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--max-det", type=int, default=300, help="most detections per image (default 300)")
     p.add_argument("--imgsz", type=int, nargs="+", metavar="N",
                    help="input size for models with a dynamic height/width: one value or height width")
+    p.add_argument("--rect", action="store_true",
+                   help="letterbox each frame to the minimal rectangle, padded only to a multiple of the stride (YOLOv5 "
+                   "detect.py's auto), instead of the square; needs a .pt or an artifact with a dynamic height/width")
     p.set_defaults(func=run)
 
 
@@ -104,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
     """Run the detector over every image of ``--source``."""
     import cv2
 
-    from ..runtime import Detector
+    from ..runtime import Classifier, Detector, load_runtime
     from ..runtime.stream import IMAGE_SUFFIXES
     from ..spec import atomic_write_bytes
 
@@ -112,9 +118,14 @@ def run(args: argparse.Namespace) -> int:
     if args.imgsz is not None and len(args.imgsz) not in (1, 2):
         raise LiteDeployError("--imgsz takes one size or a height and a width")
     imgsz = None if args.imgsz is None else (args.imgsz[0], args.imgsz[-1])
+    runtime = load_runtime(args.model)
+    if runtime.spec.task == "classify":
+        return _classify(Classifier(runtime, imgsz=imgsz), images, args.json)
+    runtime.close()
     save_dir = Path(args.save) if args.save else None
     report = {}
-    with Detector.load(args.model, conf=args.conf, iou=args.iou, max_det=args.max_det, imgsz=imgsz) as detector:
+    with Detector.load(args.model, conf=args.conf, iou=args.iou, max_det=args.max_det, imgsz=imgsz,
+                       rect=args.rect) as detector:
         for path, frame in images:
             detections = detector(frame)
             counts = {}
@@ -136,4 +147,24 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         atomic_write_bytes(Path(args.json), json.dumps(report, indent=1).encode())
         print(f"detections written to {args.json}")
+    return 0
+
+
+def _classify(classifier: "Classifier", images: ImageReader, json_file: Optional[str]) -> int:
+    """Print each image's top-5 classes of a classification artifact (and write them to ``json_file``)."""
+    from ..spec import atomic_write_bytes
+
+    report = {}
+    with classifier:
+        for path, frame in images:
+            ids, probs = classifier(frame)
+            top = [{"class_id": int(i), "name": classifier.names[int(i)], "prob": round(float(p), 5)}
+                   for i, p in zip(ids, probs)]
+            print(f"{path.name}: " + ", ".join(f"{t['name']} {t['prob']:.2f}" for t in top)
+                  + f" ({sum(classifier.timings.values()):.1f} ms)")
+            report[str(path)] = top
+    images.report()
+    if json_file:
+        atomic_write_bytes(Path(json_file), json.dumps(report, indent=1).encode())
+        print(f"classes written to {json_file}")
     return 0

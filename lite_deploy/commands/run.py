@@ -43,6 +43,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--iou", type=float, default=0.45, help="NMS IoU threshold (default 0.45)")
     p.add_argument("--imgsz", type=int, nargs="+", metavar="N",
                    help="input size for models with a dynamic height/width: one value or height width")
+    p.add_argument("--rect", action="store_true",
+                   help="letterbox each frame to the minimal rectangle, padded only to a multiple of the stride (YOLOv5 "
+                   "detect.py's auto), instead of the square; needs a .pt or an artifact with a dynamic height/width")
     p.set_defaults(func=run)
 
 
@@ -175,7 +178,8 @@ def run(args: argparse.Namespace) -> int:
         raise LiteDeployError(f"--save {args.save}: the video must end in {' or '.join(FOURCC)}")
     if args.show:
         check_display()
-    stream = Stream(args.model, args.source, conf=args.conf, iou=args.iou, imgsz=imgsz, max_frames=args.max_frames)
+    stream = Stream(args.model, args.source, conf=args.conf, iou=args.iou, imgsz=imgsz, rect=args.rect,
+                    max_frames=args.max_frames)
     names = stream.model.names
     video: Optional[_VideoOutput] = None
     jsonl: Optional[_JsonlOutput] = None

@@ -482,7 +482,7 @@ class Stream:
         model: an artifact path (loaded as a :class:`Detector` or a :class:`Classifier` by its spec's task, and
             closed with the stream) or an already loaded Detector / Classifier (left open).
         source: see :func:`resolve_source`.
-        conf, iou, imgsz: detector settings when ``model`` is a path (see :class:`Detector`).
+        conf, iou, imgsz, rect: detector settings when ``model`` is a path (see :class:`Detector`).
         max_frames: stop after this many processed frames (``None``: until the source ends).
         live: override the delivery mode (default: live for cameras, URLs and pipelines).
         queue_size: frames read ahead for files and images.
@@ -507,6 +507,7 @@ class Stream:
         conf: float = 0.25,
         iou: float = 0.45,
         imgsz: Optional[Union[int, Tuple[int, int]]] = None,
+        rect: bool = False,
         max_frames: Optional[int] = None,
         live: Optional[bool] = None,
         queue_size: int = 8,
@@ -521,7 +522,7 @@ class Stream:
         if queue_size < 1 or reconnect_attempts < 0 or backoff_s < 0 or max_backoff_s < 0:
             raise LiteDeployError("queue_size must be >= 1 and reconnect_attempts, backoff_s, max_backoff_s >= 0")
         self.source = resolve_source(source, live)
-        self.model, self._owns_model = _load_model(model, conf, iou, imgsz, runtime_options)
+        self.model, self._owns_model = _load_model(model, conf, iou, imgsz, rect, runtime_options)
         try:
             self._capture = _Capture(self.source, opener or cv2.VideoCapture, queue_size, reconnect_attempts,
                                      backoff_s, max_backoff_s)
@@ -656,7 +657,8 @@ def stream(model: Model, source: Source, **options: Any) -> Stream:
 
 
 def _load_model(
-    model: Model, conf: float, iou: float, imgsz: Optional[Union[int, Tuple[int, int]]], options: Dict[str, Any]
+    model: Model, conf: float, iou: float, imgsz: Optional[Union[int, Tuple[int, int]]], rect: bool,
+    options: Dict[str, Any],
 ) -> Tuple[Union[Detector, Classifier], bool]:
     """``(model, owned)``: the given Detector / Classifier, or one loaded from a path (owned: the stream closes it)."""
     if isinstance(model, (Detector, Classifier)):
@@ -668,7 +670,7 @@ def _load_model(
     try:
         if runtime.spec.task == "classify":
             return Classifier(runtime), True
-        return Detector(runtime, conf=conf, iou=iou, imgsz=imgsz), True
+        return Detector(runtime, conf=conf, iou=iou, imgsz=imgsz, rect=rect), True
     except ValueError as exc:
         runtime.close()
         raise LiteDeployError(f"cannot run model {model}: {exc}") from exc
