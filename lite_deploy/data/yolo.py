@@ -14,7 +14,7 @@ bounding box, as YOLOv5 does for detection.
 
 Every malformed row is reported, not only the first: :func:`scan_labels` returns all problems as
 :class:`DatasetIssue` objects (file and line), and :class:`YoloDataset` raises one :class:`DatasetError` that lists
-them. This module needs numpy, OpenCV and PyYAML only.
+them. An image listed twice is read once, with a warning. This module needs numpy, OpenCV and PyYAML only.
 """
 
 from __future__ import annotations
@@ -47,27 +47,34 @@ class DatasetIssue:
         file: the file at fault (label file, image, list or yaml).
         line: 1-based line number in ``file``, or ``None`` when the problem is the whole file.
         message: what is wrong, in one sentence.
+        warning: the dataset is usable as it is (e.g. a duplicate entry, read once); otherwise it is an error.
     """
 
     file: Path
     line: Optional[int]
     message: str
+    warning: bool = False
 
     def __str__(self) -> str:
         where = f"{self.file}:{self.line}" if self.line is not None else str(self.file)
-        return f"{where}: {self.message}"
+        return f"{where}: {'warning: ' if self.warning else ''}{self.message}"
 
 
 def raise_issues(issues: Sequence[DatasetIssue], what: str) -> None:
-    """Raise one :class:`DatasetError` listing ``issues`` (the first :data:`MAX_LISTED_ISSUES`), if there are any.
+    """Raise one :class:`DatasetError` listing the errors among ``issues`` (the first :data:`MAX_LISTED_ISSUES`);
+    warnings are logged.
 
     Args:
         issues: problems found.
         what: the dataset or split they belong to, for the first line of the message.
 
     Raises:
-        DatasetError: when ``issues`` is not empty.
+        DatasetError: when ``issues`` holds an error.
     """
+    for issue in issues:
+        if issue.warning:
+            LOGGER.warning("%s", issue)
+    issues = [issue for issue in issues if not issue.warning]
     if not issues:
         return
     lines = [str(issue) for issue in issues[:MAX_LISTED_ISSUES]]
@@ -188,6 +195,9 @@ def label_path(image: Path) -> Path:
 def list_images(sources: Sequence[Path]) -> Tuple[List[Path], List[DatasetIssue]]:
     """Image files of a split, sorted, with the problems found (missing folder or list, missing listed image).
 
+    An image named twice (in one list, or by two sources) is kept once, at its first place; each repetition is a
+    warning.
+
     Args:
         sources: folders (searched recursively) or ``.txt`` files listing images.
 
@@ -196,12 +206,23 @@ def list_images(sources: Sequence[Path]) -> Tuple[List[Path], List[DatasetIssue]
     """
     images: List[Path] = []
     issues: List[DatasetIssue] = []
+    seen: Dict[Path, str] = {}  # image -> where it was first named
+
+    def add(image: Path, where: str, source: Path, line: Optional[int]) -> None:
+        if image in seen:
+            issues.append(DatasetIssue(source, line, f"image {image} is named again (first by {seen[image]}); "
+                                       "it is counted once", warning=True))
+            return
+        seen[image] = where
+        images.append(image)
+
     for source in sources:
         if source.is_dir():
             found = sorted(p for p in source.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
             if not found:
                 issues.append(DatasetIssue(source, None, "folder contains no images (" + ", ".join(IMAGE_SUFFIXES) + ")"))
-            images.extend(found)
+            for image in found:
+                add(image, str(source), source, None)
         elif source.is_file() and source.suffix == ".txt":
             for lineno, line in enumerate(source.read_text(encoding="utf-8").splitlines(), 1):
                 entry = line.strip()
@@ -215,9 +236,9 @@ def list_images(sources: Sequence[Path]) -> Tuple[List[Path], List[DatasetIssue]
                 elif image.suffix.lower() not in IMAGE_SUFFIXES:
                     issues.append(DatasetIssue(source, lineno, f"{entry} is not an image ({image.suffix})"))
                 else:
-                    images.append(image)
+                    add(image, f"{source}:{lineno}", source, lineno)
         elif source.is_file() and source.suffix.lower() in IMAGE_SUFFIXES:
-            images.append(source)
+            add(source, str(source), source, None)
         else:
             issues.append(DatasetIssue(source, None, "does not exist (expected an images folder or a .txt list)"))
     if not images and not issues:
@@ -402,7 +423,7 @@ def check_dataset(data: PathLike, *, decode_images: bool = True) -> List[Dataset
 
     Args:
         data: the ``data.yaml``.
-        decode_images: also decode every image to find corrupt files (slower).
+        decode_images: also decode every image to find corrupt files and images with a side of 1 pixel (slower).
 
     Returns:
         All problems found; empty when the dataset is sound.
@@ -419,7 +440,11 @@ def check_dataset(data: PathLike, *, decode_images: bool = True) -> List[Dataset
         if decode_images:
             for image in images:
                 try:
-                    read_image(image)
+                    height, width = read_image(image).shape[:2]
                 except DatasetError as exc:
                     issues.append(DatasetIssue(image, None, str(exc).split(": ", 1)[1]))
+                    continue
+                if min(height, width) == 1:
+                    issues.append(DatasetIssue(image, None, f"the image is {width}x{height} pixels: a side of one "
+                                               "pixel holds no object; check how it was made", warning=True))
     return issues

@@ -109,3 +109,32 @@ def test_yaml_paths_and_names(tmp_path: Path) -> None:
 
 def test_label_path_replaces_last_images_folder() -> None:
     assert label_path(Path("/d/images/x/images/train/1.jpg")) == Path("/d/images/x/labels/train/1.txt")
+
+
+def test_duplicate_entries_are_counted_once_with_a_warning(tmp_path: Path, caplog) -> None:
+    data = make_dataset(tmp_path, {"a": "0 0.5 0.5 0.2 0.2\n", "b": "1 0.5 0.5 0.2 0.2\n"})
+    (tmp_path / "val.txt").write_text("./images/val/a.png\nimages/val/b.png\n./images/val/a.png\n")
+    data.write_text("train: images/train\nval: [val.txt, images/val/b.png]\nnames: [a, b, c]\n")
+    with caplog.at_level("WARNING"):
+        dataset = YoloDataset.from_yaml(data, "val")
+    assert [p.name for p in dataset.images] == ["a.png", "b.png"] and len(dataset) == 2
+    assert sum(len(lab) for lab in dataset.labels) == 2  # each object once in validation
+    assert "val.txt:3: warning: image" in caplog.text and "is named again" in caplog.text
+    issues = check_dataset(data)
+    assert [(i.file.name, i.line, i.warning) for i in issues] == [("val.txt", 3, True), ("b.png", None, True)]
+
+
+def test_check_flags_one_pixel_and_unreadable_images(tmp_path: Path) -> None:
+    data = make_dataset(tmp_path, {"ok": ""})
+    val = tmp_path / "images" / "val"
+    cv2.imwrite(str(val / "row.png"), np.full((1, 5000, 3), 9, np.uint8))
+    cv2.imwrite(str(val / "column.png"), np.full((5000, 2, 3), 9, np.uint8))  # 2 pixels wide: fine
+    cv2.imwrite(str(val / "dot.png"), np.full((1, 1, 3), 9, np.uint8))
+    (val / "text.jpg").write_text("not a picture")
+    (val / "empty.png").write_bytes(b"")
+    issues = {i.file.name: i for i in check_dataset(data)}
+    assert sorted(issues) == ["dot.png", "empty.png", "row.png", "text.jpg"]
+    assert issues["row.png"].warning and "5000x1 pixels" in str(issues["row.png"])
+    assert issues["dot.png"].warning and "1x1 pixels" in str(issues["dot.png"])
+    assert not issues["text.jpg"].warning and "cannot read the image" in str(issues["text.jpg"])
+    assert "cannot read the image" in str(issues["empty.png"])
