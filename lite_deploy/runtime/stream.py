@@ -251,9 +251,10 @@ class StreamSummary:
         ]
         if self.unreadable:
             lines.append(f"  unreadable: {name_list(self.unreadable)}")
-        lines.append(f"  {'latency ms':<10} {'mean':>8} {'p50':>8} {'p99':>8} {'max':>8}")
-        for stage, s in self.latency.items():
-            lines.append(f"  {stage:<10} {s.mean_ms:8.2f} {s.p50_ms:8.2f} {s.p99_ms:8.2f} {s.max_ms:8.2f}")
+        if self.frames:
+            lines.append(f"  {'latency ms':<10} {'mean':>8} {'p50':>8} {'p99':>8} {'max':>8}")
+            for stage, s in self.latency.items():
+                lines.append(f"  {stage:<10} {s.mean_ms:8.2f} {s.p50_ms:8.2f} {s.p99_ms:8.2f} {s.max_ms:8.2f}")
         return "\n".join(lines)
 
 
@@ -423,7 +424,6 @@ class _Capture:
             start = time.perf_counter()
             if not self._deliver(index, cv2.imread(str(path)), start):
                 self.unreadable.append(path.name)
-                LOGGER.warning("%s could not be read as an image; skipped", path)
 
     def _read_video(self) -> None:
         index = 0  # frames read or skipped so far: the position in the source
