@@ -25,6 +25,8 @@ from typing import Dict, FrozenSet, List, Optional, Tuple, Union
 
 import numpy as np
 
+from ..errors import BackendUnavailableError
+
 # Operators marked "Y" in onnx-tensorrt docs/operators.md, release/8.5-GA ("TensorRT 8.5 supports operators up to
 # Opset 17"). Operators not listed there, or marked "N", are reported as unsupported.
 _TRT85_OPS = """
@@ -48,7 +50,17 @@ Attention BlackmanWindow CastLike DeformConv Gelu GroupNormalization HammingWind
 LayerNormalization Mish RMSNormalization RotaryEmbedding STFT TensorScatter
 """
 
+# Added after 10.3 (JetPack 6.1/6.2), "N" in its table: windows, STFT, DeformConv and the opset 23/24 operators.
+_AFTER_TRT103 = """
+Attention BlackmanWindow DeformConv HammingWindow HannWindow RMSNormalization RotaryEmbedding STFT TensorScatter
+"""
+
 _PLUGINS = {"EfficientNMS_TRT"}
+
+# Q/DQ data types each TensorRT takes (onnx-tensorrt operators.md): DequantizeLinear's input and QuantizeLinear's
+# zero point (its output type); 8.5/8.6: INT8 only (an INT32 bias DequantizeLinear is rejected); 10.x+ adds FP8/INT4.
+_QDQ_TYPES = {"trt8.5": ("INT8",), "trt8.6": ("INT8",), "trt10": ("INT8", "FLOAT8E4M3FN", "INT4"),
+              "trt11": ("INT8", "FLOAT8E4M3FN", "INT4")}
 
 
 @dataclass(frozen=True)
@@ -79,10 +91,13 @@ def _ops(*blocks: str) -> FrozenSet[str]:
 TARGETS: Dict[str, TargetRules] = {
     "trt8.5": TargetRules("trt8.5", "TensorRT 8.5 (JetPack 5)", 17, _ops(_TRT85_OPS), 8,
                           "onnx-tensorrt release/8.5-GA docs/operators.md"),
-    # JetPack 6 ships TensorRT 10.3; the operator table is the 10.15 one (a superset of 10.3's for these ops),
-    # the opset limit the 10.0 table's "opset 9 to opset 20".
-    "trt10": TargetRules("trt10", "TensorRT 10.x (JetPack 6)", 20, _ops(_TRT85_OPS, _TRT10_EXTRA), 8,
-                         "onnx-tensorrt docs/operators.md, TensorRT 10.0 (opsets) and 10.15 (operators)"),
+    # JetPack 6.0 ships TensorRT 8.6: the 8.5 operators (8.6 adds none a detector uses), opset 17
+    "trt8.6": TargetRules("trt8.6", "TensorRT 8.6 (JetPack 6.0)", 17, _ops(_TRT85_OPS), 8,
+                          "onnx-tensorrt release/8.6-GA docs/operators.md"),
+    # JetPack 6.1/6.2 ship TensorRT 10.3: the 10.x operators without those added after 10.3; opsets 9-20
+    "trt10": TargetRules("trt10", "TensorRT 10.3 (JetPack 6.1/6.2)", 20,
+                         _ops(_TRT85_OPS, _TRT10_EXTRA) - _ops(_AFTER_TRT103), 8,
+                         "onnx-tensorrt docs/operators.md, TensorRT 10.3 (opsets 9-20)"),
     "trt11": TargetRules("trt11", "TensorRT 11.x", 24, _ops(_TRT85_OPS, _TRT10_EXTRA), 8,
                          "onnx-tensorrt docs/operators.md, TensorRT 10.15 table; opsets 9-24"),
     "openvino": TargetRules("openvino", "OpenVINO (ONNX frontend)", 22, None, 8, "openvino.convert_model"),
@@ -140,8 +155,15 @@ def check_model(path: Union[str, Path], target: str) -> CheckReport:
     Raises:
         ValueError: unknown target.
         FileNotFoundError: no such file.
+        BackendUnavailableError: the ``onnx`` package is not installed.
     """
-    import onnx
+    try:
+        import onnx
+    except ImportError:
+        raise BackendUnavailableError(
+            "lite-deploy check reads the ONNX graph with the onnx package, which is not installed here: "
+            "pip install 'lite-deploy[check]'"
+        ) from None
 
     if target not in TARGETS:
         raise ValueError(f"unknown check target {target!r}: choose from {', '.join(TARGETS)}")
@@ -149,7 +171,14 @@ def check_model(path: Union[str, Path], target: str) -> CheckReport:
     if not path.is_file():
         raise FileNotFoundError(f"ONNX model {str(path)!r} does not exist")
     rules = TARGETS[target]
-    model = onnx.load(str(path))
+    try:
+        model = onnx.load(str(path))
+    except Exception as exc:  # protobuf's DecodeError and friends: not an ONNX file at all
+        raise ValueError(f"{path.name} is not an ONNX model ({type(exc).__name__}): pass the .onnx file that "
+                         "`lite-deploy export` wrote") from None
+    if not model.graph.node or not model.graph.output:
+        raise ValueError(f"{path.name} holds no ONNX graph (no nodes or no outputs): pass the .onnx file that "
+                         "`lite-deploy export` wrote")
     report = CheckReport(path.name, rules)
     _check_opset(model, rules, report)
     graph = onnx.shape_inference.infer_shapes(model).graph
@@ -160,6 +189,7 @@ def check_model(path: Union[str, Path], target: str) -> CheckReport:
     _check_batch_axis(graph, consts, shapes, report)
     _check_data_dependent(graph, consts, report)
     _check_int64(graph, rules, report)
+    _check_qdq_types(graph, rules, report)
     if not report.findings or all(f.level == "info" for f in report.findings):
         report.add("info", "summary", f"{len(graph.node)} nodes, every check passed")
     return report
@@ -304,7 +334,7 @@ def _shape_derived(graph, consts: Dict[str, np.ndarray]) -> set:
 
 
 def _check_int64(graph, rules: TargetRules, report: CheckReport) -> None:
-    if rules.name != "trt8.5":
+    if rules.name not in ("trt8.5", "trt8.6"):
         return
     from onnx import TensorProto, numpy_helper
 
@@ -323,3 +353,39 @@ def _check_int64(graph, rules: TargetRules, report: CheckReport) -> None:
                    "TensorRT 8.5 casts INT64 to INT32")
     elif count:
         report.add("info", "int64", f"{count} INT64 initializers (shape constants): TensorRT 8.5 casts them to INT32")
+
+
+def _check_qdq_types(graph, rules: TargetRules, report: CheckReport) -> None:
+    """Q/DQ data types against what this TensorRT takes, and the zero point 0 it requires."""
+    if rules.name not in _QDQ_TYPES:
+        return
+    from onnx import TensorProto, numpy_helper
+
+    allowed = _QDQ_TYPES[rules.name]
+    inits = {i.name: i for i in graph.initializer}
+    types = {v.name: v.type.tensor_type.elem_type for v in list(graph.value_info) + list(graph.input)}
+    bad: Dict[str, List[str]] = {}
+    nonzero = []
+    for node in graph.node:
+        if node.op_type not in ("QuantizeLinear", "DequantizeLinear"):
+            continue
+        name = node.name or node.output[0]
+        zero = inits.get(node.input[2]) if len(node.input) > 2 and node.input[2] else None
+        if node.op_type == "DequantizeLinear":
+            src = node.input[0]
+            dtype = inits[src].data_type if src in inits else types.get(src, zero.data_type if zero else 0)
+        else:
+            dtype = zero.data_type if zero is not None else TensorProto.UINT8  # ONNX's default output type
+        type_name = TensorProto.DataType.Name(dtype) if dtype else "unknown"
+        if type_name not in allowed and type_name != "unknown":
+            bad.setdefault(f"{node.op_type} {type_name}", []).append(name)
+        if zero is not None and numpy_helper.to_array(zero).any():
+            nonzero.append(name)
+    for what, names in sorted(bad.items()):
+        report.add("error", "dtype", f"{what} ({len(names)}x, e.g. {names[0]}): {rules.title} takes "
+                   f"{'/'.join(allowed)} Q/DQ only (INT32 biases: export with `--target trt --int8`, which keeps "
+                   "them float)")
+    if nonzero:
+        report.add("error", "dtype", f"{len(nonzero)} Q/DQ nodes with a non-zero zero point (e.g. {nonzero[0]}): "
+                   "TensorRT needs symmetric quantization")
+

@@ -14,23 +14,7 @@ import cv2
 import numpy as np
 import pytest
 
-FIXTURES = Path(__file__).resolve().parent / "fixtures"
-MODELS = FIXTURES / "models"
-DATA_YAML = FIXTURES / "shapes" / "data.yaml"
-IMAGES = FIXTURES / "shapes" / "images" / "val"
-
-
-def has_module(name: str) -> bool:
-    """Whether ``name`` can be imported here (without importing it)."""
-    import importlib.util
-
-    return importlib.util.find_spec(name) is not None
-
-
-def backend_available(path: Path) -> bool:
-    """Whether the backend of the artifact at ``path`` is installed."""
-    return has_module({".onnx": "onnxruntime", ".xml": "openvino"}[path.suffix])
-
+from devicekit import FIXTURES, IMAGES
 
 @pytest.fixture(scope="session")
 def reference() -> Dict[str, Any]:

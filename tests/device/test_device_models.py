@@ -10,7 +10,7 @@ from typing import Any, Dict, List
 import numpy as np
 import pytest
 
-from conftest import MODELS, backend_available
+from devicekit import MODELS, backend_available
 from lite_deploy import Classifier, Detector, letterbox, nms
 
 DETECTORS = ["yolo.onnx", "yolo.xml", "gsconv.onnx", "gsconv.xml", "centernet.onnx"]

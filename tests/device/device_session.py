@@ -1,0 +1,69 @@
+"""Run every device-side command once on the committed fixtures, then print (JSON) the ``lite_deploy`` modules
+that got imported and every forbidden one (torch, the host-side model zoo).
+
+    python tests/device/device_session.py
+
+Used by test_device_no_torch.py (nothing forbidden may load) and by tests/runtime/test_rt_imports.py (vermin
+checks each imported module for Python 3.8): the set of modules that run on a device is what this imports.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import importlib.util
+import io
+import json
+import pkgutil
+import sys
+import tempfile
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+MODELS = HERE / "fixtures" / "models"
+SHAPES = HERE / "fixtures" / "shapes"
+FORBIDDEN = ("torch", "torchvision", "lite_deploy.models", "lite_deploy.train", "lite_deploy.export.exporter")
+
+
+def run_commands(tmp: Path) -> None:
+    """predict, run, profile, val, check, info and build-engine (each backend and package that is installed)."""
+    from lite_deploy.cli import main
+
+    images = SHAPES / "images" / "val"
+    commands = [["info", str(MODELS / "yolo.onnx")], ["build-engine", str(MODELS / "yolo.onnx")]]
+    if importlib.util.find_spec("onnxruntime"):
+        commands += [
+            ["predict", str(MODELS / "yolo.onnx"), "--source", str(images)],
+            ["predict", str(MODELS / "classifier_fp16.onnx"), "--source", str(images)],
+            ["predict", str(MODELS / "centernet.onnx"), "--source", str(images)],
+            ["run", str(MODELS / "gsconv.onnx"), "--source", str(images), "--jsonl", str(tmp / "run.jsonl")],
+            ["profile", str(MODELS / "yolo.onnx"), "--runs", "2", "--warmup", "1", "--layer-runs", "1"],
+            ["val", str(MODELS / "yolo.onnx"), "--data", str(SHAPES / "data.yaml")],
+        ]
+    if importlib.util.find_spec("openvino"):
+        commands.append(["predict", str(MODELS / "yolo.xml"), "--source", str(images)])
+    if importlib.util.find_spec("onnx"):
+        commands.append(["check", str(MODELS / "yolo.onnx"), "--target", "trt8.5"])
+    for argv in commands:
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            status = main(argv)
+        if status != 0 and argv[0] != "build-engine":  # build-engine: 2 without TensorRT, which says so
+            raise SystemExit(f"lite-deploy {' '.join(argv)} exited with {status}")
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        run_commands(Path(tmp))
+    import lite_deploy.runtime.tensorrt as trt_package  # build-engine's and the .engine backend's modules
+
+    for info in pkgutil.iter_modules(trt_package.__path__, trt_package.__name__ + "."):
+        importlib.import_module(info.name)
+
+    modules = sorted(m for m in sys.modules if m == "lite_deploy" or m.startswith("lite_deploy."))
+    forbidden = sorted(m for m in sys.modules if m.startswith(FORBIDDEN) and sys.modules[m] is not None)
+    files = sorted({str(Path(sys.modules[m].__file__).resolve()) for m in modules if getattr(sys.modules[m], "__file__", None)})
+    print(json.dumps({"modules": modules, "files": files, "forbidden": forbidden}))
+
+
+if __name__ == "__main__":
+    main()
