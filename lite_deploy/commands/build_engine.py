@@ -1,4 +1,4 @@
-"""``lite-deploy build-engine MODEL.onnx``: build a TensorRT engine on the device that will run it."""
+"""``lite-deploy build-engine MODEL.onnx``: build a TensorRT engine on the device that will run it, and verify it."""
 
 from __future__ import annotations
 
@@ -11,31 +11,44 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "build-engine",
         help="build a TensorRT engine from an exported ONNX (run it on the Jetson / GPU machine)",
-        description="Build a TensorRT engine from an ONNX written by `lite-deploy export --target trt`. Engines "
-        "are tied to the GPU and the TensorRT version, so run this on the device (TensorRT comes with JetPack).",
+        description="Build a TensorRT engine from an ONNX written by `lite-deploy export --target trt`, then check "
+        "it against that ONNX on ONNX Runtime and print the comparison. Engines are tied to the GPU and the "
+        "TensorRT version, so run this on the device (TensorRT comes with JetPack).",
     )
     p.add_argument("onnx", metavar="MODEL.onnx", help="the TensorRT-ready ONNX and its .json beside it")
     p.add_argument("--out", metavar="ENGINE", help="engine path (default: MODEL.engine beside the ONNX)")
     p.add_argument("--half", action="store_true", help="FP16 engine (TensorRT 11: export the ONNX with --half)")
+    p.add_argument("--int8", action="store_true",
+                   help="INT8 by TensorRT's own calibration of an FP32 ONNX (TensorRT 8.5-10.x; needs --calib). "
+                   "A Q/DQ ONNX from `export --int8` builds as INT8 without it")
+    p.add_argument("--calib", metavar="DIR|data.yaml", help="calibration images for --int8 (also the verification images)")
+    p.add_argument("--calib-size", type=int, metavar="N", help="calibration images to use (default 300)")
     p.add_argument("--workspace", type=float, default=4.0, metavar="GB", help="builder workspace in GiB (default 4)")
     p.add_argument("--min-batch", type=int, default=1, help="smallest batch of a dynamic-batch ONNX (default 1)")
     p.add_argument("--opt-batch", type=int, help="batch TensorRT tunes for (default: --max-batch)")
     p.add_argument("--max-batch", type=int, help="largest batch of a dynamic-batch ONNX (default: --opt-batch or 1)")
     p.add_argument("--timing-cache", metavar="FILE", help="timing cache file (default: ENGINE.timing.cache)")
+    p.add_argument("--no-verify", action="store_true", help="keep the engine without comparing it with the ONNX")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    """Build the engine and print its path."""
-    from ..export.tensorrt import build_engine
+    """Build the engine, print the verification table and the engine's path."""
+    if args.int8 != (args.calib is not None):
+        print("error: --int8 and --calib go together: build-engine MODEL.onnx --int8 --calib IMAGES", file=sys.stderr)
+        return 2
+    from ..runtime.tensorrt.build import build_engine
 
     try:
-        engine = build_engine(
-            args.onnx, args.out, half=args.half, workspace_gb=args.workspace, min_batch=args.min_batch,
-            opt_batch=args.opt_batch, max_batch=args.max_batch, timing_cache=args.timing_cache,
+        engine, report = build_engine(
+            args.onnx, args.out, half=args.half, calib=args.calib, calib_size=args.calib_size,
+            workspace_gb=args.workspace, min_batch=args.min_batch, opt_batch=args.opt_batch,
+            max_batch=args.max_batch, timing_cache=args.timing_cache, verify=not args.no_verify,
         )
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if report is not None:
+        print(report.table())
     print(engine)
     return 0

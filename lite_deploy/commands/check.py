@@ -1,11 +1,11 @@
-"""``lite-deploy check MODEL.onnx --target trt8.5|trt10|trt11|openvino|tflite``: will this ONNX run there?"""
+"""``lite-deploy check MODEL.onnx --target trt8.5|trt8.6|trt10|trt11|openvino|tflite``: will this ONNX run there?"""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
-CHECK_TARGETS = ("trt8.5", "trt10", "trt11", "openvino", "tflite")
+CHECK_TARGETS = ("trt8.5", "trt8.6", "trt10", "trt11", "openvino", "tflite")
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:

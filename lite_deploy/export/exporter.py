@@ -376,17 +376,18 @@ class _Job:
         return self._staging / filename
 
     def module_for(self, nms_kind: Optional[str], half: bool) -> Tuple[nn.Module, Tuple[str, ...]]:
-        """The module to trace and its output names: export model, optionally + NMS, optionally FP16."""
+        """The module to trace and its output names: export model, optionally FP16, optionally + ONNX NMS (which
+        then gets the FP16 detector's outputs cast to float)."""
         module: nn.Module = self.export_model
         names = OUTPUT_NAMES[output_layout(self.model)]
+        if half:
+            module = onnx_export.HalfPrecision(copy.deepcopy(module))
         if nms_kind is not None:
             from .nms import with_nms
 
             o = self.options
-            module = with_nms(module, kind=nms_kind, max_det=o.max_det, iou=o.iou, conf=o.conf)
+            module = with_nms(module, max_det=o.max_det, iou=o.iou, conf=o.conf)
             names = OUTPUT_NAMES["nms"]
-        if half:
-            module = onnx_export.HalfPrecision(copy.deepcopy(module))
         return module.eval(), names
 
     def write_onnx(self, filename: str, spec: ModelSpec, *, nms_kind: Optional[str], half: bool) -> Path:
@@ -432,19 +433,24 @@ class _Job:
 
         return CalibrationSet(self.calib_images, spec)
 
-    def write_qdq(self, filename: str, spec: ModelSpec, float_layers: Sequence[str], symmetric: bool = True) -> Path:
+    def write_qdq(self, filename: str, spec: ModelSpec, float_layers: Sequence[str], symmetric: bool = True,
+                  for_trt: bool = False) -> Path:
         """The Q/DQ INT8 ONNX (staged), with ``float_layers`` kept in float; calibrated once per job and kind.
 
         ``symmetric``: int8 activations with zero point 0 (ONNX Runtime, TensorRT); else uint8 ones (OpenVINO).
+        ``for_trt``: TensorRT's variant: biases kept float, and ``--nms`` allowed (the caller appends
+        EfficientNMS_TRT to the judged Q/DQ model).
         """
         from ..quantize.qdq_onnx import quantize_qdq
 
-        if self.options.nms:
-            raise ExportError("--int8 with --nms is not supported: export INT8 without --nms (NMS runs on the host)")
+        if self.options.nms and not for_trt:
+            raise ExportError("--int8 with --nms is TensorRT-only (EfficientNMS): export this target's INT8 without "
+                              "--nms (NMS runs on the host)")
         reference = self.reference_onnx()
         calib = self.calibration(ModelSpec.load(sidecar_path(reference)))
         return quantize_qdq(reference, self.staged(filename), calib, spec, float_nodes=float_layers,
-                            cache=self.work(f"ranges.{'int8' if symmetric else 'uint8'}.json"), symmetric=symmetric)
+                            cache=self.work(f"ranges.{'int8' if symmetric else 'uint8'}.json"), symmetric=symmetric,
+                            float_bias=for_trt)
 
     def gate(self, artifact: Path, spec: ModelSpec, rebuild: Optional[Callable[[Sequence[str]], Path]] = None,
              ) -> Tuple[Path, Optional[GateResult]]:
@@ -618,22 +624,33 @@ class _Job:
         return [path, sidecar_path(path)], seconds, "", gate
 
     def _trt(self) -> _TargetOutcome:
-        from .tensorrt import build_command, build_engine
+        from ..runtime.tensorrt.build import build_command, build_engine
 
         o = self.options
         if o.opset > 17:
             LOGGER.warning("opset %d: TensorRT 8.5 (JetPack 5) parses ONNX opsets up to 17 only", o.opset)
         spec = self.spec("tensorrt", tools=self.onnx_tools() + (("onnxruntime",) if o.int8 else ()))
         filename = f"{self.stem}{o.tag}_trt.onnx"
-        if o.int8:  # judged as an ONNX on ONNX Runtime: the same Q/DQ graph TensorRT builds from
-            path, verify_s, gate = self._judged(self.write_qdq(filename, spec, self.float_layers), spec,
-                                                lambda layers: self.write_qdq(filename, spec, layers))
+        # the detector alone is verified (and judged) on ONNX Runtime; EfficientNMS, which it cannot run, comes after
+        layout = output_layout(self.model)
+        plain = spec.replace(output_layout=layout, output_names=OUTPUT_NAMES[layout],
+                             extra={k: v for k, v in spec.extra.items() if k != "nms"})
+        if o.int8:  # the same Q/DQ graph TensorRT builds from
+            path, verify_s, gate = self._judged(self.write_qdq(filename, plain, self.float_layers, for_trt=True), plain,
+                                                lambda layers: self.write_qdq(filename, plain, layers, for_trt=True))
         else:
-            path = self.write_onnx(filename, spec, nms_kind="trt" if o.nms else None, half=o.half)
-            verify_s, gate = (0.0, None) if o.nms else self._judged(path, spec.replace(target="onnx"))[1:]
+            path = self.write_onnx(filename, plain, nms_kind=None, half=o.half)
+            path, verify_s, gate = self._judged(path, plain.replace(target="onnx"))
+        if o.nms:
+            import onnx
+
+            from .nms import append_efficient_nms
+
+            proto = append_efficient_nms(onnx.load(str(path)), max_det=o.max_det, iou=o.iou, conf=o.conf)
+            path = onnx_export.save(proto, path, spec)
         files = [path, sidecar_path(path)]
         try:
-            engine = build_engine(path, half=o.half, max_batch=None if o.batch else DYNAMIC_MAX_BATCH)
+            engine, _ = build_engine(path, half=o.half, max_batch=None if o.batch else DYNAMIC_MAX_BATCH, verify=False)
         except BackendUnavailableError:
             command = build_command(path.name, half=o.half, spec_batch=o.batch, max_batch=DYNAMIC_MAX_BATCH)
             return files, verify_s, f"TensorRT is not installed here; on the device run: {command}", gate

@@ -21,11 +21,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
-import torch
-from torch import nn
+
+if TYPE_CHECKING:  # torch is imported where the PyTorch reference runs: the rest also runs on a device
+    from torch import nn
 
 from ..errors import VerificationError
 from ..spec import ModelSpec
@@ -89,6 +90,7 @@ class VerificationReport:
     outputs: List[OutputDiff] = field(default_factory=list)
     detections: List[DetectionMatch] = field(default_factory=list)
     problems: List[str] = field(default_factory=list)
+    reference: str = "PyTorch"
 
     @property
     def ok(self) -> bool:
@@ -98,12 +100,12 @@ class VerificationReport:
     def table(self) -> str:
         """A plain-text table of the output differences and the detection matches."""
         lines = [f"verify {self.artifact} ({self.precision}, tolerance {self.tolerance.rel_range:g} of range, "
-                 f"IoU >= {self.tolerance.iou:g}) against PyTorch"]
+                 f"IoU >= {self.tolerance.iou:g}) against {self.reference}"]
         lines.append(f"  {'output':<12} {'max abs diff':>13} {'range':>10} {'rel':>10}  ok")
         for d in self.outputs:
             lines.append(f"  {d.name:<12} {d.max_abs:13.3g} {d.value_range:10.4g} {d.rel:10.2e}  {'yes' if d.ok else 'NO'}")
         if self.detections:
-            lines.append(f"  {'image':<6} {'torch':>6} {'artifact':>9} {'matched':>8} {'min IoU':>8} {'missing':>8} {'extra':>6}")
+            lines.append(f"  {'image':<6} {'ref':>6} {'artifact':>9} {'matched':>8} {'min IoU':>8} {'missing':>8} {'extra':>6}")
             for i, m in enumerate(self.detections):
                 lines.append(f"  {i:<6} {m.reference:6d} {m.artifact:9d} {m.matched:8d} {m.min_iou:8.4f} "
                              f"{m.missing:8d} {m.extra:6d}")
@@ -114,7 +116,7 @@ class VerificationReport:
         """Raise :class:`VerificationError` (with the table) when a check failed."""
         if not self.ok:
             raise VerificationError(
-                f"{self.artifact} disagrees with PyTorch beyond the {self.precision} tolerance: "
+                f"{self.artifact} disagrees with {self.reference} beyond the {self.precision} tolerance: "
                 f"{'; '.join(self.problems)}; export with --no-verify to keep it anyway.\n{self.table()}"
             )
 
@@ -232,11 +234,12 @@ def match_detections(reference: Dets, artifact: Dets, *, iou: float, conf: float
 
 
 def nms_detections(boxes: np.ndarray, scores: np.ndarray, *, conf: float, iou: float, max_det: int = 300) -> Dets:
-    """Class-aware NMS of one image's export outputs (boxes (N, 4) xyxy, scores (N, nc)), torchvision's kernel.
+    """Class-aware NMS of one image's export outputs (boxes (N, 4) xyxy, scores (N, nc)): the runtime's NMS,
+    which keeps torchvision's ``batched_nms`` boxes.
 
-    The same function is applied to the PyTorch and the artifact outputs, so differences come from the outputs.
+    The same function is applied to the reference and the artifact outputs, so differences come from the outputs.
     """
-    import torchvision
+    from ..runtime.postprocess import nms
 
     cls = scores.argmax(1)
     best = scores[np.arange(len(scores)), cls]
@@ -264,7 +267,7 @@ def _named(outputs: Mapping[str, np.ndarray], names: Sequence[str]) -> Dict[str,
 
 def verify_artifact(
     artifact: Union[str, Path],
-    model: nn.Module,
+    model: "nn.Module",
     spec: ModelSpec,
     *,
     images: Optional[Sequence[np.ndarray]] = None,
@@ -284,11 +287,34 @@ def verify_artifact(
     Returns:
         The report (check ``ok`` or call ``raise_for_failure``).
     """
+    import torch
+
+    def reference(x_nchw: np.ndarray) -> Sequence[np.ndarray]:
+        with torch.no_grad():
+            out = model(torch.from_numpy(x_nchw))
+        return [o.numpy() for o in (out if isinstance(out, (tuple, list)) else (out,))]
+
+    return compare_with_reference(artifact, reference, spec, images=images, conf=conf, iou=iou)
+
+
+def compare_with_reference(
+    artifact: Union[str, Path],
+    reference: Callable[[np.ndarray], Sequence[np.ndarray]],
+    spec: ModelSpec,
+    *,
+    images: Optional[Sequence[np.ndarray]] = None,
+    conf: float = 0.25,
+    iou: float = 0.45,
+    reference_name: str = "PyTorch",
+) -> VerificationReport:
+    """:func:`verify_artifact` with any reference: ``reference(x (B, 3, H, W) float32)`` -> its raw outputs, in
+    the spec's output order (``boxes``, ``scores`` before NMS for an artifact ending in NMS). Torch-free (the
+    TensorRT build verifies its engine against ONNX Runtime on the device with it)."""
     from ..runtime import load_runtime
     from ..runtime.preprocess import Preprocessor
 
     tolerance = TOLERANCES.get(spec.precision, TOLERANCES["fp32"])
-    report = VerificationReport(Path(artifact).name, spec.precision, tolerance)
+    report = VerificationReport(Path(artifact).name, spec.precision, tolerance, reference=reference_name)
     batch = spec.batch or 2
     images = list(images) if images is not None else sample_images(max(batch, 2))
     preprocess = Preprocessor(spec.replace(layout="NCHW"))
@@ -298,16 +324,13 @@ def verify_artifact(
             chunk = images[start:start + batch]
             x_nchw = preprocess(chunk)[0].copy()
             feed = np.ascontiguousarray(x_nchw.transpose(0, 2, 3, 1)) if spec.layout == "NHWC" else x_nchw
-            with torch.no_grad():
-                ref = model(torch.from_numpy(x_nchw))
-            ref = ref if isinstance(ref, (tuple, list)) else (ref,)
             ref_names = ("boxes", "scores") if spec.output_layout == "nms" else spec.output_names
-            reference = {n: r.numpy() for n, r in zip(ref_names, ref)}
+            expected = dict(zip(ref_names, reference(x_nchw)))
             outputs = _named(runtime.infer(feed), spec.output_names)
             if spec.output_layout == "nms":
-                _check_nms(report, reference, outputs, spec, tolerance)
+                _check_nms(report, expected, outputs, spec, tolerance)
             else:
-                _check_raw(report, reference, outputs, spec, tolerance, conf, iou)
+                _check_raw(report, expected, outputs, spec, tolerance, conf, iou)
     finally:
         runtime.close()
     return report

@@ -75,6 +75,7 @@ def quantize_qdq(
     float_nodes: Sequence[str] = (),
     cache: Optional[Union[str, Path]] = None,
     symmetric: bool = True,
+    float_bias: bool = False,
 ) -> Path:
     """Write the symmetric Q/DQ INT8 model of the FP32 ONNX ``fp32`` to ``out`` (spec embedded and beside it).
 
@@ -88,13 +89,18 @@ def quantize_qdq(
             holds the ranges of one ``symmetric`` setting).
         symmetric: int8 activations with zero point 0 (the portable artifact). ``False``: uint8 activations with
             zero points (weights stay symmetric int8), which OpenVINO needs (see :mod:`.openvino_int8`).
+        float_bias: keep the convolution biases float (TensorRT: 8.5/8.6 take only INT8 ``DequantizeLinear``
+            inputs, so ONNX Runtime's INT32 bias ``DequantizeLinear`` nodes are rejected; TensorRT folds a float
+            bias into the INT8 convolution itself). ``False``: int32 biases, which ONNX Runtime fuses into
+            ``QLinearConv``.
 
     Returns:
         ``out``.
 
     Raises:
         BackendUnavailableError: onnxruntime is not installed.
-        ExportError: the quantized model has a non-int8 or non-zero-point-0 Q/DQ node.
+        ExportError: the quantized model has a non-int8 or non-zero-point-0 Q/DQ node (an int32 one with
+            ``float_bias``).
     """
     try:
         from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
@@ -116,22 +122,23 @@ def quantize_qdq(
             activation_type=QuantType.QInt8 if symmetric else QuantType.QUInt8, weight_type=QuantType.QInt8,
             nodes_to_exclude=decode + heads + list(float_nodes), calibrate_method=CalibrationMethod.MinMax,
             extra_options={"ActivationSymmetric": symmetric, "WeightSymmetric": True, "CalibMovingAverage": True,
+                           "QuantizeBias": not float_bias,
                            "TensorQuantOverrides": {model.graph.input[0].name: [input_range(spec)]}},
             calibration_cache_path=str(cache) if cache is not None else None,
         )
         proto = onnx.load(str(quantized))
-    problems = check_qdq(proto) if symmetric else []
+    problems = check_qdq(proto, int32_bias=not float_bias) if symmetric else []
     if problems:
         raise ExportError("the Q/DQ model is not symmetric int8: " + "; ".join(problems[:5]))
     return onnx_export.save(proto, out, spec)
 
 
-def check_qdq(model: onnx.ModelProto) -> List[str]:
+def check_qdq(model: onnx.ModelProto, int32_bias: bool = True) -> List[str]:
     """Problems that keep ``model`` from being a symmetric int8 Q/DQ model (empty when it is one).
 
-    Every ``QuantizeLinear``/``DequantizeLinear`` must have an int8 zero point of 0 (an int32 zero point of 0 is
-    accepted for the biases ONNX Runtime stores as int32 behind a ``DequantizeLinear``), and there must be at
-    least one such pair.
+    Every ``QuantizeLinear``/``DequantizeLinear`` must have an int8 zero point of 0 (with ``int32_bias``, an
+    int32 zero point of 0 is accepted for the biases ONNX Runtime stores as int32 behind a ``DequantizeLinear``;
+    without it, as TensorRT 8.5/8.6 require, it is a problem), and there must be at least one such pair.
     """
     from onnx import numpy_helper
 
@@ -149,7 +156,8 @@ def check_qdq(model: onnx.ModelProto) -> List[str]:
             problems.append(f"{node.name}: no zero point (uint8 by default)")
             continue
         values = numpy_helper.to_array(zero)
-        allowed = (onnx.TensorProto.INT8,) + ((onnx.TensorProto.INT32,) if node.op_type == "DequantizeLinear" else ())
+        int32_ok = int32_bias and node.op_type == "DequantizeLinear"
+        allowed = (onnx.TensorProto.INT8,) + ((onnx.TensorProto.INT32,) if int32_ok else ())
         if zero.data_type not in allowed:
             problems.append(f"{node.name}: zero point of type {onnx.TensorProto.DataType.Name(zero.data_type)}, not int8")
         if values.size and values.any():

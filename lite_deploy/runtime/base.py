@@ -298,6 +298,6 @@ def dynamic_dim(value: Any) -> Optional[int]:
 register_backend(".onnx", target="lite_deploy.runtime.onnxruntime:OnnxRuntime", module="onnxruntime", extra="onnxruntime")
 register_backend(".xml", target="lite_deploy.runtime.openvino:OpenVINORuntime", module="openvino", extra="openvino")
 register_backend(".tflite", target="lite_deploy.runtime.tflite:TFLiteRuntime", module="ai_edge_litert", extra="tflite")
-register_backend(".engine", ".plan", target="lite_deploy.runtime.tensorrt:TensorRTRuntime", module="tensorrt", extra="tensorrt")
+register_backend(".engine", ".plan", target="lite_deploy.runtime.tensorrt.engine:TensorRTRuntime", module="tensorrt", extra="tensorrt")
 # the PyTorch reference backend lives host-side, next to the models, and needs torch
 register_backend(".pt", target="lite_deploy.models.torch_runtime:TorchRuntime", module="torch", extra="export")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import onnx
 import pytest
 import torch
@@ -71,3 +72,54 @@ def test_cli_exit_status(tmp_path, capsys):
     assert main(["check", bad, "--target", "trt10"]) == 0
     with pytest.raises(SystemExit):
         main(["check", bad, "--target", "coreml"])
+
+
+def _qdq_model(tmp_path, bias_dtype):
+    """A Conv whose bias comes through a DequantizeLinear of ``bias_dtype`` (ONNX Runtime's default: INT32)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    w = numpy_helper.from_array(np.ones((2, 1, 1, 1), np.int8), "w_q")
+    b = numpy_helper.from_array(np.ones(2, np.int32 if bias_dtype == "int32" else np.int8), "b_q")
+    scale = numpy_helper.from_array(np.array(0.1, np.float32), "s")
+    zero8 = numpy_helper.from_array(np.array(0, np.int8), "z8")
+    zero_b = numpy_helper.from_array(np.array(0, np.int32 if bias_dtype == "int32" else np.int8), "zb")
+    nodes = [helper.make_node("QuantizeLinear", ["x", "s", "z8"], ["xq"], name="q"),
+             helper.make_node("DequantizeLinear", ["xq", "s", "z8"], ["xd"], name="dq"),
+             helper.make_node("DequantizeLinear", ["w_q", "s", "z8"], ["w"], name="dqw"),
+             helper.make_node("DequantizeLinear", ["b_q", "s", "zb"], ["b"], name="dqb"),
+             helper.make_node("Conv", ["xd", "w", "b"], ["y"], name="conv")]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 4, 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2, 4, 4])],
+                              [w, b, scale, zero8, zero_b])
+    path = tmp_path / f"qdq_{bias_dtype}.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    return path
+
+
+@pytest.mark.parametrize("target", ["trt8.5", "trt8.6", "trt10", "trt11"])
+def test_int32_bias_dequantize_is_refused_for_tensorrt(tmp_path, target):
+    report = check_model(_qdq_model(tmp_path, "int32"), target)
+    assert not report.ok and "DequantizeLinear INT32" in report.table()
+    assert check_model(_qdq_model(tmp_path, "int8"), target).ok
+
+
+def test_trt10_is_the_10_3_table_and_trt86_exists():
+    from lite_deploy.export.check import TARGETS
+
+    assert "STFT" not in TARGETS["trt10"].ops and "HannWindow" not in TARGETS["trt10"].ops
+    assert "LayerNormalization" in TARGETS["trt10"].ops and "STFT" in TARGETS["trt11"].ops
+    assert TARGETS["trt8.6"].max_opset == 17
+
+
+@pytest.mark.parametrize("content", [b"", b"not an onnx model at all \x00\xff", None])
+def test_check_refuses_empty_or_non_model_files(tmp_path, capsys, content):
+    from lite_deploy.cli import main
+
+    path = tmp_path / "m.onnx"
+    if content is None:  # a valid ONNX without a graph
+        onnx.save(onnx.helper.make_model(onnx.helper.make_graph([], "g", [], [])), str(path))
+    else:
+        path.write_bytes(content)
+    assert main(["check", str(path), "--target", "trt8.5"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "Traceback" not in err and err.count("\n") == 1

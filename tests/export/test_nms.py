@@ -5,10 +5,39 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+import torchvision
 
 from lite_deploy.export.exporter import export
-from lite_deploy.export.nms import padded_nms
 from lite_deploy.runtime import Detector, load_runtime
+
+
+def padded_nms(boxes: torch.Tensor, scores: torch.Tensor, iou: float, conf: float, max_det: int) -> Outputs:
+    """Reference (eager) result of the in-graph NMS: per image class-aware NMS, best first, zero-padded to K.
+
+    Args:
+        boxes: (B, N, 4) xyxy.
+        scores: (B, N, nc), non-best classes already zeroed.
+        iou, conf: NMS IoU threshold and minimum score.
+        max_det: K.
+
+    Returns:
+        ``num_dets`` (B, 1) int32, ``det_boxes`` (B, K, 4), ``det_scores`` (B, K), ``det_classes`` (B, K) int32.
+    """
+    bsz = boxes.shape[0]
+    num = torch.zeros(bsz, 1, dtype=torch.int32)
+    det_boxes = boxes.new_zeros(bsz, max_det, 4)
+    det_scores = boxes.new_zeros(bsz, max_det)
+    det_classes = torch.zeros(bsz, max_det, dtype=torch.int32)
+    for b in range(bsz):
+        best, cls = scores[b].max(-1)
+        keep = best > conf
+        kept = torchvision.ops.batched_nms(boxes[b][keep], best[keep], cls[keep], iou)[:max_det]
+        n = len(kept)
+        num[b, 0] = n
+        det_boxes[b, :n] = boxes[b][keep][kept]
+        det_scores[b, :n] = best[keep][kept]
+        det_classes[b, :n] = cls[keep][kept].int()
+    return num, det_boxes, det_scores, det_classes
 
 
 @pytest.mark.parametrize("target", ["onnx", "openvino"])

@@ -8,12 +8,9 @@ from pathlib import Path
 from typing import List
 
 import numpy as np
-import pytest
 
-from lite_deploy.errors import ExportError
 from lite_deploy.quantize.calibration import CalibrationSet
-from lite_deploy.quantize.tensorrt_calib import (cache_mismatch, cache_sidecar, entropy_calibrator, read_cache,
-                                                 write_cache)
+from lite_deploy.runtime.tensorrt.calib import cache_mismatch, cache_sidecar, entropy_calibrator, read_cache, write_cache
 from lite_deploy.spec import ModelSpec
 
 
@@ -54,15 +51,12 @@ class FakeCuda:
         del self.buffers[address]
 
 
-def fake_trt(version: str, with_calibrator: bool = True) -> types.SimpleNamespace:
+def fake_trt(version: str) -> types.SimpleNamespace:
     class IInt8EntropyCalibrator2:
         def __init__(self) -> None:
             pass
 
-    trt = types.SimpleNamespace(__version__=version)
-    if with_calibrator:
-        trt.IInt8EntropyCalibrator2 = IInt8EntropyCalibrator2
-    return trt
+    return types.SimpleNamespace(__version__=version, IInt8EntropyCalibrator2=IInt8EntropyCalibrator2)
 
 
 def test_calibrator_feeds_batches_and_writes_a_checked_cache(tmp_path: Path) -> None:
@@ -88,44 +82,3 @@ def test_calibrator_feeds_batches_and_writes_a_checked_cache(tmp_path: Path) -> 
     assert other.read_calibration_cache() is None
     calibrator.free()
     assert not cuda.buffers
-
-
-def test_tensorrt_11_has_no_calibrator(tmp_path: Path) -> None:
-    spec = ModelSpec(task="detect", names=("a",), imgsz=(32, 32), output_layout="boxes_scores",
-                     output_names=("boxes", "scores"))
-    with pytest.raises(ExportError, match="Q/DQ ONNX"):
-        entropy_calibrator(fake_trt("11.4.0", with_calibrator=False), CalibrationSet([tmp_path / "x.png"], spec),
-                           batch=1, cache=tmp_path / "c", model_sha256="abc", cuda=FakeCuda())
-
-
-class FakeConfig:
-    def __init__(self) -> None:
-        self.flags = []
-
-    def set_memory_pool_limit(self, pool, size) -> None:
-        pass
-
-    def set_flag(self, flag) -> None:
-        self.flags.append(flag)
-
-    def create_timing_cache(self, data):
-        return data
-
-    def set_timing_cache(self, cache, ignore_mismatch) -> None:
-        pass
-
-
-def test_qdq_onnx_builds_with_the_int8_flag_where_it_exists() -> None:
-    from lite_deploy.export.tensorrt import configure
-
-    builder = types.SimpleNamespace(create_builder_config=FakeConfig)
-    common = dict(half=False, onnx_fp16=False, workspace_gb=1.0, profile=None, input_name="images")
-    trt10 = types.SimpleNamespace(BuilderFlag=types.SimpleNamespace(FP16="fp16", INT8="int8"),
-                                  MemoryPoolType=types.SimpleNamespace(WORKSPACE=0))
-    config, precision = configure(trt10, builder, None, onnx_int8=True, **common)
-    assert precision == "int8" and config.flags == ["int8"]
-    config, precision = configure(trt10, builder, None, **common)
-    assert precision == "fp32" and config.flags == []
-    trt11 = types.SimpleNamespace(BuilderFlag=types.SimpleNamespace(), MemoryPoolType=trt10.MemoryPoolType)
-    config, precision = configure(trt11, builder, None, onnx_int8=True, **common)  # strongly typed: Q/DQ decides
-    assert precision == "int8" and config.flags == []

@@ -11,7 +11,7 @@ import pytest
 
 from lite_deploy.errors import BackendUnavailableError, EngineMismatchError
 from lite_deploy.runtime.base import TensorInfo
-from lite_deploy.runtime.tensorrt_compat import (
+from lite_deploy.runtime.tensorrt.compat import (
     check_engine_compat,
     check_input_shape,
     describe_io,
@@ -133,27 +133,42 @@ def test_tensor_api_required():
 
 
 @pytest.mark.parametrize(
-    "extra, version, gpu, error",
+    "extra, version, gpu, cc, error",
     [
-        ({"tensorrt": "8.5.2.2", "gpu": "Xavier"}, "8.5.2.2", "Xavier", None),
-        ({"tensorrt": "10.3.0", "gpu": "Orin"}, "10.3.0.30", "orin", None),
-        ({"tensorrt": "8.5.2.2", "gpu": "Xavier"}, "10.3.0", "Xavier", r"built with TensorRT 8\.5\.2\.2, this device has TensorRT 10\.3\.0"),
-        ({"tensorrt": "10.3.0", "gpu": "Orin"}, "10.3.0", "NVIDIA GeForce RTX 4090", r"built for the GPU 'Orin'"),
-        ({"tensorrt": "10.3.0", "gpu": "Orin", "version_compatible": True}, "10.8.0", "Orin", None),
-        ({"tensorrt": "10.3.0", "gpu": "A100", "hardware_compatible": True}, "10.3.0", "H100", None),
+        ({"tensorrt": "8.5.2.2", "gpu": "Xavier", "compute_capability": "7.2"}, "8.5.2.2", "Xavier", "7.2", None),
+        ({"tensorrt": "10.3.0", "gpu": "Orin", "compute_capability": "8.7"}, "10.3.0.30", "orin", "8.7", None),
+        ({"tensorrt": "8.5.2.2", "gpu": "Xavier", "compute_capability": "7.2"}, "10.3.0", "Xavier", "7.2",
+         r"built with TensorRT 8\.5\.2\.2, this device has TensorRT 10\.3\.0"),
+        ({"tensorrt": "10.3.0", "gpu": "Orin", "compute_capability": "8.7"}, "10.3.0", "NVIDIA GeForce RTX 4090", "8.9",
+         r"compute capability 8\.7 \(Orin\), this device's is 8\.9"),
+        ({"tensorrt": "10.3.0", "gpu": "Orin", "version_compatible": True}, "10.8.0", "Orin", "8.7", None),
+        ({"tensorrt": "10.3.0", "gpu": "A100", "compute_capability": "8.0", "hardware_compatible": True}, "10.3.0",
+         "H100", "9.0", None),
     ],
 )
-def test_engine_compat(extra, version, gpu, error):
+def test_engine_compat(extra, version, gpu, cc, error):
     if error is None:
-        assert check_engine_compat(extra, version, gpu, "m.engine") == []
+        check_engine_compat(extra, version, gpu, cc, "m.engine")
     else:
         with pytest.raises(EngineMismatchError, match=error + ".*rebuild it on this device"):
-            check_engine_compat(extra, version, gpu, "m.engine")
+            check_engine_compat(extra, version, gpu, cc, "m.engine")
+
+
+def test_jetpack5_engine_named_differently_by_pycuda_loads_with_a_warning():
+    """Build time recorded the device-tree name, pycuda reports "Orin": same compute capability, so it loads."""
+    extra = {"tensorrt": "8.5.2.2", "gpu": "NVIDIA Jetson AGX Orin Developer Kit", "compute_capability": "8.7"}
+    warnings = check_engine_compat(extra, "8.5.2.2", "Orin", "8.7", "m.engine")
+    assert len(warnings) == 1 and "named 'NVIDIA Jetson AGX Orin Developer Kit', this one is named 'Orin'" in warnings[0]
 
 
 def test_engine_compat_unknown_facts_warn():
-    warnings = check_engine_compat({"gpu": ""}, "10.3.0", "Orin", "m.engine")
-    assert len(warnings) == 2 and "TensorRT version" in warnings[0]
+    warnings = check_engine_compat({"gpu": ""}, "10.3.0", "Orin", "8.7", "m.engine")
+    assert len(warnings) == 2 and "TensorRT version" in warnings[0] and "compute capability" in warnings[1]
+
+
+def test_no_execution_context_is_out_of_memory():
+    with pytest.raises(BackendUnavailableError, match="out of memory"):
+        require_tensor_api(FakeEngine(), None)
 
 
 def test_same_version():

@@ -14,8 +14,8 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ..errors import BackendUnavailableError, EngineMismatchError
-from .base import Shape, TensorInfo, dynamic_dim
+from ...errors import BackendUnavailableError, EngineMismatchError
+from ..base import Shape, TensorInfo, dynamic_dim
 
 # TensorRT DataType member name -> numpy dtype (BF16, FP8, INT4 have no numpy type)
 _DTYPES = {
@@ -31,6 +31,7 @@ _DTYPES = {
 # What a ModelSpec's ``extra`` records about the engine (written when the engine is built).
 EXTRA_TRT_VERSION = "tensorrt"
 EXTRA_GPU = "gpu"
+EXTRA_COMPUTE_CAPABILITY = "compute_capability"
 EXTRA_VERSION_COMPATIBLE = "version_compatible"
 EXTRA_HARDWARE_COMPATIBLE = "hardware_compatible"
 
@@ -40,24 +41,32 @@ _TENSOR_API_ENGINE = ("num_io_tensors", "get_tensor_name", "get_tensor_mode", "g
 _TENSOR_API_CONTEXT = ("set_input_shape", "set_tensor_address", "get_tensor_shape", "execute_async_v3")
 
 
-def check_engine_compat(extra: Mapping[str, Any], trt_version: str, gpu_name: str, engine_name: str) -> List[str]:
-    """Refuse an engine built for another TensorRT version or GPU, before it is deserialized.
+def check_engine_compat(extra: Mapping[str, Any], trt_version: str, gpu_name: str, compute_capability: str,
+                        engine_name: str) -> List[str]:
+    """Refuse an engine built for another TensorRT version or GPU architecture, before it is deserialized.
+
+    The GPU is compared by compute capability, which every CUDA binding reports alike; names are not compared
+    strictly, because the same board is named differently by different sources (``nvidia-smi`` or the device
+    tree at build time: "NVIDIA Jetson AGX Orin Developer Kit"; pycuda at load time: "Orin").
 
     Args:
-        extra: the engine spec's ``extra``: ``tensorrt`` (version it was built with), ``gpu`` (device name),
-            and optionally ``version_compatible`` / ``hardware_compatible`` (built with those TensorRT flags).
+        extra: the engine spec's ``extra``: ``tensorrt`` (version it was built with), ``compute_capability``
+            (``"8.7"``), ``gpu`` (device name), and optionally ``version_compatible`` / ``hardware_compatible``
+            (built with those TensorRT flags).
         trt_version: installed ``tensorrt.__version__``.
         gpu_name: name of the CUDA device that will run it.
+        compute_capability: that device's ``"major.minor"``.
         engine_name: file name for messages.
 
     Returns:
-        Warnings about facts the spec does not record (the check could not be made).
+        Warnings: facts the spec does not record, or a GPU name that differs with the same compute capability.
 
     Raises:
-        EngineMismatchError: version or GPU differ.
+        EngineMismatchError: the TensorRT version or the compute capability differ.
     """
     warnings = []
     built_version = extra.get(EXTRA_TRT_VERSION)
+    built_cc = extra.get(EXTRA_COMPUTE_CAPABILITY)
     built_gpu = extra.get(EXTRA_GPU)
     rebuild = "rebuild it on this device: lite-deploy build-engine <model.onnx> (engines are not portable)"
     if not built_version:
@@ -66,10 +75,15 @@ def check_engine_compat(extra: Mapping[str, Any], trt_version: str, gpu_name: st
         raise EngineMismatchError(
             f"{engine_name} was built with TensorRT {built_version}, this device has TensorRT {trt_version}: {rebuild}"
         )
-    if not built_gpu:
-        warnings.append(f"{engine_name}: its spec does not record the GPU it was built for")
-    elif not extra.get(EXTRA_HARDWARE_COMPATIBLE) and str(built_gpu).strip().lower() != gpu_name.strip().lower():
-        raise EngineMismatchError(f"{engine_name} was built for the GPU {built_gpu!r}, this device has {gpu_name!r}: {rebuild}")
+    if not built_cc:
+        warnings.append(f"{engine_name}: its spec does not record the GPU's compute capability")
+    elif not extra.get(EXTRA_HARDWARE_COMPATIBLE) and str(built_cc).strip() != compute_capability.strip():
+        raise EngineMismatchError(
+            f"{engine_name} was built for a GPU of compute capability {built_cc} ({built_gpu or 'unnamed'}), this "
+            f"device's is {compute_capability} ({gpu_name}): {rebuild}"
+        )
+    if built_gpu and str(built_gpu).strip().lower() != gpu_name.strip().lower():
+        warnings.append(f"{engine_name} was built on a GPU named {built_gpu!r}, this one is named {gpu_name!r}")
     return warnings
 
 
@@ -81,11 +95,17 @@ def same_version(a: str, b: str) -> bool:
 
 
 def require_tensor_api(engine: Any, context: Any) -> None:
-    """Check that the engine and context offer the name-based tensor API.
+    """Check that an execution context was made and that the engine and context offer the name-based tensor API.
 
     Raises:
-        BackendUnavailableError: TensorRT older than 8.5.
+        BackendUnavailableError: no context (TensorRT could not allocate its device memory), or a TensorRT
+            older than 8.5.
     """
+    if context is None:
+        raise BackendUnavailableError(
+            "TensorRT could not create an execution context: the GPU is out of memory for this engine's "
+            "activations; close other GPU programs, or rebuild with a smaller --max-batch / --workspace"
+        )
     missing = [a for a in _TENSOR_API_ENGINE if not hasattr(engine, a)]
     missing += [a for a in _TENSOR_API_CONTEXT if not hasattr(context, a)]
     if missing:

@@ -1,8 +1,10 @@
 """TensorRT <= 10 implicit INT8: an ``IInt8EntropyCalibrator2`` with a calibration cache that is checked before reuse.
 
-TensorRT 11 removed the calibrators (explicit quantization only): there, and as the portable choice everywhere,
-build from the Q/DQ ONNX (``lite-deploy export --target trt --int8``). Where ``IInt8EntropyCalibrator2`` still
-exists (JetPack 5's 8.5, JetPack 6's 10.3) this calibrator feeds images pre-processed as the runtime does.
+:func:`~.build.build_engine` attaches it (``config.int8_calibrator``, and ``config.set_calibration_profile`` for a
+dynamic batch) when ``build-engine --int8 --calib IMAGES`` builds an FP32 ONNX on TensorRT 8.5, 8.6 or 10.x (where
+calibration is deprecated but present). TensorRT 11 removed the calibrators (explicit quantization only): there,
+and as the portable choice everywhere, build from the Q/DQ ONNX (``lite-deploy export --target trt --int8``).
+The calibrator feeds images pre-processed as the runtime does.
 
 TensorRT reuses a calibration cache blindly: a cache from another model or another TensorRT version gives wrong
 scales without a word (NVIDIA/TensorRT#1378, #3137). So every cache has a sidecar ``<cache>.json`` recording the
@@ -22,9 +24,8 @@ from typing import Any, Dict, Iterator, List, Optional, Union
 
 import numpy as np
 
-from ..errors import ExportError
-from ..spec import atomic_write_bytes
-from .calibration import CalibrationSet
+from ...quantize.calibration import CalibrationSet
+from ...spec import atomic_write_bytes
 
 LOGGER = logging.getLogger(__name__)
 
@@ -80,11 +81,6 @@ def read_cache(cache: Union[str, Path], *, trt_version: str, model_sha256: str) 
     return Path(cache).read_bytes()
 
 
-def has_calibrator(trt: Any) -> bool:
-    """Whether this TensorRT still has implicit INT8 calibration (<= 10.x; removed in 11)."""
-    return hasattr(trt, "IInt8EntropyCalibrator2")
-
-
 def entropy_calibrator(trt: Any, calib: CalibrationSet, *, batch: int, cache: Union[str, Path], model_sha256: str,
                        cuda: Any) -> Any:
     """An ``IInt8EntropyCalibrator2`` over ``calib`` that reads and writes ``cache`` through its checked sidecar.
@@ -95,16 +91,8 @@ def entropy_calibrator(trt: Any, calib: CalibrationSet, *, batch: int, cache: Un
         batch: images per calibration batch (the network's batch, or the profile's for a dynamic one).
         cache: calibration cache path.
         model_sha256: SHA-256 of the ONNX being built.
-        cuda: a :class:`~lite_deploy.runtime.cuda_memory.CudaMemory` (device buffer and copies).
-
-    Raises:
-        ExportError: this TensorRT has no calibrator (11 and later): build from the Q/DQ ONNX instead.
+        cuda: a :class:`~.cuda.CudaMemory` (device buffer and copies).
     """
-    if not has_calibrator(trt):
-        raise ExportError(
-            "this TensorRT has no INT8 calibrator (removed in TensorRT 11): export the Q/DQ ONNX with "
-            "`lite-deploy export WEIGHTS --target trt --int8 --calib IMAGES` and build the engine from it"
-        )
     version = str(getattr(trt, "__version__", ""))
 
     class EntropyCalibrator(trt.IInt8EntropyCalibrator2):

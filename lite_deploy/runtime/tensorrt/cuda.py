@@ -1,18 +1,24 @@
-"""Device memory, copies and a stream for the TensorRT backend, over whichever CUDA binding is installed.
+"""Device memory, copies and a stream for the TensorRT backend, over whichever CUDA binding works here.
 
 Tried in order: cuda-python's ``cuda.bindings.runtime`` (cuda-python >= 12.6, what TensorRT >= 10.14 samples use),
-its older spelling ``cuda.cudart``, then ``pycuda`` (what JetPack 5 era samples use). All three expose the same
-few operations here: allocate, free, host->device and device->host copies on one stream, synchronise, device name.
+its older spelling ``cuda.cudart``, then ``pycuda`` (what JetPack 5 era samples use). A binding that imports but
+fails at its first CUDA call (cuda-bindings 13 on a CUDA 12 driver gives ``cudaErrorInsufficientDriver``;
+cuda-python 12 on JetPack 5's CUDA 11.4 likewise) is skipped like one that does not import. All three expose the
+same few operations: allocate, free, host->device and device->host copies on one stream, synchronise, and the
+device's name and compute capability (which the engine compatibility check compares).
 """
 
 from __future__ import annotations
 
 import importlib
+import logging
 from typing import Any, List, Tuple
 
 import numpy as np
 
-from ..errors import BackendUnavailableError
+from ...errors import BackendUnavailableError
+
+LOGGER = logging.getLogger(__name__)
 
 
 class CudaMemory:
@@ -42,6 +48,10 @@ class CudaMemory:
 
     def device_name(self) -> str:
         """Name of the current CUDA device (e.g. ``"Orin"``)."""
+        raise NotImplementedError
+
+    def compute_capability(self) -> str:
+        """Compute capability of the current device, ``"major.minor"`` (e.g. ``"8.7"`` for Orin)."""
         raise NotImplementedError
 
     def close(self) -> None:
@@ -80,11 +90,17 @@ class CudaPythonMemory(CudaMemory):
     def synchronize(self) -> None:
         self._check(self.cudart.cudaStreamSynchronize(self._stream))
 
-    def device_name(self) -> str:
+    def _properties(self) -> Any:
         device = self._check(self.cudart.cudaGetDevice())[0]
-        props = self._check(self.cudart.cudaGetDeviceProperties(device))[0]
-        name = props.name
+        return self._check(self.cudart.cudaGetDeviceProperties(device))[0]
+
+    def device_name(self) -> str:
+        name = self._properties().name
         return (name.decode(errors="replace") if isinstance(name, bytes) else str(name)).split("\x00")[0].strip()
+
+    def compute_capability(self) -> str:
+        props = self._properties()
+        return f"{int(props.major)}.{int(props.minor)}"
 
     def close(self) -> None:
         if getattr(self, "_stream", None) is not None:
@@ -122,24 +138,41 @@ class PyCudaMemory(CudaMemory):
     def device_name(self) -> str:
         return str(self.device.name()).strip()
 
+    def compute_capability(self) -> str:
+        major, minor = self.device.compute_capability()
+        return f"{int(major)}.{int(minor)}"
+
 
 def open_cuda() -> CudaMemory:
-    """The first CUDA binding that imports: cuda-python (new or old layout), else pycuda.
+    """The first CUDA binding that imports and works: cuda-python (new or old layout), else pycuda.
 
     Raises:
-        BackendUnavailableError: none is installed.
+        BackendUnavailableError: none is installed, or none can talk to this device's driver (the reasons named).
     """
+    failures: List[str] = []
     for name in ("cuda.bindings.runtime", "cuda.cudart"):
         try:
             return CudaPythonMemory(importlib.import_module(name))
         except ImportError:
             continue
+        except (RuntimeError, OSError) as exc:  # imports, but built for another CUDA than this driver's
+            failures.append(f"{name}: {exc}")
+            LOGGER.warning("%s does not work here (%s); trying the next CUDA binding", name, exc)
     try:
         driver = importlib.import_module("pycuda.driver")
         autoinit = importlib.import_module("pycuda.autoinit")
+        return PyCudaMemory(driver, autoinit)
     except ImportError:
+        pass
+    except Exception as exc:  # pycuda.driver.Error and its subclasses (no common base to import beforehand)
+        failures.append(f"pycuda: {exc}")
+    if failures:
         raise BackendUnavailableError(
-            "TensorRT needs a CUDA binding for its buffers: pip install 'lite-deploy[tensorrt]' (cuda-python) "
-            "or pip install pycuda"
-        ) from None
-    return PyCudaMemory(driver, autoinit)
+            "no CUDA binding works with this device's driver (" + "; ".join(failures) + "): install the one built "
+            "for this CUDA (JetPack 5: pip install pycuda or 'cuda-python>=11.4,<12'; JetPack 6: "
+            "'cuda-python>=12.2,<13'), see the README's TensorRT section"
+        )
+    raise BackendUnavailableError(
+        "TensorRT needs a CUDA binding for its buffers: pip install 'lite-deploy[tensorrt]' (cuda-python) "
+        "or pip install pycuda"
+    )

@@ -1,0 +1,84 @@
+"""``export --target trt``: the TensorRT-ready ONNX for FP32, FP16 and INT8, with and without EfficientNMS (TensorRT
+itself is not installed here: the build command is printed instead)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnx
+import pytest
+
+from lite_deploy.export.check import check_model
+from lite_deploy.export.exporter import export_targets
+from lite_deploy.runtime.tensorrt.verify import reference_model
+from lite_deploy.spec import ModelSpec, sidecar_path
+
+NMS_OUTPUTS = ["num_dets", "det_boxes", "det_scores", "det_classes"]
+
+
+def nms_node(proto: onnx.ModelProto) -> onnx.NodeProto:
+    return next(n for n in proto.graph.node if n.op_type == "EfficientNMS_TRT")
+
+
+def test_trt_target_writes_ready_onnx_and_command(tmp_path, tiny_detector):
+    results = export_targets(tiny_detector(), "trt", imgsz=64, dynamic=True, out=tmp_path, name="tiny")
+    path = results[0].files[0]
+    assert path.name == "tiny_trt.onnx" and sidecar_path(path).is_file()
+    assert "lite-deploy build-engine tiny_trt.onnx --workspace 4 --min-batch 1 --opt-batch 4 --max-batch 4" in results[0].note
+    proto = onnx.load(str(path))
+    assert [o.version for o in proto.opset_import if o.domain == ""] == [17]
+    assert json.loads(sidecar_path(path).read_text())["batch"] is None
+
+
+def test_trt_nms_uses_efficient_nms_plugin(tmp_path, tiny_detector):
+    results = export_targets(tiny_detector(), "trt", imgsz=64, nms=True, max_det=50, conf=0.3, iou=0.5,
+                             out=tmp_path, name="tiny")
+    proto = onnx.load(str(results[0].files[0]))
+    attrs = {a.name: onnx.helper.get_attribute_value(a) for a in nms_node(proto).attribute}
+    assert attrs == {"background_class": -1, "box_coding": 0, "iou_threshold": pytest.approx(0.5),
+                     "max_output_boxes": 50, "plugin_version": b"1", "score_activation": 0,
+                     "score_threshold": pytest.approx(0.3)}
+    assert [o.name for o in proto.graph.output] == NMS_OUTPUTS
+    assert ModelSpec.load(sidecar_path(results[0].files[0])).output_layout == "nms"
+
+
+def test_fp16_with_nms_feeds_the_plugin_float(tmp_path, yolov5n_pt):
+    """Used to crash in torchvision's NMS (no Half kernel); the plugin now gets float boxes and scores."""
+    results = export_targets(yolov5n_pt, "trt", imgsz=64, half=True, nms=True, out=tmp_path, name="m")
+    proto = onnx.load(str(results[0].files[0]))
+    types = {v.name: v.type.tensor_type.elem_type for v in onnx.shape_inference.infer_shapes(proto).graph.value_info}
+    assert all(types[name] == onnx.TensorProto.FLOAT for name in nms_node(proto).input)
+    assert any(i.data_type == onnx.TensorProto.FLOAT16 for i in proto.graph.initializer)  # the detector is FP16
+    assert check_model(results[0].files[0], "trt8.5").ok
+
+
+@pytest.fixture
+def calib_folder(tmp_path):
+    import cv2
+
+    folder = tmp_path / "calib"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(8):
+        cv2.imwrite(str(folder / f"{i}.png"), rng.integers(0, 255, (48, 64, 3), dtype=np.uint8))
+    return folder
+
+
+def test_int8_with_nms_is_a_tensorrt_valid_qdq_model(tmp_path, tiny_detector, calib_folder):
+    """--int8 --nms was refused, and the Q/DQ ONNX carried INT32 bias DequantizeLinear nodes TensorRT 8.5 rejects."""
+    results = export_targets(tiny_detector(), "trt", imgsz=64, int8=True, nms=True, calib=calib_folder,
+                             calib_size=8, out=tmp_path, name="tiny")
+    path = results[0].files[0]
+    proto = onnx.load(str(path))
+    assert [o.name for o in proto.graph.output] == NMS_OUTPUTS and nms_node(proto)
+    consts = {i.name: i for i in proto.graph.initializer}
+    dq = [n for n in proto.graph.node if n.op_type == "DequantizeLinear"]
+    assert dq and all(consts[n.input[0]].data_type == onnx.TensorProto.INT8 for n in dq if n.input[0] in consts)
+    for target in ("trt8.5", "trt8.6", "trt10"):
+        assert check_model(path, target).ok, check_model(path, target).table()
+    import onnxruntime as ort  # the detector before the plugin still runs on ONNX Runtime
+
+    session = ort.InferenceSession(reference_model(path), providers=["CPUExecutionProvider"])
+    boxes, scores = session.run(None, {"images": np.zeros((1, 3, 64, 64), np.float32)})
+    assert boxes.shape[-1] == 4 and scores.shape[:2] == boxes.shape[:2]
