@@ -13,6 +13,7 @@ plugins (deserialising an engine that needs a plugin fails before). No GPU work 
 
 from __future__ import annotations
 
+import importlib.machinery
 import json
 import types
 from pathlib import Path
@@ -74,6 +75,7 @@ class FakeTensorRT(types.ModuleType):
                  layers: Sequence[Tuple[str, Sequence[str]]] = (), input_shape: Tuple[int, ...] = (1, 3, 64, 64),
                  needs_plugins: bool = False) -> None:
         super().__init__("tensorrt")
+        self.__spec__ = importlib.machinery.ModuleSpec("tensorrt", None)  # what importlib.util.find_spec returns
         table = api_table(version)
         self.__version__ = FULL_VERSIONS[version]
         self.table, self.used, self.calls = table, set(), []
@@ -248,9 +250,10 @@ _BEHAVIOUR = {
     "ICudaEngine.get_tensor_dtype": lambda m, e, name: m.dtype(_find(m, name)[3]),
     "ICudaEngine.get_tensor_profile_shape": lambda m, e, name, p: ([1, *_find(m, name)[2][1:]],) * 2
     + ([4, *_find(m, name)[2][1:]],),
-    "IExecutionContext.get_tensor_shape": lambda m, c, name: tuple(
-        object.__getattribute__(c, "__dict__").get("_shapes", {}).get(name, (2, *_find(m, name)[2][1:]))),
-    "IExecutionContext.set_input_shape": lambda m, c, name, shape: True,
+    "IExecutionContext.get_tensor_shape": lambda m, c, name: (
+        object.__getattribute__(c, "__dict__").get("_batch", 1), *_find(m, name)[2][1:]),
+    "IExecutionContext.set_input_shape": lambda m, c, name, shape: object.__getattribute__(c, "__dict__").update(
+        _batch=shape[0]) or True,
     "IExecutionContext.set_tensor_address": lambda m, c, name, address: True,
     "IExecutionContext.execute_async_v3": lambda m, c, stream: True,
 }
