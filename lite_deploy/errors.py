@@ -40,3 +40,7 @@ class DatasetError(LiteDeployError):
 
 class EngineMismatchError(LiteDeployError):
     """A TensorRT engine was built for another TensorRT version or GPU; it must be rebuilt on the device."""
+
+
+class ArtifactMismatchError(LiteDeployError):
+    """An artifact's files are not the ones its sidecar recorded (e.g. an ``.xml`` with another export's ``.bin``)."""

@@ -10,12 +10,15 @@ This module runs on the device (Python >= 3.8): standard library only.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Optional, Tuple, Union
+
+from .errors import ArtifactMismatchError
 
 SPEC_KEY = "lite_deploy.spec"
 SPEC_VERSION = 1
@@ -66,6 +69,10 @@ class ModelSpec:
         tool_versions: name -> version of the tools that made the artifact.
         target: the format (``onnx``, ``openvino``, ``tflite``, ``tensorrt``).
         extra: format-specific facts (e.g. TensorRT version and GPU of an engine, quantization parameters).
+        files: in the sidecar only (written when the export commits the artifact): suffix -> ``{"size": bytes,
+            "sha256": hex}`` of each file of the artifact (``.xml`` and ``.bin`` for OpenVINO, else the one file),
+            checked by :func:`check_files` on load; empty for older exports and embedded specs, and not compared
+            by ``==`` (an embedded spec equals its sidecar).
     """
 
     task: str
@@ -95,6 +102,7 @@ class ModelSpec:
     tool_versions: Dict[str, str] = field(default_factory=dict)
     target: str = ""
     extra: Dict[str, Any] = field(default_factory=dict)
+    files: Dict[str, Dict[str, Any]] = field(default_factory=dict, compare=False)
     version: int = SPEC_VERSION
 
     def __post_init__(self) -> None:
@@ -163,6 +171,62 @@ def sidecar_path(artifact: Union[str, Path]) -> Path:
     """The spec file that belongs to ``artifact``: ``model.onnx`` -> ``model.onnx.json``."""
     artifact = Path(artifact)
     return artifact.with_name(artifact.name + ".json")
+
+
+def file_sha256(path: Union[str, Path]) -> str:
+    """Hex SHA-256 of a file, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def artifact_files(artifact: Union[str, Path]) -> Tuple[Path, ...]:
+    """The files that make up ``artifact``: an OpenVINO ``.xml`` and its ``.bin``, else the file alone."""
+    artifact = Path(artifact)
+    return (artifact, artifact.with_suffix(".bin")) if artifact.suffix.lower() == ".xml" else (artifact,)
+
+
+def file_records(artifact: Union[str, Path]) -> Dict[str, Dict[str, Any]]:
+    """:attr:`ModelSpec.files` of ``artifact``: suffix -> ``{"size": bytes, "sha256": hex}`` of each of its files."""
+    return {p.suffix: {"size": p.stat().st_size, "sha256": file_sha256(p)} for p in artifact_files(artifact)}
+
+
+def check_files(artifact: Union[str, Path]) -> None:
+    """Refuse an artifact whose files are not the ones its sidecar recorded (e.g. an ``.xml`` from one export with
+    the ``.bin`` of another, left by an interrupted re-export); sizes are compared first, then SHA-256 hashes.
+
+    An artifact without a sidecar, or whose sidecar records no files (older exports, third-party models), or
+    whose sidecar cannot be read (reported when its spec is read), passes.
+
+    Raises:
+        ArtifactMismatchError: a recorded file is missing or differs (the message says to export again).
+    """
+    artifact = Path(artifact)
+    sidecar = sidecar_path(artifact)
+    try:
+        records = json.loads(sidecar.read_text()).get("files") or {}
+    except (OSError, ValueError, AttributeError):
+        return
+    if not isinstance(records, dict):
+        return
+    for suffix, record in sorted(records.items()):
+        path = artifact.with_suffix(str(suffix))
+        record = record if isinstance(record, dict) else {}
+        size = path.stat().st_size if path.is_file() else None
+        if size is None:
+            problem = "is missing"
+        elif size != record.get("size"):
+            problem = f"has {size} bytes where {sidecar.name} records {record.get('size')}"
+        elif file_sha256(path) != record.get("sha256"):
+            problem = f"has another SHA-256 than {sidecar.name} records"
+        else:
+            continue
+        raise ArtifactMismatchError(
+            f"{path.name} {problem}: the artifact's files come from different exports (an interrupted export?); "
+            f"export it again into {str(artifact.parent)!r}"
+        )
 
 
 def atomic_write_bytes(path: Union[str, Path], data: bytes) -> None:

@@ -37,10 +37,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--calib-size", type=int, default=300, metavar="N",
                    help="calibration images used (default 300; fewer than 100 only when set explicitly)")
     p.add_argument("--data", metavar="DATA_YAML",
-                   help="validation set judging --half/--int8 artifacts by mAP50-95 against the FP32 model "
-                   "(default with --int8: --calib when it is a data.yaml)")
+                   help="validation set judging --half/--int8 artifacts by mAP50 and mAP50-95 against the FP32 "
+                   "model (default with --int8: --calib when it is a data.yaml)")
     p.add_argument("--max-map-drop", type=float, metavar="POINTS",
-                   help="fail when an artifact's mAP50-95 is more than POINTS below the FP32 model's on --data")
+                   help="fail when an artifact's mAP50-95 is more than POINTS below the FP32 model's on --data "
+                   "(default: no limit; INT8 keeps its most sensitive layers in float until within 1 point)")
+    p.add_argument("--max-map50-drop", type=float, metavar="POINTS",
+                   help="the same for mAP50 (default: no limit; INT8 falls back until within 1 point)")
     p.add_argument("--tflite-io", choices=("int8", "float32"), default="int8",
                    help="input type of the INT8 TFLite (default int8, quantized by the runtime); outputs are float32")
     p.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17, the newest TensorRT 8.5 parses)")
@@ -60,7 +63,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Export, then print one line per artifact, the accuracy gate's verdicts and any step left for the device."""
+    """Export, then print one line per target, the accuracy gate's verdicts and any step left for the device.
+
+    Every target is attempted; exit status 2 when any failed (its ``error:`` line says why), the others are kept.
+    """
     from ..export.exporter import export_targets
 
     if len(args.imgsz) not in (1, 2):
@@ -72,15 +78,18 @@ def run(args: argparse.Namespace) -> int:
             opset=args.opset, simplifier=None if args.no_simplify else args.simplifier, nms=args.nms,
             max_det=args.max_det, conf=args.conf, iou=args.iou, out=args.out, verify=not args.no_verify,
             name=args.name, int8=args.int8, calib=args.calib, calib_size=args.calib_size, data=args.data,
-            max_map_drop=args.max_map_drop, tflite_io=args.tflite_io,
+            max_map_drop=args.max_map_drop, max_map50_drop=args.max_map50_drop, tflite_io=args.tflite_io,
         )
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(f"{'target':<9} {'export s':>9} {'verify s':>9}  artifact")
     for r in results:
-        print(f"{r.target:<9} {r.export_s:9.1f} {r.verify_s:9.1f}  {r.files[0]}")
+        print(f"{r.target:<9} {r.export_s:9.1f} {r.verify_s:9.1f}  {r.files[0] if r.ok else 'FAILED, nothing written'}")
     for r in results:
         if r.note:
             print(r.note)
-    return 0
+    failed = [r for r in results if not r.ok]
+    for r in failed:
+        print(f"error: {r.target}: {r.error}", file=sys.stderr)
+    return 2 if failed else 0

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import importlib.metadata
 from pathlib import Path
 from typing import Any, Dict, Iterable, Mapping, Optional, Sequence, Tuple, Union
@@ -10,7 +9,7 @@ from typing import Any, Dict, Iterable, Mapping, Optional, Sequence, Tuple, Unio
 from torch import nn
 
 from .. import __version__
-from ..spec import ModelSpec
+from ..spec import ModelSpec, file_sha256
 
 # The output tensor names every export uses, per output layout.
 OUTPUT_NAMES = {
@@ -75,15 +74,6 @@ def anchors_px(model: nn.Module) -> Tuple[Tuple[Tuple[Tuple[float, float], ...],
     anchors = head.anchors.detach().float().reshape(len(strides), -1, 2).tolist()
     levels = tuple(tuple((w * s, h * s) for w, h in level) for level, s in zip(anchors, strides))
     return levels, tuple(int(round(s)) for s in strides)
-
-
-def file_sha256(path: Union[str, Path]) -> str:
-    """Hex SHA-256 of a file, read in 1 MiB blocks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def tool_versions(tools: Iterable[str]) -> Dict[str, str]:

@@ -13,7 +13,7 @@ Artifact names, in ``out`` (default: ``<weights folder>/<weights stem>_export/``
 - ``<stem><tag>_trt.onnx``                the ONNX a TensorRT engine is built from (``lite-deploy build-engine``)
 - ``<stem><tag>_trt.engine``              the engine, when TensorRT and a GPU are present
 
-FP16 and INT8 artifacts are judged by mAP50-95 against the FP32 model on ``data`` (see
+FP16 and INT8 artifacts are judged by mAP50 and mAP50-95 against the FP32 model on ``data`` (see
 :mod:`lite_deploy.quantize.gate`); INT8 ones are calibrated on ``calib`` (see :mod:`lite_deploy.quantize`).
 """
 
@@ -22,6 +22,7 @@ from __future__ import annotations
 import copy
 import logging
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -33,8 +34,8 @@ import torch
 from torch import nn
 
 from ..errors import BackendUnavailableError, CheckpointError, ConfigError, ExportError
-from ..quantize.gate import GateResult
-from ..spec import ModelSpec, sidecar_path
+from ..quantize.gate import GateResult, Scores
+from ..spec import ModelSpec, file_records, sidecar_path
 from . import onnx as onnx_export
 from .describe import OUTPUT_NAMES, describe, output_layout
 
@@ -67,6 +68,7 @@ class ExportOptions:
     calib_size: int = 300
     data: Optional[str] = None
     max_map_drop: Optional[float] = None
+    max_map50_drop: Optional[float] = None
     tflite_io: str = "int8"
 
     @property
@@ -82,7 +84,8 @@ class ExportOptions:
 
 @dataclass
 class ExportResult:
-    """One target's outcome: its artifact paths (main file first) and timings in seconds."""
+    """One target's outcome: its artifact paths (main file first) and timings in seconds, or the error that
+    stopped it (then nothing of it was written)."""
 
     target: str
     files: List[Path] = field(default_factory=list)
@@ -90,6 +93,12 @@ class ExportResult:
     verify_s: float = 0.0
     note: str = ""
     gate: Optional[GateResult] = None
+    error: Optional[Exception] = None
+
+    @property
+    def ok(self) -> bool:
+        """Whether the target was exported, verified and written."""
+        return self.error is None
 
 
 # A target's outcome: (files, main one first; seconds verifying and judging; note for the user; gate result).
@@ -188,6 +197,7 @@ def export(
     calib_size: int = 300,
     data: Optional[Union[str, Path]] = None,
     max_map_drop: Optional[float] = None,
+    max_map50_drop: Optional[float] = None,
     tflite_io: str = "int8",
 ) -> Dict[str, Path]:
     """Export a model to one or more deployment formats and verify each artifact against PyTorch.
@@ -214,12 +224,14 @@ def export(
             OpenVINO IR from a Q/DQ ONNX, TFLite with int8 activations.
         calib: calibration images: a folder of images or a data.yaml (its train split); required with ``int8``.
         calib_size: number of calibration images used (at most; fewer than 100 only when asked for explicitly).
-        data: data.yaml whose validation split judges FP16/INT8 artifacts by mAP50-95 against the FP32 model
-            (default with ``int8`` and ``verify``: ``calib`` when it is a data.yaml). The drop is logged and returned in
-            :attr:`ExportResult.gate`; an INT8 artifact losing more than ``max_map_drop`` (or 1 point) gets its most
-            sensitive layers kept in float until it does not.
+        data: data.yaml whose validation split judges FP16/INT8 artifacts by mAP50 and mAP50-95 against the FP32
+            model (default with ``int8`` and ``verify``: ``calib`` when it is a data.yaml). The drops are logged and
+            returned in :attr:`ExportResult.gate`; an INT8 artifact losing more than ``max_map_drop`` mAP50-95 or
+            ``max_map50_drop`` mAP50 points (each 1 point when not given) gets its most sensitive layers kept in
+            float until it does not.
         max_map_drop: fail (VerificationError) when an artifact's mAP50-95 is more than this many points below the
-            FP32 model's on ``data``.
+            FP32 model's on ``data`` (default: no limit).
+        max_map50_drop: the same for mAP50 (default: no limit).
         tflite_io: input type of the INT8 TFLite: ``int8`` (the runtime quantizes) or ``float32``; its outputs
             are float32.
 
@@ -233,13 +245,19 @@ def export(
         BackendUnavailableError: a target's converter is not installed.
         ExportError: a conversion failed (nothing of it was written).
         VerificationError: an artifact disagrees with PyTorch beyond its precision's tolerance.
+
+        Each target is exported on its own: when one fails, the others are still exported and kept, and the
+        first failure is raised afterwards (:func:`export_targets` returns every outcome instead).
     """
     results = export_targets(
         weights, target, imgsz=imgsz, batch=batch, dynamic=dynamic, half=half, opset=opset,
         simplifier=simplifier if simplify else None, nms=nms, max_det=max_det, conf=conf, iou=iou, out=out,
         verify=verify, name=name, int8=int8, calib=calib, calib_size=calib_size, data=data,
-        max_map_drop=max_map_drop, tflite_io=tflite_io,
+        max_map_drop=max_map_drop, max_map50_drop=max_map50_drop, tflite_io=tflite_io,
     )
+    failed = [r.error for r in results if r.error is not None]
+    if failed:
+        raise failed[0]
     return {r.target: r.files[0] for r in results}
 
 
@@ -265,9 +283,15 @@ def export_targets(
     calib_size: int = 300,
     data: Optional[Union[str, Path]] = None,
     max_map_drop: Optional[float] = None,
+    max_map50_drop: Optional[float] = None,
     tflite_io: str = "int8",
 ) -> List[ExportResult]:
-    """:func:`export` returning the full :class:`ExportResult` of each target (files, timings, notes)."""
+    """:func:`export` returning the full :class:`ExportResult` of each target (files, timings, notes).
+
+    Targets are exported one after the other, each on its own: a target that fails gets its error in
+    :attr:`ExportResult.error` (nothing of it is written) and the next one is still exported. Errors found before
+    any target starts (arguments, weights, calibration images) are raised.
+    """
     targets = parse_targets(target)
     if batch < 1:
         raise ValueError(f"batch must be >= 1, got {batch}")
@@ -283,7 +307,7 @@ def export_targets(
         simplifier=simplifier, nms=nms, max_det=max_det, conf=conf, iou=iou, verify=verify, int8=int8,
         calib=None if calib is None else str(calib), calib_size=int(calib_size),
         data=_judging_data(data, calib, int8 and verify),
-        max_map_drop=max_map_drop, tflite_io=tflite_io,
+        max_map_drop=max_map_drop, max_map50_drop=max_map50_drop, tflite_io=tflite_io,
     )
     if nms and output_layout(model) != "boxes_scores":
         raise ValueError("--nms applies to anchor-based detectors only (CenterNet heatmaps are decoded without NMS)")
@@ -292,11 +316,60 @@ def export_targets(
     from ..models.deploy import prepare_for_export
 
     export_model = prepare_for_export(model)
+    remove_stale_staging(out_dir)
     job = _Job(model, export_model, source, stem, options, out_dir, calib_images)
+    results = []
     try:
-        return [job.run(t) for t in targets]
+        for t in targets:
+            try:
+                results.append(job.run(t))
+            except Exception as exc:  # one target's failure, whatever raised it, must not cost the others
+                LOGGER.debug("%s failed", t, exc_info=True)
+                LOGGER.error("%s: %s", t, exc)
+                results.append(ExportResult(t, error=exc))
     finally:
         job.close()
+    return results
+
+
+def staging_dir(out_dir: Path, kind: str) -> Path:
+    """A new hidden folder beside ``out_dir`` for files not yet verified: ``.<out>.<kind>.<pid>.<random>``.
+
+    It lies on the output folder's file system (so committing is a rename), and it names the process that owns
+    it, so that :func:`remove_stale_staging` can tell the leftovers of a killed export from a running one's.
+    """
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.{kind}.{os.getpid()}.", dir=str(out_dir.parent)))
+
+
+def remove_stale_staging(out_dir: Path) -> List[Path]:
+    """Remove the staging and working folders (:func:`staging_dir`) that exports into ``out_dir`` left beside it
+    when they were killed (their process is gone); those of running exports are kept. Returns the removed ones."""
+    pattern = re.compile(rf"\.{re.escape(out_dir.name)}\.(?:staging|work)\.(\d+)\.")
+    stale = []
+    if out_dir.parent.is_dir():
+        for path in out_dir.parent.iterdir():
+            match = pattern.match(path.name)
+            if match and path.is_dir() and not _process_alive(int(match.group(1))):
+                shutil.rmtree(path, ignore_errors=True)
+                stale.append(path)
+    if stale:
+        LOGGER.info("removed %d unverified folder(s) left by interrupted exports into %s: %s", len(stale), out_dir,
+                    ", ".join(p.name for p in stale))
+    return stale
+
+
+def _process_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists (on Windows, where a signal would end it, every process counts as alive)."""
+    if pid == os.getpid() or os.name == "nt":
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def _judging_data(data: Optional[Union[str, Path]], calib: Optional[Union[str, Path]], int8: bool) -> Optional[str]:
@@ -343,7 +416,7 @@ class _Job:
         self._fp32_onnx: Optional[Path] = None
         self._staging: Optional[Path] = None
         self._work: Optional[Path] = None  # job-wide: the FP32 reference ONNX, calibration ranges, sensitivity trials
-        self._reference_map: Optional[float] = None
+        self._reference_map: Optional[Scores] = None  # the FP32 model's mAP50 and mAP50-95 on ``data``
         self._sensitivity: Optional[List[str]] = None
         self.float_layers: List[str] = []  # ONNX Conv node names kept in float by the accuracy gate so far
 
@@ -371,8 +444,7 @@ class _Job:
     def staged(self, filename: str) -> Path:
         """Path of ``filename`` in the staging folder (created beside the output folder on first use)."""
         if self._staging is None:
-            self.out_dir.parent.mkdir(parents=True, exist_ok=True)
-            self._staging = Path(tempfile.mkdtemp(prefix=f".{self.out_dir.name}.", dir=str(self.out_dir.parent)))
+            self._staging = staging_dir(self.out_dir, "staging")
         return self._staging / filename
 
     def module_for(self, nms_kind: Optional[str], half: bool) -> Tuple[nn.Module, Tuple[str, ...]]:
@@ -411,8 +483,7 @@ class _Job:
     def work(self, filename: str) -> Path:
         """Path of ``filename`` in the job-wide working folder (beside the output folder, removed by :meth:`close`)."""
         if self._work is None:
-            self.out_dir.parent.mkdir(parents=True, exist_ok=True)
-            self._work = Path(tempfile.mkdtemp(prefix=f".{self.out_dir.name}.work.", dir=str(self.out_dir.parent)))
+            self._work = staging_dir(self.out_dir, "work")
         return self._work / filename
 
     def reference_onnx(self) -> Path:
@@ -454,7 +525,7 @@ class _Job:
 
     def gate(self, artifact: Path, spec: ModelSpec, rebuild: Optional[Callable[[Sequence[str]], Path]] = None,
              ) -> Tuple[Path, Optional[GateResult]]:
-        """Judge an FP16/INT8 artifact by mAP50-95 against the FP32 model; INT8 falls back layer by layer.
+        """Judge an FP16/INT8 artifact by mAP50 and mAP50-95 against the FP32 model; INT8 falls back layer by layer.
 
         Args:
             artifact: the staged artifact.
@@ -466,26 +537,29 @@ class _Job:
             (``None`` without ``data`` or for FP32).
 
         Raises:
-            VerificationError: the drop exceeds ``max_map_drop``.
+            VerificationError: a drop exceeds ``max_map_drop`` (mAP50-95) or ``max_map50_drop`` (mAP50).
         """
-        from ..quantize.gate import INT8_TARGET_DROP, enforce, judge, map50_95
+        from ..quantize.gate import INT8_TARGET_DROP, Limits, enforce, judge, map_scores
 
         o = self.options
         if o.data is None or spec.precision == "fp32":
             return artifact, None
         if self._reference_map is None:
-            self._reference_map = map50_95(self.reference_onnx(), o.data)
-        result = judge(artifact, self._reference_map, o.data, precision=spec.precision, float_layers=self.float_layers)
-        limit = o.max_map_drop if o.max_map_drop is not None else INT8_TARGET_DROP
-        if spec.precision == "int8" and rebuild is not None and result.drop > limit:
+            self._reference_map = map_scores(self.reference_onnx(), o.data)
+        limits = Limits(o.max_map_drop, o.max_map50_drop)
+        result = judge(artifact, self._reference_map, o.data, precision=spec.precision, limits=limits,
+                       float_layers=self.float_layers)
+        target = Limits(*(INT8_TARGET_DROP if v is None else v for v in limits))
+        if spec.precision == "int8" and rebuild is not None and result.exceeded(target):
             ranking = self.sensitivity(spec)
             for layers in self._fallback_sets(ranking):
                 artifact = rebuild(layers)
-                result = judge(artifact, self._reference_map, o.data, precision="int8", float_layers=layers)
+                result = judge(artifact, self._reference_map, o.data, precision="int8", limits=limits,
+                               float_layers=layers)
                 self.float_layers = list(layers)
-                if result.drop <= limit:
+                if not result.exceeded(target):
                     break
-        enforce(result, o.max_map_drop)
+        enforce(result)
         return artifact, result
 
     def sensitivity(self, spec: ModelSpec) -> List[str]:
@@ -524,17 +598,24 @@ class _Job:
         report.raise_for_failure()
 
     def commit(self, files: Sequence[Path]) -> List[Path]:
-        """Move staged files into the output folder (each with an atomic rename) and return the new paths."""
+        """Move staged files into the output folder (each with an atomic rename) and return the new paths.
+
+        Each sidecar first records the size and SHA-256 of its artifact's files (:attr:`ModelSpec.files`) and is
+        moved in before them: a commit interrupted over an earlier export of the same name leaves a sidecar that
+        does not match the files beside it, which :func:`lite_deploy.runtime.load_runtime` refuses, never a mix
+        of two exports that loads.
+        """
+        sidecars = [f for f in files if f.suffix == ".json"]
+        for sidecar in sidecars:
+            artifact = sidecar.with_name(sidecar.name[: -len(".json")])
+            ModelSpec.load(sidecar).replace(files=file_records(artifact)).save(sidecar)
         self.out_dir.mkdir(parents=True, exist_ok=True)
         umask = os.umask(0)
         os.umask(umask)
-        moved = []
-        for f in files:
+        for f in sidecars + [f for f in files if f not in sidecars]:
             f.chmod(0o666 & ~umask)  # temporary files are created private
-            dest = self.out_dir / f.name
-            f.replace(dest)
-            moved.append(dest)
-        return moved
+            f.replace(self.out_dir / f.name)
+        return [self.out_dir / f.name for f in files]
 
     # ------------------------------------------------------------------ targets
     def run(self, target: str) -> ExportResult:

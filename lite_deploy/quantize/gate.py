@@ -1,10 +1,12 @@
-"""The accuracy gate of FP16 and INT8 artifacts: mAP50-95 against the FP32 model on a validation set.
+"""The accuracy gate of FP16 and INT8 artifacts: mAP50 and mAP50-95 against the FP32 model on a validation set.
 
 Both models go through :func:`lite_deploy.eval.validate.validate` (the runtime's own letterbox, decoding and NMS),
-so the difference is the precision's alone. The drop is printed in mAP50-95 points (percent); with a limit,
-an artifact that loses more fails the export with :class:`~lite_deploy.errors.VerificationError`.
+so the difference is the precision's alone. Both drops are printed in points (percent) with their limits; an
+artifact that loses more than a limit on either metric fails the export with
+:class:`~lite_deploy.errors.VerificationError` (no limit by default). The two can disagree: an INT8 model may
+keep mAP50-95 and lose 1.4 mAP50 points.
 
-When INT8 loses too much, :func:`layer_sensitivity` measures, for every quantized convolution, how much closer
+When INT8 loses too much (more than the limits, or :data:`INT8_TARGET_DROP` points on either metric without), :func:`layer_sensitivity` measures, for every quantized convolution, how much closer
 the Q/DQ model's outputs come to the FP32 model's when that one convolution alone is kept in float (calibration
 ranges are computed once and reused, so each trial is a re-quantization and a few inferences, not a
 calibration); the exporter then keeps the most sensitive ones in float, 1, 2, 4 ... at a time, until the drop is
@@ -16,7 +18,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -26,11 +28,26 @@ from .calibration import CalibrationSet
 
 LOGGER = logging.getLogger(__name__)
 
-INT8_TARGET_DROP = 1.0  # mAP50-95 points an INT8 artifact may lose before the per-layer fallback starts
+INT8_TARGET_DROP = 1.0  # mAP50 or mAP50-95 points an INT8 artifact may lose before the per-layer fallback starts
 FALLBACK_STEPS = (1, 2, 4, 8)  # most sensitive layers kept in float, tried in this order
 SENSITIVITY_IMAGES = 8
 
 PathLike = Union[str, Path]
+
+
+class Scores(NamedTuple):
+    """mAP50 and mAP50-95 of one model, each in [0, 1]."""
+
+    map50: float
+    map50_95: float
+
+
+class Limits(NamedTuple):
+    """Largest drops allowed, in points (``None``: no limit): mAP50-95 (``--max-map-drop``), mAP50
+    (``--max-map50-drop``)."""
+
+    map50_95: Optional[float] = None
+    map50: Optional[float] = None
 
 
 @dataclass(frozen=True)
@@ -40,53 +57,76 @@ class GateResult:
     Attributes:
         artifact: the artifact's file name.
         precision: its precision.
-        reference: FP32 mAP50-95, in [0, 1].
-        value: the artifact's mAP50-95, in [0, 1].
+        reference: the FP32 model's scores.
+        value: the artifact's scores.
+        limits: the drops allowed (printed by :meth:`line`, enforced by :func:`enforce`).
         float_layers: layers kept in float by the per-layer fallback (empty when none was needed).
     """
 
     artifact: str
     precision: str
-    reference: float
-    value: float
+    reference: Scores
+    value: Scores
+    limits: Limits = Limits()
     float_layers: Tuple[str, ...] = ()
 
     @property
     def drop(self) -> float:
         """mAP50-95 lost, in points (percent; negative when the artifact scores higher)."""
-        return 100.0 * (self.reference - self.value)
+        return 100.0 * (self.reference.map50_95 - self.value.map50_95)
+
+    @property
+    def drop50(self) -> float:
+        """mAP50 lost, in points."""
+        return 100.0 * (self.reference.map50 - self.value.map50)
+
+    def exceeded(self, limits: Limits) -> List[str]:
+        """The metrics whose drop is beyond ``limits``, as printable phrases (empty when within both)."""
+        over = []
+        for metric, drop, limit, option in (("mAP50-95", self.drop, limits.map50_95, "--max-map-drop"),
+                                            ("mAP50", self.drop50, limits.map50, "--max-map50-drop")):
+            if limit is not None and drop > limit:
+                over.append(f"{metric} drop {drop:.2f} points is more than the {option} {limit:g} allowed")
+        return over
 
     def line(self) -> str:
-        """One printable line: artifact, precision, both mAPs, the drop, and any layers kept in float."""
-        text = (f"{self.artifact} ({self.precision}): mAP50-95 {100 * self.value:.2f} vs FP32 "
-                f"{100 * self.reference:.2f}, drop {self.drop:+.2f} points")
+        """One printable line: artifact, precision, both metrics with their drops and limits, layers kept in float."""
+        def part(metric: str, value: float, reference: float, drop: float, limit: Optional[float]) -> str:
+            return (f"{metric} {100 * value:.2f} vs FP32 {100 * reference:.2f}, drop {drop:+.2f} points "
+                    f"(limit {'none' if limit is None else f'{limit:g}'})")
+
+        text = (f"{self.artifact} ({self.precision}): "
+                + part("mAP50-95", self.value.map50_95, self.reference.map50_95, self.drop, self.limits.map50_95)
+                + "; " + part("mAP50", self.value.map50, self.reference.map50, self.drop50, self.limits.map50))
         if self.float_layers:
             text += f"; kept in float: {', '.join(self.float_layers)}"
         return text
 
 
-def map50_95(model: Any, data: PathLike, *, progress: bool = False) -> float:
-    """mAP50-95 in [0, 1] of a model path or detector on the validation split of ``data``."""
+def map_scores(model: Any, data: PathLike, *, progress: bool = False) -> Scores:
+    """mAP50 and mAP50-95 of a model path or detector on the validation split of ``data``."""
     from ..eval.validate import validate
 
-    return float(validate(model if callable(model) else str(model), data, progress=progress, verbose=False)["map50_95"])
+    metrics = validate(model if callable(model) else str(model), data, progress=progress, verbose=False)
+    return Scores(float(metrics["map50"]), float(metrics["map50_95"]))
 
 
-def judge(artifact: Any, reference: float, data: PathLike, *, precision: str, name: Optional[str] = None,
-          float_layers: Sequence[str] = ()) -> GateResult:
+def judge(artifact: Any, reference: Scores, data: PathLike, *, precision: str, limits: Limits = Limits(),
+          name: Optional[str] = None, float_layers: Sequence[str] = ()) -> GateResult:
     """Score ``artifact`` (a path, or a detector callable) on ``data`` and compare with the FP32 ``reference``."""
     label = name or (Path(artifact).name if not callable(artifact) else type(artifact).__name__)
-    result = GateResult(label, precision, reference, map50_95(artifact, data), tuple(float_layers))
+    result = GateResult(label, precision, reference, map_scores(artifact, data), limits, tuple(float_layers))
     LOGGER.info("accuracy gate: %s", result.line())
     return result
 
 
-def enforce(result: GateResult, max_drop: Optional[float]) -> None:
-    """Raise :class:`VerificationError` when ``result`` lost more than ``max_drop`` points (``None``: no limit)."""
-    if max_drop is not None and result.drop > max_drop:
+def enforce(result: GateResult) -> None:
+    """Raise :class:`VerificationError` when ``result`` lost more than its limits allow on either metric."""
+    over = result.exceeded(result.limits)
+    if over:
         raise VerificationError(
-            f"{result.line()}: more than the --max-map-drop {max_drop:g} allowed; calibrate on more representative "
-            "images (--calib), use another precision, or raise --max-map-drop"
+            f"{result.line()}: {'; '.join(over)}; calibrate on more representative images (--calib), use another "
+            "precision, or raise the limit"
         )
 
 

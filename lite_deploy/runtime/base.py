@@ -17,7 +17,7 @@ from typing import Any, Dict, Iterable, List, Mapping, NamedTuple, Optional, Seq
 import numpy as np
 
 from ..errors import BackendUnavailableError
-from ..spec import ModelSpec
+from ..spec import ModelSpec, check_files
 
 LOGGER = logging.getLogger(__name__)
 
@@ -154,10 +154,12 @@ def load_runtime(path: Union[str, Path], **options: Any) -> "Runtime":
         FileNotFoundError: ``path`` does not exist.
         ValueError: unknown suffix or bad options.
         BackendUnavailableError: the backend is not installed.
+        ArtifactMismatchError: the artifact's files are not those its sidecar recorded (:func:`check_files`).
     """
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"model file {str(path)!r} does not exist")
+    check_files(path)
     return runtime_class(path).load(path, **options)
 
 

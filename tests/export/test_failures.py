@@ -129,3 +129,187 @@ def test_public_api_is_callable_after_submodule_import(tmp_path, tiny_detector):
 
     paths = lite_deploy.export(tiny_detector(), target="onnx", imgsz=32, out=tmp_path, name="t", verify=False)
     assert paths == {"onnx": tmp_path / "t.onnx"} and (tmp_path / "t.onnx.json").is_file()
+
+
+# ---------------------------------------------------------------- atomic multi-file commits, stale staging folders
+def _fail_renames_into(monkeypatch, folder: Path, after: int) -> None:
+    """Make ``os.replace`` into ``folder`` fail (as a crash would stop it) after ``after`` renames."""
+    import os
+
+    real, done = os.replace, []
+
+    def replace(src, dst, *args, **kwargs):
+        if Path(dst).parent == folder:
+            if len(done) >= after:
+                raise OSError("simulated crash")
+            done.append(dst)
+        return real(src, dst, *args, **kwargs)
+
+    monkeypatch.setattr(os, "replace", replace)
+
+
+@pytest.mark.parametrize("after", [1, 2])
+def test_interrupted_openvino_reexport_is_refused_on_load(tmp_path, tiny_detector, monkeypatch, after):
+    from lite_deploy.errors import ArtifactMismatchError
+    from lite_deploy.runtime import load_runtime
+
+    out = tmp_path / "out"
+    torch.manual_seed(0)
+    first = export(tiny_detector(), "openvino", imgsz=64, out=out, name="m")["openvino"]
+    with load_runtime(first):
+        pass
+    torch.manual_seed(1)  # the same architecture, other weights: .bin of the same size, another hash
+    with monkeypatch.context() as m:
+        _fail_renames_into(m, out, after)
+        with pytest.raises(OSError, match="simulated crash"):
+            export(tiny_detector(), "openvino", imgsz=64, out=out, name="m")
+    with pytest.raises(ArtifactMismatchError, match=r"m\.(xml|bin) has another SHA-256 than m\.xml\.json records.*"
+                                                    r"export it again"):
+        load_runtime(first)
+    assert main(["predict", str(first), "--source", str(tmp_path)]) == 2  # one error: line, no traceback
+
+
+def test_size_mismatch_and_older_sidecars(tmp_path, tiny_detector):
+    import json
+
+    from lite_deploy.errors import ArtifactMismatchError
+    from lite_deploy.runtime import load_runtime
+
+    path = export(tiny_detector(nc=3), "onnx", imgsz=32, out=tmp_path, name="m", verify=False)["onnx"]
+    sidecar = json.loads((tmp_path / "m.onnx.json").read_text())
+    assert set(sidecar["files"]) == {".onnx"} and sidecar["files"][".onnx"]["size"] == path.stat().st_size
+    other = export(tiny_detector(nc=5), "onnx", imgsz=32, out=tmp_path / "b", name="m", verify=False)["onnx"]
+    other.replace(path)  # another model under this sidecar
+    with pytest.raises(ArtifactMismatchError, match=r"m\.onnx has \d+ bytes where m\.onnx\.json records \d+"):
+        load_runtime(path)
+    del sidecar["files"]  # an export from before the record, or a hand-written sidecar: loads as before
+    (tmp_path / "m.onnx.json").write_text(json.dumps(sidecar))
+    with load_runtime(path) as rt:
+        assert rt.spec.nc == 3
+
+
+def test_killed_export_leaves_staging_that_the_next_export_removes(tmp_path, tiny_detector):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "out"
+    script = (
+        "import sys, time, torch; sys.path.insert(0, sys.argv[2]); from conftest import TinyDetector\n"
+        "from lite_deploy.export import exporter\n"
+        "exporter._Job.verify = lambda *a: time.sleep(120)  # killed while verifying\n"
+        "exporter.export(TinyDetector(), 'trt', imgsz=32, out=sys.argv[1], name='m')\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script, str(out), str(Path(__file__).parent)])
+    try:
+        deadline = time.monotonic() + 120
+        while not list(tmp_path.glob(".out.staging.*/m_trt.onnx")) and time.monotonic() < deadline:
+            assert proc.poll() is None, "the export ended before it was killed"
+            time.sleep(0.2)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    left = list(tmp_path.glob(".out.staging.*/m_trt.onnx"))
+    assert len(left) == 1 and not out.exists()  # an unverified artifact, hidden beside the output folder
+    running = tmp_path / f".out.staging.{os.getppid()}.abcd1234"  # a live process's: not touched
+    running.mkdir()
+    export(tiny_detector(), "onnx", imgsz=32, out=out, name="m", verify=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [running.name, "out"]
+    assert sorted(p.name for p in out.iterdir()) == ["m.onnx", "m.onnx.json"]
+
+
+# ---------------------------------------------------------------- each target on its own
+def test_one_failing_target_does_not_stop_the_others(tmp_path, tiny_detector, monkeypatch, capsys):
+    from lite_deploy.export import exporter
+    from lite_deploy.runtime import load_runtime
+
+    def broken(self):
+        raise ExportError("OpenVINO cannot convert m.onnx: simulated")
+
+    torch.manual_seed(0)
+    monkeypatch.setattr(exporter, "load_weights", lambda weights: (tiny_detector(), None))
+    monkeypatch.setattr(exporter._Job, "_openvino", broken)
+    out = tmp_path / "out"
+    code = main(["export", "tiny", "--target", "onnx,openvino,tflite", "--imgsz", "64", "--out", str(out)])
+    captured = capsys.readouterr()
+    assert code == 2
+    assert "error: openvino: OpenVINO cannot convert m.onnx: simulated" in captured.err
+    rows = {line.split()[0]: line for line in captured.out.splitlines()[1:] if line.strip()}
+    assert "FAILED" in rows["openvino"] and rows["tflite"].endswith("tiny.tflite")
+    assert sorted(p.name for p in out.iterdir()) == ["tiny.onnx", "tiny.onnx.json", "tiny.tflite", "tiny.tflite.json"]
+    for name in ("tiny.onnx", "tiny.tflite"):
+        with load_runtime(out / name) as rt:
+            assert rt.spec.output_names == ("boxes", "scores")
+    assert [p for p in tmp_path.iterdir() if p.name.startswith(".out.")] == []
+
+
+# ---------------------------------------------------------------- verification: near-ties pass, real errors fail
+class FixedOutputs(nn.Module):
+    """A detector whose outputs are given: boxes (1, N, 4) xyxy px and scores (1, N, 2), whatever the image."""
+
+    task = "detect"
+    names = {0: "star", 1: "ring"}
+
+    def __init__(self, boxes: list, scores: list) -> None:
+        super().__init__()
+        self.stride = torch.tensor([8.0])
+        self.register_buffer("boxes", torch.tensor([boxes], dtype=torch.float32))
+        self.register_buffer("scores", torch.tensor([scores], dtype=torch.float32))
+
+    def forward(self, x: torch.Tensor):
+        zero = x.mean() * 0
+        return self.boxes + zero, self.scores + zero
+
+
+def test_fp16_near_tie_passes_verification(tmp_path):
+    """Issue 17's case: a star/ring near-tie flips in FP16, and as a ring the box is suppressed by a ring above it."""
+    from lite_deploy.export.describe import describe
+    from lite_deploy.export.onnx import save, torch_to_onnx
+    from lite_deploy.export.verify import verify_artifact
+
+    boxes = [[10, 10, 50, 50], [10, 20, 50, 60], [80, 80, 120, 120], [0, 100, 20, 120]]  # 0 and 1: IoU 0.6
+    torch_scores = [[0.08482, 0.08475], [0.0, 0.5], [0.3, 0.0], [0.01, 0.0]]
+    fp16_scores = [[0.08487, 0.08488], [0.0, 0.5], [0.3, 0.0], [0.01, 0.0]]
+    artifact_model = FixedOutputs(boxes, fp16_scores)
+    spec = describe(artifact_model, imgsz=(128, 128), target="onnx")
+    path = save(torch_to_onnx(artifact_model, torch.rand(1, 3, 128, 128), output_names=spec.output_names),
+                tmp_path / "m.onnx", spec)
+    report = verify_artifact(path, FixedOutputs(boxes, torch_scores).eval(), spec.replace(precision="fp16"))
+    assert report.ok, report.table()
+    assert [(m.reference, m.artifact) for m in report.detections] == [(4, 3), (4, 3)]  # the box really went missing
+
+
+def test_near_tie_excuse_needs_the_candidate_within_tolerance():
+    from lite_deploy.export.verify import match_detections
+
+    box = np.array([[10.0, 10, 50, 50]])
+    reference = (box, np.array([0.08482]), np.array([0]))
+    nothing = (np.zeros((0, 4)), np.zeros(0), np.zeros(0, int))
+    close = (box, np.array([[0.08487, 0.08488]]))
+    far = (box, np.array([[0.05, 0.08488]]))  # the artifact scores that star far lower: a real difference
+    kwargs = dict(iou=0.9, conf=0.01, margin=0.005)
+    assert match_detections(reference, nothing, artifact_candidates=close, **kwargs).missing == 0
+    assert match_detections(reference, nothing, artifact_candidates=far, **kwargs).missing == 1
+    assert match_detections(reference, nothing, **kwargs).missing == 1
+
+
+def test_planted_wrong_weight_fails_fp16_verification(tmp_path, yolov5n_pt):
+    from lite_deploy.export.exporter import load_weights
+    from lite_deploy.export.verify import verify_artifact
+    from lite_deploy.models.deploy import prepare_for_export
+    from lite_deploy.spec import ModelSpec, sidecar_path
+
+    path = export(yolov5n_pt, "onnx", imgsz=64, half=True, out=tmp_path, name="m")["onnx"]  # passes as exported
+    spec = ModelSpec.load(sidecar_path(path))
+    model = prepare_for_export(load_weights(yolov5n_pt)[0])
+    assert spec.precision == "fp16" and verify_artifact(path, model, spec).ok
+    conv = [m for m in model.modules() if isinstance(m, nn.Conv2d)][10]
+    with torch.no_grad():
+        conv.weight.mul_(-1)  # one wrong convolution in the middle of the network
+    report = verify_artifact(path, model, spec)
+    assert not report.ok
+    assert any("PyTorch detections unmatched" in p for p in report.problems)  # the near-tie excuse does not hide it
+    with pytest.raises(VerificationError, match="beyond the fp16 tolerance"):
+        report.raise_for_failure()

@@ -1,7 +1,9 @@
-"""The accuracy gate: mAP50-95 of an artifact against the FP32 model, --max-map-drop enforced, INT8 refusals."""
+"""The accuracy gate: mAP50 and mAP50-95 of an artifact against the FP32 model, both limits enforced, INT8
+refusals."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from pathlib import Path
 from types import SimpleNamespace
@@ -11,21 +13,22 @@ import pytest
 
 from lite_deploy.data.yolo import YoloDataset
 from lite_deploy.errors import ExportError, VerificationError
-from lite_deploy.quantize.gate import GateResult, enforce, judge, map50_95
+from lite_deploy.quantize.gate import GateResult, Limits, Scores, enforce, judge, map_scores
 
 IMGSZ = 96
 
 
 class Oracle:
-    """A detector returning each val image's ground truth, with every ``drop_every``-th object left out."""
+    """A detector returning each val image's ground truth, with every ``drop_every``-th object left out and every
+    box grown by ``grow`` of its size on each side (IoU with the truth ``1 / (1 + 2 * grow) ** 2``)."""
 
-    def __init__(self, data: Path, drop_every: int = 0) -> None:
+    def __init__(self, data: Path, drop_every: int = 0, grow: float = 0.0) -> None:
         dataset = YoloDataset.from_yaml(data)
         self.truth = {}
         for i in range(len(dataset)):
             sample = dataset[i]
             self.truth[hashlib.sha1(sample.image.tobytes()).hexdigest()] = sample.targets
-        self.drop_every = drop_every
+        self.drop_every, self.grow = drop_every, grow
         self.names = dataset.names
 
     def __call__(self, frame: np.ndarray) -> SimpleNamespace:
@@ -33,22 +36,41 @@ class Oracle:
         keep = np.ones(len(gt.boxes), bool)
         if self.drop_every:
             keep[:: self.drop_every] = False
-        return SimpleNamespace(boxes=gt.boxes[keep].astype(np.float32), scores=np.full(keep.sum(), 0.9, np.float32),
+        boxes = gt.boxes[keep].astype(np.float32)
+        size = np.tile(boxes[:, 2:] - boxes[:, :2], 2) * np.array([-1, -1, 1, 1], np.float32)
+        return SimpleNamespace(boxes=boxes + self.grow * size, scores=np.full(keep.sum(), 0.9, np.float32),
                                class_ids=gt.class_ids[keep])
 
 
 def test_gate_measures_the_drop_and_enforces_the_limit(shapes_yaml: Path) -> None:
-    reference = map50_95(Oracle(shapes_yaml), shapes_yaml)
-    assert reference == 1.0
-    worse = judge(Oracle(shapes_yaml, drop_every=2), reference, shapes_yaml, precision="int8", name="worse.onnx")
-    assert 20 < worse.drop < 80 and "worse.onnx (int8)" in worse.line()
-    with pytest.raises(VerificationError, match="more than the --max-map-drop 1 allowed"):
-        enforce(worse, 1.0)
-    enforce(worse, 90.0)
-    enforce(worse, None)
+    reference = map_scores(Oracle(shapes_yaml), shapes_yaml)
+    assert reference == (1.0, 1.0)
+    worse = judge(Oracle(shapes_yaml, drop_every=2), reference, shapes_yaml, precision="int8", name="worse.onnx",
+                  limits=Limits(map50_95=1.0))
+    assert 20 < worse.drop < 80 and 20 < worse.drop50 < 80 and "worse.onnx (int8)" in worse.line()
+    with pytest.raises(VerificationError, match="mAP50-95 drop .* more than the --max-map-drop 1 allowed"):
+        enforce(worse)
+    enforce(dataclasses.replace(worse, limits=Limits(90.0, 90.0)))
+    enforce(dataclasses.replace(worse, limits=Limits()))  # no limit
     same = judge(Oracle(shapes_yaml), reference, shapes_yaml, precision="fp16", name="same.onnx")
-    assert same.drop == 0.0
-    assert "kept in float: /m/Conv" in GateResult("a", "int8", 0.5, 0.49, ("/m/Conv",)).line()
+    assert same.drop == 0.0 and same.drop50 == 0.0
+    assert "kept in float: /m/Conv" in GateResult("a", "int8", Scores(0.7, 0.5), Scores(0.7, 0.49), Limits(),
+                                                  ("/m/Conv",)).line()
+
+
+def test_gate_judges_map50_and_map50_95_each_with_its_limit(shapes_yaml: Path) -> None:
+    """Boxes 1.2 times too big (IoU 0.69): mAP50 keeps, mAP50-95 drops; left-out objects: mAP50 drops too."""
+    reference = map_scores(Oracle(shapes_yaml), shapes_yaml)
+    loose = judge(Oracle(shapes_yaml, grow=0.1), reference, shapes_yaml, precision="int8", name="loose.onnx",
+                  limits=Limits(map50_95=None, map50=1.0))
+    assert loose.drop50 == 0.0 and loose.drop > 20
+    enforce(loose)  # within the mAP50 limit, and mAP50-95 has none
+    assert "mAP50-95" in loose.line() and "(limit none)" in loose.line() and "(limit 1)" in loose.line()
+    missed = judge(Oracle(shapes_yaml, drop_every=4), reference, shapes_yaml, precision="int8", name="missed.onnx",
+                   limits=Limits(map50_95=100.0, map50=1.0))
+    assert missed.drop50 > 1.0
+    with pytest.raises(VerificationError, match=r"mAP50 drop \d+\.\d+ points is more than the --max-map50-drop 1"):
+        enforce(missed)
 
 
 def test_int8_without_or_with_too_few_calibration_images_is_refused(tmp_path: Path, gsconv_pt: Path,
@@ -88,12 +110,15 @@ def test_int8_artifacts_are_named_and_judged(int8_export) -> None:
     assert not [p for p in out.parent.iterdir() if p.name.startswith(f".{out.name}.")]  # no staging or work left
 
 
-def test_max_map_drop_fails_the_export_and_keeps_nothing(tmp_path: Path, gsconv_pt: Path, shapes_yaml: Path) -> None:
+@pytest.mark.parametrize("limit", ["max_map_drop", "max_map50_drop"])
+def test_max_map_drop_fails_the_export_and_keeps_nothing(tmp_path: Path, gsconv_pt: Path, shapes_yaml: Path,
+                                                         limit: str) -> None:
     from lite_deploy.export.exporter import export
 
     out = tmp_path / "fp16"
-    with pytest.raises(VerificationError, match="max-map-drop -100"):  # no artifact can beat FP32 by 100 points
-        export(gsconv_pt, "onnx", imgsz=IMGSZ, half=True, data=shapes_yaml, max_map_drop=-100, out=out)
+    option = "--" + limit.replace("_", "-")
+    with pytest.raises(VerificationError, match=f"more than the {option} -100"):  # no artifact beats FP32 by 100
+        export(gsconv_pt, "onnx", imgsz=IMGSZ, half=True, data=shapes_yaml, out=out, **{limit: -100})
     assert not out.exists() or not list(out.iterdir())
 
 
