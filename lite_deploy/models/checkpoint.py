@@ -113,7 +113,9 @@ _TORCH_FUNCTIONS = {"_rebuild_tensor_v2": _rebuild_tensor_v2, "_rebuild_tensor":
 
 
 # numpy in training checkpoints (YOLOv5's best_fitness): numeric scalars and arrays only, as torch's weights_only
-_NDARRAY = object()  # stands for numpy.ndarray, which the pickle may only hand to _reconstruct
+def _ndarray(*args: Any, **kwargs: Any) -> Any:
+    """Stands for ``numpy.ndarray``, which a pickle may only hand to ``_reconstruct``, never call."""
+    raise _refuse_layout("the pickle calls numpy.ndarray directly")
 
 
 def _numeric(dtype: Any) -> Any:
@@ -146,7 +148,7 @@ def _np_scalar(dtype: Any, data: Any = None) -> Any:
 def _np_reconstruct(subtype: Any, shape: Any, dtype_code: Any) -> Any:
     import numpy
 
-    if subtype is not _NDARRAY:
+    if subtype is not _ndarray:
         raise _refuse_layout("a numpy array of another class than ndarray")
     return numpy._core.multiarray._reconstruct(numpy.ndarray, shape, dtype_code)
 
@@ -163,7 +165,7 @@ def _numpy_global(module: str, name: str) -> Any:
     if module == "_codecs" and name == "encode":
         return _latin1
     allowed = {("numpy._core.multiarray", "scalar"): _np_scalar, ("numpy._core.multiarray", "_reconstruct"):
-               _np_reconstruct, ("numpy", "dtype"): _np_dtype, ("numpy", "ndarray"): _NDARRAY}
+               _np_reconstruct, ("numpy", "dtype"): _np_dtype, ("numpy", "ndarray"): _ndarray}
     if (module, name) in allowed:
         return allowed[module, name]
     if module == "numpy.dtypes" and name.endswith("DType"):
@@ -437,6 +439,9 @@ def _classifier(options: Any, names: Dict[int, str], path: Union[str, Path]) -> 
 
     options = dict(options)
     arch = options.pop("arch")
+    if options.get("num_classes", 1000) != len(names):
+        raise CheckpointError(f"{path}: its classifier has num_classes {options.get('num_classes')!r:.40} but "
+                              f"{len(names)} class names; the file is corrupt")
     try:
         with torch.device("meta"):
             size = sum(p.numel() for p in build_classifier(arch, names=names, **options).parameters())
@@ -445,7 +450,9 @@ def _classifier(options: Any, names: Dict[int, str], path: Union[str, Path]) -> 
                                   f"limit of {MAX_PARAMS:,}; the file is corrupt or hostile")
         return build_classifier(arch, names=names, **options)
     except (TypeError, ValueError, KeyError, RuntimeError) as exc:
-        raise CheckpointError(f"{path}: cannot rebuild its classifier {arch!r} from the options {options}: {exc}") from None
+        raise CheckpointError(
+            f"{path}: cannot rebuild its classifier {arch!r} from the options {options}: {exc}"
+        ) from None
 
 
 def _from_own(ckpt: Dict[str, Any], path: Union[str, Path], shuffle: Optional[str]) -> nn.Module:

@@ -8,7 +8,7 @@ lists of ``[from, number, module, args]``, plus two optional keys:
 - ``gsconv_shuffle``: ``evenodd`` (default, the slim-neck yolov5 fork) or ``interleave`` (the paper code).
 
 Numbers are checked before anything is built (:func:`check_config`, and each layer's channels and repeats), and
-every layer is first built on the ``meta`` device (no memory, no initialisation) to count its parameters, so a
+the model is first built on the ``meta`` device (no memory, no initialisation) to count its parameters, so a
 hostile or mistyped yaml (``width_multiple: 24``, ``depth_multiple: 20000``) is refused in milliseconds.
 """
 
@@ -279,17 +279,16 @@ def parse_model(d: Dict[str, Any], ch: Sequence[int]) -> Tuple[nn.Sequential, Li
                               "(check its args and width_multiple)")
 
         kwargs = _context_kwargs(entry, args, act, shuffle)
-        with torch.device("meta"):  # parameters counted before any memory is allocated
-            total += sum(p.numel() for p in _build_layer(i, str(name), entry, n, args, kwargs).parameters())
+        m_ = _build_layer(i, str(name), entry, n, args, kwargs)
+        m_.i, m_.f = i, f
+        m_.type = f"{entry.factory.__module__}.{entry.factory.__qualname__}"
+        m_.np = sum(x.numel() for x in m_.parameters())
+        total += m_.np
         if total > MAX_PARAMS:
             raise ConfigError(
                 f"the model yaml builds more than {MAX_PARAMS:,} parameters ({total:,} by layer {i}, {name}); "
                 "check depth_multiple, width_multiple and the channel numbers"
             )
-        m_ = _build_layer(i, str(name), entry, n, args, kwargs)
-        m_.i, m_.f = i, f
-        m_.type = f"{entry.factory.__module__}.{entry.factory.__qualname__}"
-        m_.np = sum(x.numel() for x in m_.parameters())
         save.extend(x % i for x in indices if x != -1)
         layers.append(m_)
         if i == 0:
@@ -321,6 +320,8 @@ class BaseModel(nn.Module):
         if nc is not None and nc != self.yaml.get("nc"):
             self.yaml["nc"] = nc
         check_config(self.yaml)
+        with torch.device("meta"):  # a first build without memory refuses a model beyond MAX_PARAMS
+            parse_model(self.yaml, ch=[ch])
         self.model, self.save = parse_model(self.yaml, ch=[ch])
         self.nc = self.yaml["nc"]
         self.names: Dict[int, str] = {i: str(i) for i in range(self.nc)}
@@ -399,7 +400,9 @@ class ClassificationModel(BaseModel):
 def model_class(cfg: Dict[str, Any]) -> type:
     """:class:`DetectionModel`, :class:`ClassificationModel` or the ``model_class`` of the yaml's last layer."""
     if not isinstance(cfg, dict):
-        raise ConfigError(f"a model config must be a mapping with 'nc', 'backbone' and 'head', got {type(cfg).__name__}")
+        raise ConfigError(
+            f"a model config must be a mapping with 'nc', 'backbone' and 'head', got {type(cfg).__name__}"
+        )
     layers = [row for part in (cfg.get("backbone"), cfg.get("head")) if isinstance(part, list) for row in part]
     if not layers or not isinstance(layers[-1], (list, tuple)) or len(layers[-1]) != 4:
         raise ConfigError("model yaml has no layers; it needs 'backbone' (and usually 'head') lists")
