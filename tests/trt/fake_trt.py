@@ -73,14 +73,14 @@ class FakeTensorRT(types.ModuleType):
 
     def __init__(self, version: str, *, io: Sequence[Tuple[str, str, Tuple[int, ...], str]] = (),
                  layers: Sequence[Tuple[str, Sequence[str]]] = (), input_shape: Tuple[int, ...] = (1, 3, 64, 64),
-                 needs_plugins: bool = False) -> None:
+                 needs_plugins: bool = False, parse_ok: bool = True) -> None:
         super().__init__("tensorrt")
         self.__spec__ = importlib.machinery.ModuleSpec("tensorrt", None)  # what importlib.util.find_spec returns
         table = api_table(version)
         self.__version__ = FULL_VERSIONS[version]
         self.table, self.used, self.calls = table, set(), []
         self.io, self.layers, self.input_shape = list(io), list(layers), tuple(input_shape)
-        self.needs_plugins, self.plugins_ready = needs_plugins, False
+        self.needs_plugins, self.plugins_ready, self.parse_ok = needs_plugins, False, parse_ok
         self._enums = {name: _Enum(self, name, values) for name, values in table["enums"].items() if "." not in name}
         self._classes: Dict[str, type] = {}
         for name in table["classes"]:
@@ -118,6 +118,7 @@ class FakeTensorRT(types.ModuleType):
         module = self
         info = self.table["classes"][name]
         members = set(info["members"])
+        kinds = info.get("member_kinds", {})
         nested = {m: self._nested_enum(f"{name}.{m}") for m in members if f"{name}.{m}" in self.table["enums"]}
         nested_values = {v: value for e in nested.values()
                          for v, value in object.__getattribute__(e, "_values").items() if v in members}
@@ -149,6 +150,8 @@ class FakeTensorRT(types.ModuleType):
             if item in state.get("_props", {}):
                 return state["_props"][item]
             behaviour = _BEHAVIOUR.get(f"{name}.{item}")
+            if kinds.get(item, "method").startswith("property") or kinds.get(item) == "attribute":
+                return behaviour(module, obj) if behaviour else None
 
             def method(*args: Any, **kwargs: Any) -> Any:
                 module.calls.append((f"{name}.{item}", args))
@@ -219,6 +222,9 @@ def _layer(m: FakeTensorRT, kind: str, outputs: List[Any]) -> Any:
 
 
 def _engine(m: FakeTensorRT, runtime: Any, data: bytes) -> Any:
+    logger = object.__getattribute__(runtime, "_args")[0]
+    for severity in ("INTERNAL_ERROR", "ERROR", "WARNING", "INFO"):  # TensorRT talks through the logger
+        logger.log(object.__getattribute__(m._nested_enum("ILogger.Severity"), "_values")[severity], "message")
     if m.needs_plugins and not m.plugins_ready:
         return None  # "getPluginCreator could not find plugin EfficientNMS_TRT"
     return m.new("ICudaEngine", num_io_tensors=len(m.io))
@@ -233,8 +239,9 @@ _BEHAVIOUR = {
     "Builder.create_builder_config": lambda m, b: m.new("IBuilderConfig"),
     "Builder.create_optimization_profile": lambda m, b: m.new("IOptimizationProfile"),
     "Builder.build_serialized_network": lambda m, b, net, cfg: b"engine-bytes",
-    "OnnxParser.parse": lambda m, p, data, *a: (not m.needs_plugins or m.plugins_ready),
-    "OnnxParser.get_error": lambda m, p, i: "could not find plugin EfficientNMS_TRT",
+    "OnnxParser.parse": lambda m, p, data, *a: m.parse_ok and (not m.needs_plugins or m.plugins_ready),
+    "OnnxParser.get_error": lambda m, p, i: m.new("ParserError"),
+    "OnnxParser.num_errors": lambda m, p: 1,
     "INetworkDefinition.get_input": lambda m, n, i: m.new("ITensor", name="images", shape=m.input_shape),
     "INetworkDefinition.get_layer": lambda m, n, i: object.__getattribute__(n, "__dict__")["_layers"][i],
     "ILayer.get_output": lambda m, layer, j: object.__getattribute__(layer, "__dict__")["_outputs"][j],
