@@ -4,6 +4,7 @@ itself is not installed here: the build command is printed instead)."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -82,3 +83,41 @@ def test_int8_with_nms_is_a_tensorrt_valid_qdq_model(tmp_path, tiny_detector, ca
     session = ort.InferenceSession(reference_model(path), providers=["CPUExecutionProvider"])
     boxes, scores = session.run(None, {"images": np.zeros((1, 3, 64, 64), np.float32)})
     assert boxes.shape[-1] == 4 and scores.shape[:2] == boxes.shape[:2]
+
+
+def test_build_engine_verification_table_against_onnx_runtime(tmp_path, tiny_detector):
+    """The engine check build-engine runs (an in-graph ONNX NMS model stands in for the engine, which cannot run
+    here): the EfficientNMS ONNX is cut before the plugin and its boxes/scores go through the host NMS."""
+    from lite_deploy.runtime.tensorrt.verify import verify_engine
+
+    model = tiny_detector().eval()
+    kw = dict(imgsz=64, nms=True, max_det=20, conf=0.2, iou=0.5, out=tmp_path, name="tiny")
+    onnx_nms = export_targets(model, "onnx", **kw)[0].files[0]
+    trt_onnx = export_targets(model, "trt", **kw)[0].files[0]
+    report = verify_engine(onnx_nms, trt_onnx, ModelSpec.load(sidecar_path(onnx_nms)))
+    table = report.table()
+    assert report.ok and "against ONNX Runtime (tiny_nms_trt.onnx)" in table and "matched" in table
+    assert sum(m.matched for m in report.detections) > 0
+
+
+def test_build_engine_keeps_nothing_that_disagrees_with_its_onnx(tmp_path, tiny_detector, monkeypatch):
+    """A stand-in TensorRT 10.3 'engine' that outputs zeros fails the check: no engine is written."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "trt"))
+    from fake_trt import FakeCuda, fake_tensorrt  # tests/trt
+
+    from lite_deploy.errors import VerificationError
+    from lite_deploy.runtime.tensorrt import api, build, cuda, engine
+
+    path = export_targets(tiny_detector().eval(), "trt", imgsz=64, out=tmp_path, name="tiny")[0].files[0]
+    io = [("images", "INPUT", (1, 3, 64, 64), "FLOAT"), ("boxes", "OUTPUT", (1, 64, 4), "FLOAT"),
+          ("scores", "OUTPUT", (1, 64, 3), "FLOAT")]
+    monkeypatch.setitem(sys.modules, "tensorrt", fake_tensorrt("10.3", io=io, input_shape=(1, 3, 64, 64)))
+    monkeypatch.setattr(api, "_OPENED", {})
+    monkeypatch.setattr(cuda, "open_cuda", FakeCuda)
+    monkeypatch.setattr(engine, "open_cuda", FakeCuda)
+    with pytest.raises(VerificationError, match="disagrees with ONNX Runtime"):
+        build.build_engine(path)
+    engine_path = tmp_path / "tiny_trt.engine"
+    assert not engine_path.exists() and not sidecar_path(engine_path).exists() and not list(tmp_path.glob(".*"))

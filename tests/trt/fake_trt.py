@@ -19,6 +19,8 @@ import types
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+import numpy as np
+
 API_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "reference" / "tensorrt-api"
 VERSIONS = ("8.5", "8.6", "10.3", "10.16", "11.1", "11.4")
 FULL_VERSIONS = {"8.5": "8.5.2.2", "8.6": "8.6.2.3", "10.3": "10.3.0.30", "10.16": "10.16.1.11", "11.1": "11.1.0.106",
@@ -264,6 +266,41 @@ _BEHAVIOUR = {
     "IExecutionContext.set_tensor_address": lambda m, c, name, address: True,
     "IExecutionContext.execute_async_v3": lambda m, c, stream: True,
 }
+
+
+class FakeCuda:
+    """Host memory standing in for device buffers; the name pycuda gives an Orin."""
+
+    stream_handle = 7
+
+    def __init__(self, name: str = "Orin", cc: str = "8.7") -> None:
+        self.buffers: Dict[int, bytearray] = {}
+        self.name, self.cc, self.closed = name, cc, False
+
+    def alloc(self, nbytes: int) -> int:
+        self.buffers[len(self.buffers) + 1] = bytearray(nbytes)
+        return len(self.buffers)
+
+    def free(self, address: int) -> None:
+        del self.buffers[address]
+
+    def to_device(self, address: int, array: np.ndarray) -> None:
+        self.buffers[address][:array.nbytes] = array.tobytes()
+
+    def to_host(self, array: np.ndarray, address: int) -> None:
+        array[...] = 0
+
+    def synchronize(self) -> None:
+        pass
+
+    def device_name(self) -> str:
+        return self.name
+
+    def compute_capability(self) -> str:
+        return self.cc
+
+    def close(self) -> None:
+        self.closed = True
 
 
 def fake_tensorrt(version: str, **behaviour: Any) -> FakeTensorRT:
