@@ -19,16 +19,19 @@ FP16 and INT8 artifacts are judged by mAP50 and mAP50-95 against the FP32 model 
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 import os
 import re
 import shutil
+import signal
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import nn
@@ -319,17 +322,36 @@ def export_targets(
     remove_stale_staging(out_dir)
     job = _Job(model, export_model, source, stem, options, out_dir, calib_images)
     results = []
-    try:
-        for t in targets:
-            try:
-                results.append(job.run(t))
-            except Exception as exc:  # one target's failure, whatever raised it, must not cost the others
-                LOGGER.debug("%s failed", t, exc_info=True)
-                LOGGER.error("%s: %s", t, exc)
-                results.append(ExportResult(t, error=exc))
-    finally:
-        job.close()
+    with _terminate_cleanly():
+        try:
+            for t in targets:
+                try:
+                    results.append(job.run(t))
+                except Exception as exc:  # one target's failure, whatever raised it, must not cost the others
+                    LOGGER.debug("%s failed", t, exc_info=True)
+                    LOGGER.error("%s: %s", t, exc)
+                    results.append(ExportResult(t, error=exc))
+        finally:
+            job.close()
     return results
+
+
+@contextlib.contextmanager
+def _terminate_cleanly() -> Iterator[None]:
+    """While exporting in the main thread, SIGTERM (``kill``, ``timeout``) raises SystemExit, so that the staging
+    folders are removed as on any error; SIGKILL cannot be caught (see :func:`remove_stale_staging`)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def staging_dir(out_dir: Path, kind: str) -> Path:

@@ -188,29 +188,37 @@ def test_size_mismatch_and_older_sidecars(tmp_path, tiny_detector):
         assert rt.spec.nc == 3
 
 
-def test_killed_export_leaves_staging_that_the_next_export_removes(tmp_path, tiny_detector):
-    import os
-    import signal
+def _export_killed_while_verifying(out: Path, sig: int) -> int:
+    """Run an export into ``out`` in a child process, send it ``sig`` once its unverified ONNX is staged, and
+    return its exit status."""
     import subprocess
     import sys
     import time
 
-    out = tmp_path / "out"
     script = (
         "import sys, time, torch; sys.path.insert(0, sys.argv[2]); from conftest import TinyDetector\n"
         "from lite_deploy.export import exporter\n"
-        "exporter._Job.verify = lambda *a: time.sleep(120)  # killed while verifying\n"
+        "exporter._Job.verify = lambda *a: time.sleep(120)  # stopped while verifying\n"
         "exporter.export(TinyDetector(), 'trt', imgsz=32, out=sys.argv[1], name='m')\n"
     )
     proc = subprocess.Popen([sys.executable, "-c", script, str(out), str(Path(__file__).parent)])
     try:
         deadline = time.monotonic() + 120
-        while not list(tmp_path.glob(".out.staging.*/m_trt.onnx")) and time.monotonic() < deadline:
-            assert proc.poll() is None, "the export ended before it was killed"
+        while not list(out.parent.glob(f".{out.name}.staging.*/m_trt.onnx")) and time.monotonic() < deadline:
+            assert proc.poll() is None, "the export ended before it was stopped"
             time.sleep(0.2)
     finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
+        proc.send_signal(sig)
+        code = proc.wait()
+    return code
+
+
+def test_killed_export_leaves_staging_that_the_next_export_removes(tmp_path, tiny_detector):
+    import os
+    import signal
+
+    out = tmp_path / "out"
+    assert _export_killed_while_verifying(out, signal.SIGKILL) == -signal.SIGKILL
     left = list(tmp_path.glob(".out.staging.*/m_trt.onnx"))
     assert len(left) == 1 and not out.exists()  # an unverified artifact, hidden beside the output folder
     running = tmp_path / f".out.staging.{os.getppid()}.abcd1234"  # a live process's: not touched
@@ -218,6 +226,14 @@ def test_killed_export_leaves_staging_that_the_next_export_removes(tmp_path, tin
     export(tiny_detector(), "onnx", imgsz=32, out=out, name="m", verify=False)
     assert sorted(p.name for p in tmp_path.iterdir()) == [running.name, "out"]
     assert sorted(p.name for p in out.iterdir()) == ["m.onnx", "m.onnx.json"]
+
+
+def test_terminated_export_removes_its_staging(tmp_path):
+    import signal
+
+    out = tmp_path / "out"
+    assert _export_killed_while_verifying(out, signal.SIGTERM) == 128 + signal.SIGTERM
+    assert list(tmp_path.iterdir()) == []
 
 
 # ---------------------------------------------------------------- each target on its own
