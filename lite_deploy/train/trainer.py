@@ -247,6 +247,9 @@ class Trainer:
             path = path / "weights" / "last.pt"
         if not path.is_file():
             raise CheckpointError(f"{last}: no last.pt to resume from; give a run folder or its weights/last.pt")
+        from ..models.archive import check_weights_file
+
+        check_weights_file(path)  # a TorchScript archive is refused in one sentence before torch sees it
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
         args = (ckpt.get("extra") or {}).get("train_config") if isinstance(ckpt, dict) else None
         state_path = path.with_name(path.stem + STATE_SUFFIX)

@@ -169,6 +169,7 @@ def test_torchscript_archive_is_refused_by_every_command(torchscript, shapes_dat
                       "--out", str(tmp_path / "bench")],
         "train --weights": ["train", "--data", str(shapes_data), "--weights", str(archive), "--epochs", "1",
                             "--imgsz", "64", "--project", str(tmp_path / "runs")],
+        "train --resume": ["train", "--resume", str(archive)],
         "train --task classify --weights": ["train", "--task", "classify", "--data", str(shapes_cls),
                                             "--weights", str(archive), "--epochs", "1", "--imgsz", "32",
                                             "--project", str(tmp_path / "runs")],
