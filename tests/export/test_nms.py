@@ -66,3 +66,18 @@ def test_nms_artifact_runs_in_detector(tmp_path, tiny_detector):
     with Detector.load(path, conf=0.2) as det:
         dets = det(np.full((48, 64, 3), 90, np.uint8))
     assert len(dets.boxes) > 0 and dets.scores.min() >= 0.2
+
+
+def test_efficient_nms_keeps_only_the_top_4096_candidates():
+    """EfficientNMS's pre-NMS cap: with more than 4096 candidates the host NMS keeps boxes EfficientNMS never sees."""
+    from lite_deploy.export.nms import EFFICIENT_NMS_PRE_TOP_K, efficient_nms_reference
+
+    n = 5000
+    x = np.arange(n, dtype=np.float32)[:, None] * 20
+    boxes = np.concatenate([x, np.zeros_like(x), x + 10, np.full_like(x, 10)], 1)  # disjoint boxes
+    scores = np.stack([np.linspace(0.9, 0.3, n, dtype=np.float32), np.zeros(n, np.float32)], 1)
+    trt = efficient_nms_reference(boxes, scores, conf=0.25, iou=0.45, max_det=n)
+    host = efficient_nms_reference(boxes, scores, conf=0.25, iou=0.45, max_det=n, pre_top_k=None)
+    assert len(trt) == EFFICIENT_NMS_PRE_TOP_K and len(host) == n
+    np.testing.assert_array_equal(trt, host[:EFFICIENT_NMS_PRE_TOP_K])  # the best 4096 agree
+    assert len(efficient_nms_reference(boxes, scores, conf=0.25, iou=0.45, max_det=300)) == 300

@@ -135,3 +135,18 @@ def test_ranges_are_means_over_the_batches_and_the_input_range_is_pinned(
     constants = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
     inputs = [n for n in model.graph.node if n.op_type == "QuantizeLinear" and n.input[0] == model.graph.input[0].name]
     assert len(inputs) == 1 and float(constants[inputs[0].input[1]]) == pytest.approx(1 / 127)  # dark frames or not
+
+
+def test_int32_bias_dequantize_is_a_problem_for_tensorrt() -> None:
+    """ONNX Runtime's default INT32 bias DequantizeLinear: fine for ONNX Runtime, rejected by TensorRT 8.5/8.6."""
+    from onnx import TensorProto, helper
+
+    inits = [numpy_helper.from_array(np.ones(2, np.int32), "b_q"), numpy_helper.from_array(np.array(0.1, np.float32), "s"),
+             numpy_helper.from_array(np.array(0, np.int32), "zb"), numpy_helper.from_array(np.array(0, np.int8), "z8")]
+    nodes = [helper.make_node("QuantizeLinear", ["x", "s", "z8"], ["xq"], name="q"),
+             helper.make_node("DequantizeLinear", ["b_q", "s", "zb"], ["b"], name="dqb")]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])],
+                              [helper.make_tensor_value_info("b", TensorProto.FLOAT, [2])], inits)
+    model = helper.make_model(graph)
+    assert check_qdq(model) == []
+    assert check_qdq(model, int32_bias=False) == ["dqb: zero point of type INT32, not int8"]
