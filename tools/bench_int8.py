@@ -34,7 +34,8 @@ def accuracy(args: argparse.Namespace, out: Path) -> List[str]:
         targets = args.targets if precision == "int8" else ",".join(t for t in args.targets.split(",") if t != "trt")
         results = export_targets(args.weights, targets, imgsz=args.imgsz, data=args.data, out=out / precision,
                                  name="model", **options)
-        lines += [f"{r.target:<9} {r.gate.line()}" for r in results if r.gate is not None]
+        lines += [f"{r.target:<9} {r.gate.line() if r.ok else f'FAILED: {r.error}'}" for r in results
+                  if r.gate is not None or not r.ok]
     return lines
 
 
