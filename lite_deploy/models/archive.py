@@ -19,7 +19,7 @@ import re
 import tarfile
 import zipfile
 from pathlib import Path
-from typing import Union
+from typing import List, Union
 
 from ..errors import CheckpointError, UnsafeCheckpointError
 
@@ -34,6 +34,17 @@ def _is_plain_record(name: str) -> bool:
     return name == "data.pkl" or name in _BOOKKEEPING or bool(_STORAGE_RECORD.fullmatch(name))
 
 
+def is_plain_layout(records: List[str]) -> bool:
+    """Whether ``records`` (names relative to the top folder) are exactly what torch.save writes."""
+    return records.count("data.pkl") == 1 and all(_is_plain_record(r) for r in records)
+
+
+def is_zip(path: Union[str, Path]) -> bool:
+    """Whether torch.load reads ``path`` as a zip (its first bytes are a zip local header)."""
+    with open(path, "rb") as f:
+        return f.read(4) == b"PK\x03\x04"
+
+
 def check_weights_file(path: Union[str, Path]) -> None:
     """Refuse ``path`` unless it is a plain ``torch.save`` zip or a legacy pickle stream (see the module text).
 
@@ -46,9 +57,7 @@ def check_weights_file(path: Union[str, Path]) -> None:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"weights file {str(path)!r} does not exist")
-    with open(path, "rb") as f:
-        magic = f.read(4)
-    if magic != b"PK\x03\x04":  # torch.load reads anything else as a pickle stream (or a tar)
+    if not is_zip(path):  # torch.load reads anything else as a pickle stream (or a tar)
         if tarfile.is_tarfile(path):
             raise CheckpointError(f"{path} is in the pre-1.0 PyTorch tar format; re-save it with a current torch.save")
         return
@@ -67,7 +76,7 @@ def check_weights_file(path: Union[str, Path]) -> None:
             "on loading; give a torch.save checkpoint (state_dict, lite-deploy or YOLOv5 train.py file) instead"
         )
     odd = next((full for n, full in zip(inside, names) if full == n or not _is_plain_record(n)), None)
-    if odd is not None or inside.count("data.pkl") != 1 or len(set(names)) != len(names):
+    if odd is not None or not is_plain_layout(inside) or len(set(names)) != len(names):
         what = f"the entry '{odd}'" if odd is not None else "not exactly one data.pkl"
         raise UnsafeCheckpointError(
             f"refusing to load {path}: its zip layout is not a plain torch.save checkpoint ({what}); "

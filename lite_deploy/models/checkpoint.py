@@ -35,7 +35,7 @@ from torch import nn
 
 from ..errors import CheckpointError, LiteDeployError, UnsafeCheckpointError
 from ..spec import atomic_write_bytes
-from .archive import check_weights_file
+from .archive import check_weights_file, is_plain_layout, is_zip
 from .gsconv import SHUFFLES
 from .heads import Detect
 from .registry import MODULES
@@ -375,6 +375,14 @@ def save_checkpoint(
 # loading
 
 
+def _torch_zip_records(path: Path) -> List[str]:
+    """The records torch.load's own zip reader sees (it dispatches to torch.jit.load on ``constants.pkl``)."""
+    try:
+        return list(torch._C.PyTorchFileReader(str(path)).get_all_records())
+    except RuntimeError as exc:
+        raise CheckpointError(f"{path} is not a readable PyTorch checkpoint (broken zip: {str(exc)[:200]})") from None
+
+
 def read_checkpoint(path: Union[str, Path]) -> Any:
     """Unpickle a weights file through the allowlist (tensors on the CPU), after checking its container.
 
@@ -384,6 +392,11 @@ def read_checkpoint(path: Union[str, Path]) -> Any:
     """
     path = Path(path)
     check_weights_file(path)
+    if is_zip(path) and not is_plain_layout(_torch_zip_records(path)):
+        raise UnsafeCheckpointError(
+            f"refusing to load {path}: torch's zip reader finds other entries in it than Python's zipfile does, "
+            "which no torch.save file shows; give a checkpoint written by torch.save"
+        )
     try:
         return torch.load(path, map_location="cpu", pickle_module=_safe_pickle(path.stat().st_size),
                           weights_only=False)

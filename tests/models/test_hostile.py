@@ -181,6 +181,18 @@ def test_torchscript_archive_is_refused_by_every_command(torchscript, shapes_dat
         assert not marker.exists(), f"{name} ran the archive's code"
 
 
+def test_torch_zip_reader_is_asked_too(torchscript, monkeypatch):
+    # second line of defence: were Python's zipfile fooled into a plain layout, torch's own reader (whose view
+    # decides the dispatch to torch.jit.load) is asked before torch.load
+    import lite_deploy.models.checkpoint as checkpoint
+
+    archive, marker = torchscript
+    monkeypatch.setattr(checkpoint, "check_weights_file", lambda path: None)
+    with pytest.raises(UnsafeCheckpointError, match="torch's zip reader finds other entries"):
+        load_model(archive)
+    assert not marker.exists()
+
+
 def _zip_with(src: Path, dst: Path, extra: dict, drop: Tuple[str, ...] = ()) -> Path:
     """Copy the torch.save zip ``src`` to ``dst``, adding entries (relative to its top folder) and dropping some."""
     with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w", zipfile.ZIP_STORED) as zout:
