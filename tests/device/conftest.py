@@ -7,7 +7,6 @@ from the other test folders' fixtures. ``tools/make_device_fixtures.py`` regener
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any, Dict, List
 
 import cv2
@@ -15,6 +14,7 @@ import numpy as np
 import pytest
 
 from devicekit import FIXTURES, IMAGES
+
 
 @pytest.fixture(scope="session")
 def reference() -> Dict[str, Any]:

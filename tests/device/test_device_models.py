@@ -4,7 +4,6 @@ CenterNet peaks) and classifier top-5; plus letterbox and NMS on hand-made input
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Dict, List
 
 import numpy as np
