@@ -225,7 +225,8 @@ def check_files(artifact: Union[str, Path]) -> None:
             continue
         raise ArtifactMismatchError(
             f"{path.name} {problem}: the artifact's files come from different exports (an interrupted export?); "
-            f"export it again into {str(artifact.parent)!r}"
+            f"export it again into {str(artifact.parent)!r} (or, if you changed the file on purpose, delete the "
+            f"\"files\" entry of {sidecar.name})"
         )
 
 
