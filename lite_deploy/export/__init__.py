@@ -2,12 +2,14 @@
 
 ``lite_deploy.export(weights, target="onnx", ...)`` is :func:`lite_deploy.export.exporter.export`. This package
 is itself callable, so ``lite_deploy.export(...)`` works whether or not a submodule was imported first, and it
-imports nothing heavy itself: ``lite_deploy.export.tensorrt`` and ``lite_deploy.export.check`` run on a device
-without torch (``build-engine`` on a Jetson).
+imports nothing heavy itself: ``lite_deploy.export.check`` and ``lite_deploy.export.verify`` run on a device
+without torch (``check``, and ``build-engine``'s engine check on a Jetson; the TensorRT build itself is in
+:mod:`lite_deploy.runtime.tensorrt`).
 
-Modules: :mod:`.exporter` (the pipeline), :mod:`.onnx`, :mod:`.openvino`, :mod:`.tflite`, :mod:`.tensorrt` (one
-per target), :mod:`.nms` (in-graph NMS), :mod:`.describe` (the artifact's ModelSpec), :mod:`.verify` (parity
-with PyTorch), :mod:`.check` (static target-compatibility report).
+Modules: :mod:`.exporter` (the pipeline), :mod:`.onnx`, :mod:`.openvino`, :mod:`.tflite` (one per target;
+TensorRT's ONNX is the ONNX exporter's, its engine is built on the device), :mod:`.nms` (in-graph NMS,
+EfficientNMS_TRT), :mod:`.describe` (the artifact's ModelSpec), :mod:`.verify` (parity with PyTorch),
+:mod:`.check` (static target-compatibility report).
 """
 
 from __future__ import annotations

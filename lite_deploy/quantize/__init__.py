@@ -2,6 +2,6 @@
 
 Modules: :mod:`.calibration` (calibration images through the runtime's pre-processing), :mod:`.qdq_onnx` (the
 portable symmetric Q/DQ ONNX), :mod:`.openvino_int8`, :mod:`.tflite_int8` (full-integer TFLite),
-:mod:`.tensorrt_calib` (TensorRT <= 10 entropy calibrator and its checked cache), :mod:`.gate` (the mAP gate and
-per-layer fallback), :mod:`.float_tail` (what every INT8 path keeps in float). Nothing heavy is imported here.
+:mod:`.gate` (the mAP gate and per-layer fallback), :mod:`.float_tail` (what every INT8 path keeps in float). Nothing heavy is imported here.
+TensorRT's own entropy calibrator is in :mod:`lite_deploy.runtime.tensorrt.calib`, with the rest of TensorRT.
 """

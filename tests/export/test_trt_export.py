@@ -114,7 +114,7 @@ def test_build_engine_keeps_nothing_that_disagrees_with_its_onnx(tmp_path, tiny_
     io = [("images", "INPUT", (1, 3, 64, 64), "FLOAT"), ("boxes", "OUTPUT", (1, 64, 4), "FLOAT"),
           ("scores", "OUTPUT", (1, 64, 3), "FLOAT")]
     monkeypatch.setitem(sys.modules, "tensorrt", fake_tensorrt("10.3", io=io, input_shape=(1, 3, 64, 64)))
-    monkeypatch.setattr(api, "_OPENED", {})
+    monkeypatch.setattr(api, "_OPENED", None)
     monkeypatch.setattr(cuda, "open_cuda", FakeCuda)
     monkeypatch.setattr(engine, "open_cuda", FakeCuda)
     with pytest.raises(VerificationError, match="disagrees with ONNX Runtime"):

@@ -23,7 +23,7 @@ def use_trt(monkeypatch):
     def install(version: str, **behaviour):
         trt = fake_tensorrt(version, **behaviour)
         monkeypatch.setitem(sys.modules, "tensorrt", trt)
-        monkeypatch.setattr(api, "_OPENED", {})
+        monkeypatch.setattr(api, "_OPENED", None)
         monkeypatch.setattr(cuda, "open_cuda", lambda: FakeCuda())
         monkeypatch.setattr(engine, "open_cuda", lambda: FakeCuda())
         return trt

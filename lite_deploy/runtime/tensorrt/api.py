@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from types import ModuleType
-from typing import Any, Dict, Tuple
+from typing import Any, Optional, Tuple
 
 from ...errors import BackendUnavailableError
 
@@ -22,7 +22,7 @@ TENSORRT_MISSING = (
     "on that device."
 )
 
-_OPENED: Dict[int, Tuple[ModuleType, Any]] = {}  # id(tensorrt module) -> (module, logger with plugins initialised)
+_OPENED: Optional[Tuple[ModuleType, Any]] = None  # (tensorrt module, its logger), plugins initialised
 
 
 def import_tensorrt() -> ModuleType:
@@ -71,10 +71,10 @@ def open_tensorrt() -> Tuple[ModuleType, Any]:
     Raises:
         BackendUnavailableError: TensorRT or its plugin library is missing.
     """
+    global _OPENED
     trt = import_tensorrt()
-    opened = _OPENED.get(id(trt))
-    if opened is None or opened[0] is not trt:
+    if _OPENED is None or _OPENED[0] is not trt:
         logger = make_logger(trt)
         init_plugins(trt, logger)
-        opened = _OPENED[id(trt)] = (trt, logger)
-    return opened
+        _OPENED = (trt, logger)
+    return _OPENED

@@ -262,10 +262,10 @@ def build_engine(
     cache_path = Path(timing_cache) if timing_cache else engine_path.with_name(engine_path.name + ".timing.cache")
     from .cuda import open_cuda
 
+    cuda = open_cuda()
     engine_path.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{engine_path.name}.", dir=str(engine_path.parent)))
     staged = staging / engine_path.name
-    cuda = open_cuda()
     try:
         builder = trt.Builder(logger)
         data = onnx_path.read_bytes()
@@ -296,7 +296,6 @@ def build_engine(
         atomic_write_bytes(staged, bytes(memoryview(serialized)))
         out_spec = engine_spec(spec, precision=plan.precision, trt_version=str(trt.__version__),
                                gpu=cuda.device_name(), compute_capability=cuda.compute_capability(), profile=profile)
-        cuda.close()
         out_spec.replace(files=file_records(staged)).save(sidecar_path(staged))
         report = _verify(staged, onnx_path, out_spec, calib_set.images[:4] if calib_set else None) if verify else None
         staged.replace(engine_path)
