@@ -134,3 +134,21 @@ def test_tensorrt_version_and_dtype_helpers() -> None:
 
     assert same_version("8.5.2.2", "8.5.2")
     assert not same_version("8.5.2", "8.6.1")
+
+
+@needs_ort
+def test_val_classifier_on_an_image_folder(tmp_path: Path, reference: Dict[str, Any]) -> None:
+    import shutil
+
+    from lite_deploy.eval.classify import validate_classifier
+
+    names = reference["names"]
+    for i, image in enumerate(reference["images"]):  # each image filed under one class, in turn
+        for split in ("train", "val"):
+            (tmp_path / split / names[i]).mkdir(parents=True, exist_ok=True)
+            shutil.copy(IMAGES / image, tmp_path / split / names[i] / image)
+    assert main(["val", str(MODELS / "classifier_fp16.onnx"), "--task", "classify", "--data", str(tmp_path)]) == 0
+    result = validate_classifier(str(MODELS / "classifier_fp16.onnx"), str(tmp_path))
+    # the fixture classifier is untrained (its six probabilities differ by about 1e-6): only the counting is checked
+    assert result["images"] == 6 and len(result["predictions"]) == 6
+    assert 0 <= result["top1"] <= result["top5"] <= 1
