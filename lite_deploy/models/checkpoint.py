@@ -494,26 +494,45 @@ def _from_own(ckpt: Dict[str, Any], path: Union[str, Path], shuffle: Optional[st
     return model
 
 
-def _state_of(obj: _StandIn, prefix: str = "") -> Dict[str, torch.Tensor]:
-    """The state_dict a pickled module would have produced."""
+def _items(d: Dict[str, Any], key: str) -> List[Any]:
+    """``d[key].items()``, or nothing when a hostile pickle put something else than a dict there."""
+    value = d.get(key)
+    return list(value.items()) if isinstance(value, Mapping) else []
+
+
+def _state_of(obj: _StandIn, prefix: str = "") -> Dict[str, Any]:
+    """The state_dict a pickled module would have produced (non-tensors are kept for :func:`_load_state` to name)."""
     d = obj.__dict__
-    out: Dict[str, torch.Tensor] = {}
-    for k, v in (d.get("_parameters") or {}).items():
+    out: Dict[str, Any] = {}
+    for k, v in _items(d, "_parameters"):
         if v is not None:
-            out[prefix + k] = v.detach()
-    skip = d.get("_non_persistent_buffers_set") or set()
-    for k, v in (d.get("_buffers") or {}).items():
+            out[f"{prefix}{k}"] = v.detach() if isinstance(v, torch.Tensor) else v
+    skip = d.get("_non_persistent_buffers_set")
+    skip = skip if isinstance(skip, (set, frozenset)) else set()
+    for k, v in _items(d, "_buffers"):
         if v is not None and k not in skip:
-            out[prefix + k] = v
-    for k, m in (d.get("_modules") or {}).items():
+            out[f"{prefix}{k}"] = v
+    for k, m in _items(d, "_modules"):
         if isinstance(m, _StandIn):
             out.update(_state_of(m, f"{prefix}{k}."))
     return out
 
 
+def _check_tree(root: _StandIn, path: Union[str, Path]) -> None:
+    """Refuse a pickled module graph that is cyclic, deeper than 64 levels or has more than 100,000 nodes."""
+    stack, visits = [(root, 0)], 0
+    while stack:
+        module, depth = stack.pop()
+        visits += 1
+        if depth > 64 or visits > 100_000:
+            raise CheckpointError(f"{path}: its pickled module tree is cyclic or implausibly large; the file is "
+                                  "corrupt or hostile")
+        stack.extend((m, depth + 1) for _, m in _items(module.__dict__, "_modules") if isinstance(m, _StandIn))
+
+
 def _walk(obj: _StandIn):
     yield obj
-    for m in (obj.__dict__.get("_modules") or {}).values():
+    for _, m in _items(obj.__dict__, "_modules"):
         if isinstance(m, _StandIn):
             yield from _walk(m)
 
@@ -523,7 +542,7 @@ def _activation_name(root: _StandIn) -> Optional[str]:
     counts: Dict[str, int] = collections.Counter()
     for m in _walk(root):
         if m.path.endswith(".Conv"):
-            act = (m.__dict__.get("_modules") or {}).get("act")
+            act = dict(_items(m.__dict__, "_modules")).get("act")
             if isinstance(act, _StandIn) and not act.path.endswith(".Identity"):
                 cls = act.path.rsplit(".", 1)[-1]
                 if cls == "MemoryEfficientMish":
@@ -549,6 +568,7 @@ def _gsconv_shuffle(root: _StandIn, activation: Optional[str], shuffle: Optional
 
 
 def _from_yolov5(root: _StandIn, path: Union[str, Path], shuffle: Optional[str]) -> nn.Module:
+    _check_tree(root, path)
     cfg = root.__dict__.get("yaml")
     if not isinstance(cfg, dict):
         raise CheckpointError(f"{path}: the pickled model has no 'yaml' config dict, so it cannot be rebuilt")

@@ -396,12 +396,28 @@ def _yolov5_module_stand_ins() -> dict:
     return modules
 
 
-def _mid_training(src: Path, dst: Path, best_fitness) -> Path:
-    """``src`` (a stripped YOLOv5 checkpoint) as train.py saves ``last.pt`` during training."""
+def _resaved_yolov5(src: Path, dst: Path, make_checkpoint) -> Path:
+    """Unpickle the YOLOv5 checkpoint ``src`` with YOLOv5's module paths, then save ``make_checkpoint(its dict)``."""
     saved = {k: sys.modules.get(k) for k in ("models", "models.yolo", "models.common")}
     sys.modules.update(_yolov5_module_stand_ins())
     try:
-        stripped = torch.load(src, map_location="cpu", weights_only=False)  # trusted fixture
+        ckpt = make_checkpoint(torch.load(src, map_location="cpu", weights_only=False))  # trusted fixture
+        buffer = io.BytesIO()
+        torch.save(ckpt, buffer)
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                sys.modules.pop(k, None)
+            else:
+                sys.modules[k] = v
+    dst.write_bytes(buffer.getvalue())
+    return dst
+
+
+def _mid_training(src: Path, dst: Path, best_fitness) -> Path:
+    """``src`` (a stripped YOLOv5 checkpoint) as train.py saves ``last.pt`` during training."""
+
+    def last_pt(stripped: dict) -> dict:
         ema = stripped["model"]
         model = copy.deepcopy(ema).float()  # the raw training model differs from its average
         with torch.no_grad():
@@ -411,7 +427,7 @@ def _mid_training(src: Path, dst: Path, best_fitness) -> Path:
         for p in model.parameters():
             p.grad = torch.full_like(p, 1e-3)
         optimizer.step()
-        ckpt = {
+        return {
             "epoch": 7,
             "best_fitness": best_fitness,
             "model": model.half(),
@@ -423,16 +439,8 @@ def _mid_training(src: Path, dst: Path, best_fitness) -> Path:
             "git": {"remote": "https://github.com/ultralytics/yolov5", "branch": "master", "commit": "915bbf2"},
             "date": "2022-11-22T12:00:00",
         }
-        buffer = io.BytesIO()
-        torch.save(ckpt, buffer)
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                sys.modules.pop(k, None)
-            else:
-                sys.modules[k] = v
-    dst.write_bytes(buffer.getvalue())
-    return dst
+
+    return _resaved_yolov5(src, dst, last_pt)
 
 
 def _renamed_numpy_core(path: Path) -> None:
@@ -463,6 +471,33 @@ def test_mid_training_yolov5_checkpoint_loads_and_matches_the_stripped_one(yolov
     with torch.no_grad():
         assert torch.equal(mid(x)[0], stripped(x)[0])
     assert mid.names == stripped.names
+
+
+def _cyclic(stripped: dict) -> dict:
+    stripped["model"].model[0]._modules["loop"] = stripped["model"]  # the model is its own grandchild
+    return stripped
+
+
+def _text_weight(stripped: dict) -> dict:
+    stripped["model"].model[0].conv._parameters["weight"] = "not a tensor"
+    return stripped
+
+
+def _list_of_modules(stripped: dict) -> dict:
+    stripped["model"].model[0].__dict__["_modules"] = ["not", "a", "dict"]
+    return stripped
+
+
+@pytest.mark.parametrize("mutate, message", [
+    (_cyclic, "module tree is cyclic or implausibly large"),
+    (_text_weight, r"model\.0\.conv\.weight: file str vs model \(16, 3, 6, 6\)"),
+    (_list_of_modules, "weights do not fit the rebuilt model"),
+], ids=["cyclic-module-tree", "parameter-not-a-tensor", "modules-not-a-dict"])
+def test_malformed_yolov5_module_trees_get_one_sentence(yolov5_fixtures, tmp_path, mutate, message):
+    path = _resaved_yolov5(yolov5_fixtures / "yolov5n-v7-nc80.pt", tmp_path / "odd.pt", mutate)
+    with time_budget(10), pytest.raises(CheckpointError, match=message) as info:
+        load_model(path)
+    one_sentence(info.value)
 
 
 # ==============================================================================================================
