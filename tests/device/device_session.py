@@ -15,6 +15,7 @@ import importlib.util
 import io
 import json
 import pkgutil
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -23,6 +24,16 @@ HERE = Path(__file__).resolve().parent
 MODELS = HERE / "fixtures" / "models"
 SHAPES = HERE / "fixtures" / "shapes"
 FORBIDDEN = ("torch", "torchvision", "lite_deploy.models", "lite_deploy.train", "lite_deploy.export.exporter")
+
+
+def _image_folder(tmp: Path) -> Path:
+    """A classification image folder (train/ and val/, one class per image) made from the fixture images."""
+    root = tmp / "classes"
+    for i, image in enumerate(sorted((SHAPES / "images" / "val").iterdir())):
+        for split in ("train", "val"):
+            (root / split / f"class{i}").mkdir(parents=True)
+            shutil.copy(image, root / split / f"class{i}" / image.name)
+    return root
 
 
 def run_commands(tmp: Path) -> None:
@@ -39,6 +50,7 @@ def run_commands(tmp: Path) -> None:
             ["run", str(MODELS / "gsconv.onnx"), "--source", str(images), "--jsonl", str(tmp / "run.jsonl")],
             ["profile", str(MODELS / "yolo.onnx"), "--runs", "2", "--warmup", "1", "--layer-runs", "1"],
             ["val", str(MODELS / "yolo.onnx"), "--data", str(SHAPES / "data.yaml")],
+            ["val", str(MODELS / "classifier_fp16.onnx"), "--task", "classify", "--data", str(_image_folder(tmp))],
         ]
     if importlib.util.find_spec("openvino"):
         commands.append(["predict", str(MODELS / "yolo.xml"), "--source", str(images)])
