@@ -148,9 +148,10 @@ def _np_scalar(dtype: Any, data: Any = None) -> Any:
 def _np_reconstruct(subtype: Any, shape: Any, dtype_code: Any) -> Any:
     import numpy
 
-    if subtype is not _ndarray:
-        raise _refuse_layout("a numpy array of another class than ndarray")
-    return numpy._core.multiarray._reconstruct(numpy.ndarray, shape, dtype_code)
+    if subtype is not _ndarray or not isinstance(shape, tuple) or shape != (0,) or dtype_code != b"b":  # numpy pickles (ndarray, (0,), b'b')
+        raise _refuse_layout(f"a numpy array is reconstructed as {shape!r:.40} of another class than ndarray or of "
+                             "another shape than numpy's empty (0,)")
+    return numpy._core.multiarray._reconstruct(numpy.ndarray, (0,), b"b")
 
 
 def _latin1(text: Any, encoding: str = "latin1") -> bytes:

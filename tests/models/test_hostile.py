@@ -542,6 +542,7 @@ def _payloads(marker: Path) -> dict:
         "numpy-object-array": np.array([1, "x"], dtype=object),
         "numpy-scalar-object-flags": _Reduce(multiarray.scalar, _object_flagged_dtype(), b"A" * 8),
         "numpy-_reconstruct-other-class": _Reduce(multiarray._reconstruct, torch.Size, (0,), b"b"),
+        "numpy-_reconstruct-1e12": _Reduce(multiarray._reconstruct, np.ndarray, (10**12,), b"b"),
     }
 
 
@@ -559,6 +560,6 @@ def test_pickle_payload_corpus_is_refused_and_runs_nothing(tmp_path):
         one_sentence(info.value)
         assert not marker.exists(), name
     # the globals are refused as unsafe; payloads of allowed globals with hostile values as corrupt / unsafe
-    layout = {"numpy-scalar-object-flags", "numpy-_reconstruct-other-class", "_codecs.encode-rot13",
-              "numpy.ndarray-call-1e12"}
+    layout = {"numpy-scalar-object-flags", "numpy-_reconstruct-other-class", "numpy-_reconstruct-1e12",
+              "_codecs.encode-rot13", "numpy.ndarray-call-1e12"}
     assert {n for n, kind in outcomes.items() if kind == "UnsafeCheckpointError"} | layout == set(outcomes), outcomes
