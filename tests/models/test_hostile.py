@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import io
-import os
 import pickle
 import resource
 import struct
@@ -165,6 +164,7 @@ def test_torchscript_archive_is_refused_by_every_command(torchscript, shapes_dat
         "predict": ["predict", str(archive), "--source", str(image), "--imgsz", "64"],
         "val": ["val", str(archive), "--data", str(shapes_data), "--imgsz", "64"],
         "profile": ["profile", str(archive), "--imgsz", "64", "--runs", "1"],
+        "run": ["run", str(archive), "--source", str(image), "--imgsz", "64"],
         "benchmark": ["benchmark", str(archive), "--data", str(shapes_data), "--imgsz", "64",
                       "--out", str(tmp_path / "bench")],
         "train --weights": ["train", "--data", str(shapes_data), "--weights", str(archive), "--epochs", "1",
@@ -342,6 +342,17 @@ def test_yaml_bombs_and_bad_types_get_one_sentence(name):
         with pytest.raises(ConfigError, match=message) as info:
             build_model(copy.deepcopy(cfg))
     one_sentence(info.value)
+
+
+def test_yaml_bomb_through_the_command_line(tmp_path, capsys):
+    import yaml
+
+    path = tmp_path / "bomb.yaml"
+    path.write_text(yaml.safe_dump(YAML_BOMBS["depth_multiple-20000"][0]))
+    with memory_budget(1 << 30), time_budget(5):
+        assert main(["info", str(path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: model yaml 'depth_multiple' must be a number in (0, 4]")
 
 
 @pytest.mark.parametrize("name", ["width_multiple-24", "nc-str", "anchors-negative"])
