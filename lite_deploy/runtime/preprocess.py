@@ -194,11 +194,18 @@ class Preprocessor:
             raise ValueError(f"the model input takes {self.dtype}; lite-deploy feeds float32, float16 or uint8 images")
         mean = np.asarray(spec.mean, np.float32)  # per network input channel (RGB when bgr_to_rgb)
         std = np.asarray(spec.std, np.float32)
-        self._mean, self._std = mean, std
-        self._normalise = bool(np.any(mean != 0) or np.any(std != 1))
+        # (x / 255 - mean) / std in float32 for each of the 256 pixel values, per network channel: one table
+        # lookup per pixel gives the same numbers as YOLOv5's and torchvision's transforms
+        levels = np.arange(256, dtype=np.float32) / np.float32(255)
+        self._luts = [(levels - mean[c]) / std[c] for c in range(3)]
+        self._lut3 = np.ascontiguousarray(np.stack(self._luts, axis=-1)[None])  # (1, 256, 3) for NHWC
         self._canvases: Dict[Tuple[int, int, int], np.ndarray] = {}
+        self._planes: Dict[Tuple[int, int], List[np.ndarray]] = {}
         self._blobs: Dict[Tuple[int, ...], np.ndarray] = {}
         self._float_blobs: Dict[Tuple[int, ...], np.ndarray] = {}
+        # what the padding of each canvas / blob slot was last written for: the same letterbox again only
+        # rewrites the rows that hold the image
+        self._painted: Dict[Tuple[object, ...], LetterboxPlan] = {}
 
     def __call__(self, images: Sequence[np.ndarray]) -> Tuple[np.ndarray, List[Optional[Geometry]]]:
         """Pre-process a batch.
@@ -227,27 +234,36 @@ class Preprocessor:
         blob = self._blob(len(frames), height, width)
         geometries: List[Optional[Geometry]] = []
         for i, frame in enumerate(frames):
+            rows = slice(0, height)
             if letterbox_mode:
-                canvas = self._letterbox_into(frame, plans[i], height, width, i)
                 plan = plans[i]
+                canvas = self._letterbox_into(frame, plan, height, width, i)
                 geometries.append(Geometry(plan.ratio, plan.left, plan.top, (frame.shape[0], frame.shape[1])))
+                if self._painted.get((blob.shape, i)) == plan:
+                    rows = slice(plan.top, plan.top + plan.resized[1])
+                self._painted[(blob.shape, i)] = plan
             else:
                 canvas = center_crop(frame, (height, width), self.spec.crop_fraction)
                 geometries.append(None)
-            self._to_blob(canvas, blob, i)
+                self._painted.pop((blob.shape, i), None)
+            self._to_blob(canvas, blob, i, rows)
         return blob, geometries
 
     def _letterbox_into(self, frame: np.ndarray, plan: LetterboxPlan, height: int, width: int, slot: int) -> np.ndarray:
-        canvas = self._canvases.get((slot, height, width))
+        """Resize ``frame`` straight into its place in a reused (height, width, 3) uint8 canvas; pad as needed."""
+        key = (slot, height, width)
+        canvas = self._canvases.get(key)
         if canvas is None:
-            canvas = self._canvases[(slot, height, width)] = np.empty((height, width, 3), np.uint8)
-        pad = self.spec.pad_value
+            canvas = self._canvases[key] = np.empty((height, width, 3), np.uint8)
         rw, rh = plan.resized
         top, left = plan.top, plan.left
-        canvas[:top] = pad
-        canvas[top + rh :] = pad
-        canvas[top : top + rh, :left] = pad
-        canvas[top : top + rh, left + rw :] = pad
+        if self._painted.get(key) != plan:
+            pad = self.spec.pad_value
+            canvas[:top] = pad
+            canvas[top + rh :] = pad
+            canvas[top : top + rh, :left] = pad
+            canvas[top : top + rh, left + rw :] = pad
+            self._painted[key] = plan
         roi = canvas[top : top + rh, left : left + rw]
         if (frame.shape[1], frame.shape[0]) == (rw, rh):
             roi[...] = frame
@@ -262,32 +278,37 @@ class Preprocessor:
             blob = self._blobs[shape] = np.empty(shape, self.dtype)
         return blob
 
-    def _to_blob(self, canvas: np.ndarray, blob: np.ndarray, i: int) -> None:
-        """One HxWx3 uint8 BGR canvas -> ``blob[i]``: channel order, layout, scaling, dtype."""
+    def _to_blob(self, canvas: np.ndarray, blob: np.ndarray, i: int, rows: slice) -> None:
+        """Rows ``rows`` of one HxWx3 uint8 BGR canvas -> ``blob[i]``: channel order, layout, scaling, dtype.
+
+        Float blobs take one table lookup per pixel (see ``_luts``) written straight into the blob's planes.
+        """
         order = (2, 1, 0) if self.spec.bgr_to_rgb else (0, 1, 2)
+        band = canvas[rows]
+        nchw = self.spec.layout == "NCHW"
         if self.dtype == np.uint8:
-            if self.spec.layout == "NCHW":
+            if nchw:
                 for c, src in enumerate(order):
-                    blob[i, c] = canvas[:, :, src]
+                    blob[i, c, rows] = band[:, :, src]
             else:
-                blob[i] = canvas[:, :, list(order)] if self.spec.bgr_to_rgb else canvas
+                blob[i, rows] = band[:, :, list(order)] if self.spec.bgr_to_rgb else band
             return
         target = blob if self.dtype == np.float32 else self._float_buffer(blob.shape)
-        # x / 255, then (x - mean) / std, in float32: the same numbers as YOLOv5's and torchvision's transforms
-        if self.spec.layout == "NCHW":
-            planes = cv2.split(canvas)
+        if nchw:
+            planes = self._planes.get(band.shape[:2])
+            if planes is None:
+                planes = self._planes[band.shape[:2]] = [np.empty(band.shape[:2], np.uint8) for _ in range(3)]
+            cv2.split(band, planes)
             for c, src in enumerate(order):
-                np.divide(planes[src], np.float32(255), out=target[i, c], dtype=np.float32)
-                if self._normalise:
-                    target[i, c] -= self._mean[c]
-                    target[i, c] /= self._std[c]
+                cv2.LUT(planes[src], self._luts[c], dst=target[i, c, rows])
         else:
-            np.divide(canvas[:, :, list(order)], np.float32(255), out=target[i], dtype=np.float32)
-            if self._normalise:
-                target[i] -= self._mean
-                target[i] /= self._std
+            ordered = cv2.cvtColor(band, cv2.COLOR_BGR2RGB) if self.spec.bgr_to_rgb else band
+            cv2.LUT(ordered, self._lut3, dst=target[i, rows])
         if target is not blob:
-            blob[i] = target[i]
+            if nchw:
+                blob[i, :, rows] = target[i, :, rows]
+            else:
+                blob[i, rows] = target[i, rows]
 
     def _float_buffer(self, shape: Tuple[int, ...]) -> np.ndarray:
         buffer = self._float_blobs.get(shape)
