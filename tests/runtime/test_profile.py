@@ -139,42 +139,27 @@ def test_histogram(tiny_artifacts: Dict[str, Path], tmp_path: Path) -> None:
     assert plot_histogram(result, tmp_path / "h.png").read_bytes()[:4] == b"\x89PNG"
 
 
-def test_tensorrt_layer_profiler_on_a_stand_in(monkeypatch) -> None:
+def test_tensorrt_layer_profiler_on_a_stand_in() -> None:
     """TensorRT's documented IProfiler callback (report_layer_time(layer_name, ms), once per layer per execution)."""
-    import importlib
-    import sys
     import types
+
+    from lite_deploy.runtime.tensorrt import engine
 
     class IProfiler:
         def __init__(self) -> None:
             pass
 
-    class ILogger:
-        Severity = types.SimpleNamespace(INTERNAL_ERROR=0, ERROR=1, WARNING=2)
-
-        def __init__(self) -> None:
-            pass
-
-    monkeypatch.setitem(sys.modules, "tensorrt", types.SimpleNamespace(IProfiler=IProfiler, ILogger=ILogger))
-    name = "lite_deploy.runtime.tensorrt"
-    try:
-        module = importlib.import_module(name)
-        profiler = module._LayerProfiler()
-        for ms in (9.0, 1.0, 3.0):  # warm-up, then two timed executions
-            profiler.report_layer_time("conv1", ms)
-            profiler.report_layer_time("head", ms / 2)
-            profiler.end_run()
-        runtime = object.__new__(module.TensorRTRuntime)
-        runtime.path, runtime._profiler = Path("model.engine"), profiler
-        assert runtime.layer_times() == [LayerTime("conv1", "", 2.0), LayerTime("head", "", 1.0)]
-        runtime._profiler = None
-        with pytest.raises(ValueError, match="profiling=True"):
-            runtime.layer_times()
-    finally:
-        sys.modules.pop(name, None)
-        import lite_deploy.runtime
-
-        lite_deploy.runtime.__dict__.pop("tensorrt", None)
+    profiler = engine._layer_profiler(types.SimpleNamespace(IProfiler=IProfiler))
+    for ms in (9.0, 1.0, 3.0):  # warm-up, then two timed executions
+        profiler.report_layer_time("conv1", ms)
+        profiler.report_layer_time("head", ms / 2)
+        profiler.end_run()
+    runtime = object.__new__(engine.TensorRTRuntime)
+    runtime.path, runtime._profiler = Path("model.engine"), profiler
+    assert runtime.layer_times() == [LayerTime("conv1", "", 2.0), LayerTime("head", "", 1.0)]
+    runtime._profiler = None
+    with pytest.raises(ValueError, match="profiling=True"):
+        runtime.layer_times()
 
 
 def test_profile_modules_do_not_import_torch() -> None:
