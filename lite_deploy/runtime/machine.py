@@ -76,6 +76,51 @@ def sgemm_peak_gflops(n: int = 1024, seconds: float = 1.0) -> float:
     return 2 * n**3 / best / 1e9
 
 
+def usable_cores() -> int:
+    """CPUs this process may run on: its affinity mask, capped by a cgroup v2 CPU quota (``cpu.max``) in a container."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        cores = os.cpu_count() or 1
+    quota, _, period = _read("/sys/fs/cgroup/cpu.max").partition(" ")
+    if quota.isdigit() and period.strip().isdigit() and int(period) > 0:
+        cores = min(cores, max(1, int(quota) // int(period)))
+    return max(1, cores)
+
+
+def free_cores() -> int:
+    """Cores free for this process's compute threads now: usable cores minus the other work that is running.
+
+    Other work is the smaller of the 1-minute load average and the processes runnable at this instant besides this
+    one (``/proc/loadavg``), so a short burst and an old average both count only as much as both agree on. Also
+    capped by the physical cores (hyper-threads share one core's units). At least 1.
+    """
+    cores = min(usable_cores(), physical_cores())
+    fields = _read("/proc/loadavg").split()
+    if len(fields) < 4 or "/" not in fields[3]:
+        return cores
+    running = int(fields[3].split("/")[0]) - 1  # this process is one of them
+    busy = int(min(float(fields[0]), max(running, 0)) + 0.5)
+    return max(1, cores - busy)
+
+
+def physical_cores() -> int:
+    """Physical cores among this machine's CPUs (distinct ``physical id``/``core id`` pairs); the logical count
+    where ``/proc/cpuinfo`` does not say."""
+    pairs, physical, core = set(), "", ""
+    for line in _read("/proc/cpuinfo").splitlines() + [""]:
+        key, _, value = line.partition(":")
+        key = key.strip()
+        if key == "physical id":
+            physical = value.strip()
+        elif key == "core id":
+            core = value.strip()
+        elif not key and core:
+            pairs.add((physical, core))
+            physical, core = "", ""
+    return len(pairs) or os.cpu_count() or 1
+
+
 def peak_rss_mb() -> Optional[float]:
     """Peak resident memory of this process so far, MB (``getrusage``'s ``ru_maxrss``); ``None`` where unknown."""
     try:
