@@ -31,6 +31,7 @@ import torch
 from torch import nn
 
 from ..errors import BackendUnavailableError, ExportError
+from ..models.torch_runtime import set_torch_threads
 from ..spec import SPEC_KEY, ModelSpec, atomic_write_bytes, sidecar_path
 from .calibration import CalibrationSet, input_range
 from .float_tail import float_tail
@@ -82,6 +83,7 @@ def torch_to_tflite_int8(
     quantizer = _quantizer_class(pt2e_quantizer.PT2EQuantizer)([f"model.{name}" for name in float_modules])
     config = pt2e_quantizer.get_symmetric_quantization_config(is_per_channel=True)
     quantizer.set_global(_mean_minmax_config(config))
+    set_torch_threads()
     try:
         with torch.no_grad(), _quiet_converter():
             exported = torch.export.export(wrapped, (), sample).module()
@@ -90,6 +92,7 @@ def torch_to_tflite_int8(
                 prepared(**{spec.input_name: torch.from_numpy(blob)})
             _pin_input_range(prepared, spec)
             converted = quantize_pt2e.convert_pt2e(prepared, fold_quantize=False)
+            _to_eval(converted)
             edge = litert_torch.convert(converted, sample_kwargs=sample, quant_config=QuantConfig(pt2e_quantizer=quantizer))
     except Exception as exc:  # torch.export, torchao and the MLIR converter raise many unrelated types
         raise ExportError(f"TFLite INT8 conversion failed: {_first_error_line(exc)}") from exc
@@ -198,6 +201,17 @@ def _float_io(flatbuffer: bytes) -> bytes:
         for tensor_map in list(signature.inputs or []) + list(signature.outputs or []):
             tensor_map.tensorIndex = remap.get(tensor_map.tensorIndex, tensor_map.tensorIndex)
     return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
+
+
+def _to_eval(model: torch.fx.GraphModule) -> None:
+    """Put a converted pt2e graph in eval mode: batch-norm and dropout ops in their inference form and every
+    module's ``training`` flag off (``torch.export`` graph modules start in training mode, and litert-torch warns
+    "converted in training mode" for them)."""
+    from torchao.quantization.pt2e import move_exported_model_to_eval
+
+    move_exported_model_to_eval(model)
+    for module in model.modules():
+        module.training = False
 
 
 def module_of_node(onnx_node: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -97,10 +98,11 @@ def test_activation_ranges_are_the_mean_of_the_batches_ranges() -> None:
     assert ranges == [(-12.5, 25.0), (-12.5, 25.0)]
 
 
-def test_shufflenet_stages_convert(tmp_path: Path) -> None:
+def test_shufflenet_stages_convert(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     """The demo detector's stage inputs (channel shuffles feeding a padded stride-2 depthwise convolution and a neck
     Concat) convert: calibrated on the demo's shapes images, their ``tfl.pad`` once sat between two ranges. Every
-    backbone and neck convolution runs in int8."""
+    backbone and neck convolution runs in int8. The converted graph is in eval mode (litert-torch warned "converted
+    in training mode" for the pt2e graph module)."""
     from lite_deploy.assets import DEMO_DATA_IMGSZ, DEMO_IMGSZ, demo_weights
     from lite_deploy.data.shapes import generate_shapes
     from lite_deploy.export.describe import describe
@@ -112,6 +114,8 @@ def test_shufflenet_stages_convert(tmp_path: Path) -> None:
                     source=source)
     data = generate_shapes(tmp_path / "shapes", train=40, val=1, seed=0, imgsz=DEMO_DATA_IMGSZ, progress=False)
     calib = CalibrationSet(sorted((data.parent / "images" / "train").iterdir()), spec)
-    path = torch_to_tflite_int8(prepare_for_export(model), tmp_path / "demo.tflite", spec, calib)
+    with caplog.at_level(logging.WARNING):
+        path = torch_to_tflite_int8(prepare_for_export(model), tmp_path / "demo.tflite", spec, calib)
+    assert "training mode" not in caplog.text
     types = conv_input_types(path.read_bytes())
     assert types.count("float32") == 3 and types.count("int8") == len(types) - 3
