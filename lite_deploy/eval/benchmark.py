@@ -53,7 +53,8 @@ class BenchmarkRow:
         change: ``score`` minus the FP32 ``.pt`` model's.
         p50_ms, p99_ms: frame -> Detections (or top-k classes) latency percentiles on a 1280x720 frame, ms.
         fps: frames per second at the mean latency.
-        status: ``ok``, ``skipped: <reason>``, ``int8 export not available``, or ``<stage> failed: <message>``.
+        status: ``ok`` (``ok, timing unstable (p99/p50 N.N)`` when p99 > 3x p50), ``skipped: <reason>``,
+            ``int8 export not available``, or ``<stage> failed: <message>``.
         file: the artifact.
     """
 
@@ -293,6 +294,8 @@ def _measure(row: BenchmarkRow, path: Path, reference_score: Optional[float], *,
             row.status = f"profile failed: {_short(exc)}"
         return
     row.p50_ms, row.p99_ms, row.fps = result.latency.p50, result.latency.p99, result.fps
+    if result.latency.unstable and row.status == "ok":
+        row.status = f"ok, timing {result.latency.flag()}"
 
 
 def _score(path: Path, data: Any, task: str, imgsz: Optional[int], progress: bool) -> float:
@@ -329,11 +332,13 @@ def plot_benchmark(rows: Sequence[BenchmarkRow], path: Union[str, Path]) -> Path
         for r in scored:
             ax.scatter(r.p50_ms, r.score, marker=markers[r.target], color=colours[r.precision], s=70,
                        label=f"{r.target} {r.precision}", alpha=0.8)
+            ax.annotate(f"{r.target} {r.precision}", (r.p50_ms, r.score), xytext=(5, 4), textcoords="offset points",
+                        fontsize=7)
         scores = [r.score for r in scored]
         ax.set_ylim(max(0.0, min(scores) - 0.02), min(1.0, max(scores) + 0.02))
-        ax.set_xlim(left=0)
+        ax.set_xscale("log")  # a slow .pt next to ms-fast artifacts: ratios stay readable
         ax.legend(fontsize=8, loc="best")
-        ax.set(xlabel="p50 latency, frame -> result (ms)", ylabel=metric, title=f"latency vs {metric}")
+        ax.set(xlabel="p50 latency, frame -> result (ms, log scale)", ylabel=metric, title=f"latency vs {metric}")
     else:
         labels = [f"{r.target} {r.precision}" for r in timed]
         ax.barh(labels, [r.p50_ms for r in timed], color=[colours[r.precision] for r in timed])

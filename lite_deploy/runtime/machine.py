@@ -6,11 +6,13 @@ Linux files are read where they exist (``/proc/cpuinfo``, ``/proc/device-tree/mo
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Dict, Optional, Union
@@ -74,6 +76,44 @@ def sgemm_peak_gflops(n: int = 1024, seconds: float = 1.0) -> float:
         best = min(best, time.perf_counter() - tic)
         count += 1
     return 2 * n**3 / best / 1e9
+
+
+def matmul_peak_gflops(cache_dir: Optional[Union[str, Path]] = None) -> float:
+    """This machine's float32 matmul rate, measured once and cached: the median of 5 short runs of
+    :func:`sgemm_peak_gflops`, so one run on a busy moment does not become the reference.
+
+    The cache is a JSON file ``matmul-peak.json`` in ``cache_dir`` (default ``$XDG_CACHE_HOME/lite-deploy`` or
+    ``~/.cache/lite-deploy``), keyed by CPU model, usable cores and the BLAS thread variables; written atomically.
+    An unwritable cache only costs the measurement next time.
+
+    Returns:
+        GFLOP/s.
+    """
+    folder = Path(cache_dir) if cache_dir is not None else Path(
+        os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "lite-deploy"
+    path = folder / "matmul-peak.json"
+    threads = ",".join(f"{k}={os.environ[k]}" for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+                       if k in os.environ)
+    key = f"{_cpu_model() or platform.machine()} | {usable_cores()} cpus | {threads or 'default threads'}"
+    try:
+        cache = json.loads(path.read_text())
+        if not isinstance(cache, dict):
+            cache = {}
+    except (OSError, ValueError):
+        cache = {}
+    value = cache.get(key)
+    if isinstance(value, (int, float)) and value > 0:
+        return float(value)
+    gflops = float(np.median([sgemm_peak_gflops(seconds=0.2) for _ in range(5)]))
+    cache[key] = round(gflops, 2)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile("w", dir=folder, prefix=".matmul-peak.", delete=False) as tmp:
+            json.dump(cache, tmp, indent=1, sort_keys=True)
+        os.replace(tmp.name, path)
+    except OSError:
+        pass
+    return gflops
 
 
 def usable_cores() -> int:

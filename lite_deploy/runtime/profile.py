@@ -28,11 +28,12 @@ from ..spec import atomic_write_bytes
 from .base import LayerTime, backend_for, load_runtime, runtime_class
 from .detector import Classifier, Detector
 from .flops import model_gflops
-from .machine import device_facts, peak_rss_mb, sgemm_peak_gflops
+from .machine import device_facts, matmul_peak_gflops, peak_rss_mb
 
 STAGES = ("pre", "infer", "post")
 FRAME_SHAPE = (720, 1280)  # height, width of the generated frame
 TOP_LAYERS = 10
+UNSTABLE_RATIO = 3.0  # p99 / p50 above which a timing is flagged unstable
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,16 @@ class LatencyStats:
             raise ValueError("no latency samples")
         p50, p90, p99 = np.percentile(a, [50, 90, 99])
         return cls(float(a.mean()), float(p50), float(p90), float(p99), float(a.min()), float(a.max()))
+
+    @property
+    def unstable(self) -> bool:
+        """Whether the timing is too unsteady to quote: p99 more than :data:`UNSTABLE_RATIO` times p50 (another
+        job on the machine, thermal throttling, swapping)."""
+        return self.p99 > UNSTABLE_RATIO * self.p50
+
+    def flag(self) -> str:
+        """``"unstable (p99/p50 N.N)"`` for an unstable timing, else ``""``."""
+        return f"unstable (p99/p50 {self.p99 / self.p50:.1f})" if self.unstable and self.p50 > 0 else ""
 
 
 @dataclass
@@ -137,7 +148,8 @@ class ProfileResult:
             f"{'latency ms':<14}" + "".join(f"{k:>9}" for k in ("mean", "p50", "p90", "p99", "min", "max")),
         ]
         for label, s in [("end-to-end", lat)] + [(f"  {k}", st[k]) for k in STAGES]:
-            lines.append(f"{label:<14}" + "".join(f"{v:9.2f}" for v in (s.mean, s.p50, s.p90, s.p99, s.min, s.max)))
+            lines.append((f"{label:<14}" + "".join(f"{v:9.2f}" for v in (s.mean, s.p50, s.p90, s.p99, s.min, s.max))
+                          + f"  {s.flag()}").rstrip())
         rss = "unknown" if self.peak_rss_mb is None else f"{self.peak_rss_mb:.0f} MB"
         lines += [
             "",
@@ -163,7 +175,7 @@ class ProfileResult:
             if self.achieved_gflops is not None:
                 text += f" -> {self.achieved_gflops:.3g} GFLOP/s achieved in inference"
         if self.sgemm_gflops is not None:
-            text += f"; numpy float32 matmul peak {self.sgemm_gflops:.1f} GFLOP/s"
+            text += f"; numpy float32 matmul peak {self.sgemm_gflops:.1f} GFLOP/s (measured once here, cached)"
             if self.achieved_gflops is not None:
                 text += f" ({100 * self.achieved_gflops / self.sgemm_gflops:.0f}% of it)"
         return text
@@ -215,7 +227,8 @@ def profile(
         imgsz: network input size for models with a dynamic height/width (detectors and classifiers).
         layers: run the backend's per-layer profiler (ONNX Runtime, OpenVINO, TensorRT).
         layer_runs: inferences profiled per layer (after one untimed inference).
-        peak: measure the numpy float32 matrix-multiply rate (about a second).
+        peak: give the numpy float32 matrix-multiply rate (measured about a second once per machine, then cached;
+            see :func:`~lite_deploy.runtime.machine.matmul_peak_gflops`).
         facts: read the device facts.
         gflops: the model's GFLOPs per frame when known otherwise; default: counted from its graph.
         gflops_source: where a given ``gflops`` comes from, for the report.
@@ -277,7 +290,7 @@ def profile(
     else:
         result.layer_note = "not measured"
     if peak:
-        result.sgemm_gflops = sgemm_peak_gflops()
+        result.sgemm_gflops = matmul_peak_gflops()
     if facts:
         result.device = device_facts()
     return result

@@ -184,3 +184,41 @@ def test_classifier_checkpoint_is_timed_at_imgsz(tmp_path: Path) -> None:
     weights = save_checkpoint(build_classifier("shufflenetv2_x0_5", 6).eval(), tmp_path / "cls.pt", imgsz=64)
     result = profile(weights, imgsz=96, runs=2, warmup=0, layers=False, peak=False, facts=False)
     assert result.input_shape[2:] == [96, 96]
+
+
+def test_matmul_peak_is_measured_once_per_machine(tmp_path: Path, monkeypatch) -> None:
+    from lite_deploy.runtime import machine
+
+    rates = iter([50.0, 10.0, 90.0, 60.0, 55.0, 1.0, 1.0, 1.0, 1.0, 1.0])
+    calls = []
+    monkeypatch.setattr(machine, "sgemm_peak_gflops", lambda **kw: calls.append(kw) or next(rates))
+    first = machine.matmul_peak_gflops(tmp_path)
+    assert first == 55.0 and len(calls) == 5  # the median of 5 quick runs, not the best or the last one
+    assert machine.matmul_peak_gflops(tmp_path) == 55.0 and len(calls) == 5  # the second profile reads the cache
+    cache = json.loads((tmp_path / "matmul-peak.json").read_text())
+    assert list(cache.values()) == [55.0] and "cpus" in next(iter(cache))
+    assert [p.name for p in tmp_path.iterdir()] == ["matmul-peak.json"]  # no temporary file left
+    (tmp_path / "matmul-peak.json").write_text("{not json")  # a damaged cache is measured again, not an error
+    assert machine.matmul_peak_gflops(tmp_path) == 1.0
+
+
+def test_unstable_timings_are_flagged(tiny_artifacts: Dict[str, Path], tmp_path: Path, monkeypatch) -> None:
+    import dataclasses
+
+    from lite_deploy.eval import benchmark as bench
+
+    steady = LatencyStats.of([10.0] * 99 + [12.0])
+    jumpy = LatencyStats.of([10.0] * 97 + [400.0] * 3)
+    assert not steady.unstable and steady.flag() == ""
+    assert jumpy.unstable and jumpy.flag() == "unstable (p99/p50 40.0)"
+    result = profile(tiny_artifacts["onnx"], runs=4, warmup=1, layers=False, peak=False, facts=False)
+    result.latency = jumpy
+    result.stages = dict(result.stages, infer=jumpy)
+    lines = result.table().splitlines()
+    assert [line.split()[0] for line in lines if line.endswith("unstable (p99/p50 40.0)")] == ["end-to-end", "infer"]
+    # the benchmark table's status says so too
+    monkeypatch.setattr("lite_deploy.runtime.profile.profile", lambda *a, **k: dataclasses.replace(result))
+    row = bench.BenchmarkRow("onnx", "fp32")
+    bench._measure(row, tiny_artifacts["onnx"], None, task="detect", data=None, imgsz=64, runs=4, warmup=1,
+                   threads=None, progress=False)
+    assert row.status == "ok, timing unstable (p99/p50 40.0)"
