@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pytest
 import torch
@@ -28,9 +30,22 @@ TORCHVISION = {
     "mobilenetv2": torchvision.models.mobilenet_v2,
     "shufflenetv2_x0_5": torchvision.models.shufflenet_v2_x0_5,
     "shufflenetv2_x1_0": torchvision.models.shufflenet_v2_x1_0,
+    "shufflenetv2_x1_5": torchvision.models.shufflenet_v2_x1_5,
+    "shufflenetv2_x2_0": torchvision.models.shufflenet_v2_x2_0,
     "squeezenet1_1": torchvision.models.squeezenet1_1,
+    **{f"mobilenetv2_x{w}".replace(".", "_"): functools.partial(torchvision.models.mobilenet_v2, width_mult=w)
+       for w in (0.35, 0.5, 0.75, 1.4)},
 }
-DETECTOR_CFGS = ("shufflenetv2-gsconvns", "mobilenetv2-gsconvns", "efficientnetv2-yolov5", "squeezenet-yolov5")
+WIDTH_CFGS = {  # detector config -> the torchvision classifier whose backbone it holds
+    "shufflenetv2-x1_5-gsconvns": "shufflenetv2_x1_5",
+    "shufflenetv2-x2_0-gsconvns": "shufflenetv2_x2_0",
+    "mobilenetv2-x0_35-gsconvns": "mobilenetv2_x0_35",
+    "mobilenetv2-x0_5-gsconvns": "mobilenetv2_x0_5",
+    "mobilenetv2-x0_75-gsconvns": "mobilenetv2_x0_75",
+    "mobilenetv2-x1_4-gsconvns": "mobilenetv2_x1_4",
+}
+DETECTOR_CFGS = ("shufflenetv2-gsconvns", "mobilenetv2-gsconvns", "efficientnetv2-yolov5", "squeezenet-yolov5",
+                 *WIDTH_CFGS)
 
 
 @pytest.fixture(autouse=True)
@@ -62,7 +77,9 @@ def textbook_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
 
 def test_list_classifiers_and_unknown_arch():
     assert list_classifiers() == sorted(
-        ["mobilenetv2", "shufflenetv1_g3", "shufflenetv2_x0_5", "shufflenetv2_x1_0", "squeezenet1_1"]
+        ["mobilenetv2", "mobilenetv2_x0_35", "mobilenetv2_x0_5", "mobilenetv2_x0_75", "mobilenetv2_x1_4",
+         "shufflenetv1_g3", "shufflenetv2_x0_5", "shufflenetv2_x1_0", "shufflenetv2_x1_5", "shufflenetv2_x2_0",
+         "squeezenet1_1"]
     )
     with pytest.raises(ValueError, match="unknown classifier 'resnet50'; choose one of: mobilenetv2"):
         build_classifier("resnet50", 10)
@@ -240,7 +257,9 @@ def test_detector_yaml_builds_and_runs(cfg):
     "cfg,arch,slices",
     [("mobilenetv2-gsconvns", "mobilenetv2", [(0, 7), (7, 14), (14, 18)]),
      ("shufflenetv2-gsconvns", "shufflenetv2_x1_0", None),
-     ("squeezenet-yolov5", "squeezenet1_1", None)],
+     ("squeezenet-yolov5", "squeezenet1_1", None),
+     *((cfg, arch, [(0, 7), (7, 14), (14, 18)] if arch.startswith("mobilenet") else None)
+       for cfg, arch in WIDTH_CFGS.items())],
 )
 def test_torchvision_weights_into_detector(cfg, arch, slices):
     reference = random_torchvision(arch)

@@ -185,3 +185,7 @@ class MobileNetV2Features(TorchvisionSlice):
 
 
 register_classifier("mobilenetv2", MobileNetV2Classifier)
+# the width multipliers of the MobileNetV2 paper's Table 6 (torchvision: mobilenet_v2(width_mult=...))
+for _width in (0.35, 0.5, 0.75, 1.4):
+    register_classifier(f"mobilenetv2_x{_width}".replace(".", "_"),
+                        lambda _w=_width, **kw: MobileNetV2Classifier(width_mult=_w, **kw))
