@@ -273,8 +273,10 @@ def test_val_agrees_with_yolov5_protocol(demo_set: Path, rect: bool) -> None:
                                + ("" if not rect else f": long side {DEMO_IMGSZ}, pad 0.5 stride)"))
 
 
-def test_single_label_scores_lower_than_multi_label(demo_set: Path) -> None:
-    """At conf 0.001 multi-label NMS adds each box's runner-up classes; single-label loses them (val.py's gap)."""
+def test_single_label_differs_from_multi_label(demo_set: Path) -> None:
+    """At conf 0.001 multi-label NMS adds each box's runner-up classes. On this set single-label loses them and
+    scores lower, as in val.py's gap; on others the extra boxes can cost a little instead (the demo's 400 images at
+    320: 0.755 multi, 0.756 single), so the option matters both ways."""
     pytest.importorskip("pycocotools")
     from lite_deploy.assets import DEMO_IMGSZ, demo_weights
 
