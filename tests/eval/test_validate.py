@@ -288,3 +288,14 @@ def test_single_label_differs_from_multi_label(demo_set: Path) -> None:
     dets, truth = yolov5_detections(demo_weights(), ds, DEMO_IMGSZ, multi_label=False)
     want50, want = pycocotools_map(dets, truth, ds.nc)
     assert single["map50"] == pytest.approx(want50, abs=0.001) and single["map50_95"] == pytest.approx(want, abs=0.001)
+
+
+def test_rect_needs_a_model_of_any_input_shape(shapes_val: Path, yolov5_fixtures: Path) -> None:
+    from lite_deploy.errors import LiteDeployError
+
+    onnx_path = yolov5_fixtures / "yolov5n-v7-nc80.export-opset12.onnx"
+    with pytest.raises(LiteDeployError, match="takes fixed 640x640 inputs.*drop --rect"):
+        validate(str(onnx_path), shapes_val, rect=True, progress=False, verbose=False)
+    ds = YoloDataset.from_yaml(shapes_val)
+    with pytest.raises(ValueError, match="rect needs a model path"):
+        validate(NoisyOracle(ds, noise=0.0), ds, rect=True, progress=False, verbose=False)
