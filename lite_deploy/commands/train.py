@@ -1,17 +1,22 @@
 """``lite-deploy train``: train a detector of the zoo on a YOLO dataset (YOLOv5's recipe; CenterNet's loss for
-CenterNet configs), or with ``--task classify`` a classifier on an image-folder dataset."""
+CenterNet configs), or with ``--task classify`` a classifier on an image-folder dataset.
+
+Detectors train on one CPU or GPU, or with DDP on several: ``--device 0,1,2,3`` starts one process per GPU through
+torchrun, and ``torchrun ... -m lite_deploy train ...`` (multi-node too) runs it directly; ``--batch`` is the
+global batch."""
 
 from __future__ import annotations
 
 import argparse
+from typing import List
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register ``train``."""
     parser = subparsers.add_parser("train", help="train a detector on a YOLO dataset", description=__doc__)
     parser.add_argument("--task", choices=("detect", "classify"), default="detect",
-                        help="detect (default) or classify (mobilenetv2, shufflenetv2_x0_5, shufflenetv2_x1_0, "
-                             "shufflenetv1_g3, squeezenet1_1 on an image folder)")
+                        help="detect (default) or classify (mobilenetv2, mobilenetv2_x0_35 ... _x1_4, "
+                             "shufflenetv2_x0_5 ... _x2_0, shufflenetv1_g3, squeezenet1_1 on an image folder)")
     parser.add_argument("--cfg", help="model config: bundled name (see `lite-deploy info --list`) or yaml file; "
                                       "classify: the architecture")
     parser.add_argument("--data", help="YOLO data.yaml; classify: image folder with train/ and val/, a sub-folder "
@@ -20,9 +25,18 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                                           "classify: torchvision .pth or lite-deploy checkpoint of the architecture")
     parser.add_argument("--epochs", type=int, default=100, help="epochs (default 100)")
     parser.add_argument("--imgsz", type=int, default=320, help="square input size in pixels (default 320)")
-    parser.add_argument("--batch", type=int, default=16, help="images per iteration (default 16)")
+    parser.add_argument("--batch", type=int, default=16,
+                        help="images per iteration over all processes (the global batch; default 16)")
     parser.add_argument("--workers", type=int, default=2, help="data loading processes (default 2)")
-    parser.add_argument("--device", help="cpu, cuda, cuda:0 ... (default: CUDA when available)")
+    parser.add_argument("--device", help="cpu, 0, cuda:0, or 0,1,2,3 for DDP on those GPUs via torchrun "
+                                         "(default: CUDA when available)")
+    parser.add_argument("--backbone-weights", metavar="PTH",
+                        help="torchvision ImageNet state_dict (.pth) for the backbone of --cfg (detect)")
+    parser.add_argument("--freeze", metavar="N|backbone",
+                        help="do not train the first N yaml layers, or the backbone (detect)")
+    parser.add_argument("--freeze-epochs", type=int, default=0,
+                        help="unfreeze after this many epochs (default 0: frozen for the whole run)")
+    parser.add_argument("--sync-bn", action="store_true", help="SyncBatchNorm across DDP processes (GPUs only)")
     parser.add_argument("--project", default="runs/train", help="folder of runs (default runs/train)")
     parser.add_argument("--name", default="exp", help="run name (default exp; exp2, exp3 ... when taken)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
@@ -38,14 +52,31 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--ema-tau", type=float, default=2000.0,
                         help="optimizer steps over which the weight average's decay ramps up (default 2000, as YOLOv5)")
     parser.add_argument("--resume", metavar="LAST", help="continue an interrupted run (its weights/last.pt or folder)")
-    parser.set_defaults(func=_run)
+    parser.set_defaults(func=_run, parser=parser)
+
+
+def _argv(args: argparse.Namespace) -> List[str]:
+    """The command line of ``args`` without ``--device`` (for the torchrun processes)."""
+    argv: List[str] = []
+    for action in args.parser._actions:
+        value = getattr(args, action.dest, None)
+        if not action.option_strings or action.dest in ("help", "device") or value == action.default:
+            continue
+        flag = action.option_strings[-1]
+        argv += [flag] if isinstance(action, argparse._StoreTrueAction) else [flag, str(value)]
+    return argv
 
 
 def _run(args: argparse.Namespace) -> int:
     if args.task == "classify":
         return _classify(args)
     from ..train.centernet import train_detector as train
+    from ..train.distributed import context_from_env, launch, parse_devices
     from ..train.trainer import TrainConfig
+
+    devices = parse_devices(args.device)
+    if devices and len(devices) > 1 and not context_from_env().distributed:
+        return launch(_argv(args), devices)
 
     if args.resume:
         results = train(resume=args.resume)
@@ -59,8 +90,12 @@ def _run(args: argparse.Namespace) -> int:
             nominal_batch=max(args.nominal_batch, args.batch), warmup_epochs=args.warmup_epochs,
             val_every=args.val_every, optimizer=args.optimizer, ema_tau=args.ema_tau,
             warmup_bias_lr=0.0 if args.optimizer == "AdamW" else TrainConfig.warmup_bias_lr,
+            backbone_weights=args.backbone_weights, freeze=args.freeze, freeze_epochs=args.freeze_epochs,
+            sync_bn=args.sync_bn,
         )
         results = train(config)
+    if not results:  # a DDP rank other than 0
+        return 0
     print(
         f"mAP50 {results['map50']:.3f}  mAP50-95 {results['map50_95']:.3f}  best: {results['best']}  "
         f"last: {results['last']}"

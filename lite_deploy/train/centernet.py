@@ -130,6 +130,7 @@ class CenterNetTrainer(Trainer):
     """
 
     loss_names = ("hm", "wh", "offset")
+    loss_sums_images = False  # per-batch means: DDP's gradient average is already the global batch's
 
     def build_model(self, names: Tuple[str, ...]) -> nn.Module:
         """The model to train (see :meth:`Trainer.build_model`); it must end in a CenterNet head."""

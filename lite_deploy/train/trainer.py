@@ -8,6 +8,20 @@ while momentum rises from ``warmup_momentum``, then a linear (or cosine) decay t
 clipped at 10; an exponential moving average of the weights (decay ``0.9999 * (1 - exp(-updates / 2000))``) that
 is validated and saved. Mixed precision on CUDA only.
 
+Devices and processes (:mod:`lite_deploy.train.distributed`): one CPU or GPU, or DDP processes started by
+``torchrun``. ``batch`` is the global batch: each of the ``world_size`` processes loads ``batch / world_size``
+images per iteration from its shard of a :class:`~torch.utils.data.DistributedSampler` (reshuffled each epoch with
+``set_epoch``), DDP sums the shards' gradients (the YOLO loss is a per-image sum, so each process's loss is scaled
+by ``world_size`` against DDP's averaging), and accumulation to ``nominal_batch`` counts global batches. Rank 0
+alone keeps the EMA, validates and writes files; the others wait at a barrier. Every rank resumes from the same
+``last.pt``. ``sync_bn`` turns BatchNorm into SyncBatchNorm (GPUs only) so statistics span the global batch.
+
+Transfer learning: ``backbone_weights`` loads a torchvision ImageNet ``.pth`` into the backbone layers
+(:func:`~lite_deploy.models.backbones.load_torchvision_backbone`, which reports what was loaded and what stays
+random); ``freeze`` (``"backbone"`` or the first ``N`` yaml layers) keeps those parameters out of every optimizer
+step, for ``freeze_epochs`` epochs or, with 0, the whole run. Frozen parameters get no update at all (no
+momentum, no weight decay); their BatchNorm running statistics still follow the data, as in YOLOv5.
+
 Each epoch the EMA model is written to ``weights/last.pt`` in the project's checkpoint format and that file is
 validated exactly as ``lite-deploy val`` does it (the runtime's ``.pt`` backend: export-mode model, the runtime's
 letterbox, decoding and NMS, conf 0.001, IoU 0.6); ``weights/best.pt`` keeps the epoch of best fitness
@@ -17,6 +31,7 @@ the raw weights, optimizer and EMA state so an interrupted run can be resumed; i
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import io
@@ -32,9 +47,10 @@ import torch
 from torch import nn
 
 from ..data.yolo import YoloDataset, load_data_config
-from ..errors import CheckpointError
+from ..errors import CheckpointError, ConfigError
 from ..spec import atomic_write_bytes
 from .data import AugmentConfig, TrainDataset
+from .distributed import DistContext, context_from_env, init_process_group, resolve_device, shutdown
 from .loss import ANCHOR_T, BOX_GAIN, CLS_GAIN, OBJ_GAIN, DetectionLoss, scaled_loss_gains
 
 LOGGER = logging.getLogger(__name__)
@@ -54,11 +70,12 @@ class TrainConfig:
             shape are transferred, so the class count may differ.
         epochs: training epochs.
         imgsz: square training and validation size in pixels (a multiple of the model stride).
-        batch: images per iteration.
-        workers: DataLoader worker processes.
+        batch: images per iteration, over all processes (the global batch; a multiple of the process count).
+        workers: DataLoader worker processes (per training process).
         project: folder of runs.
         name: run name; ``name``, ``name2``, ... when taken.
-        device: ``cpu``, ``cuda``, ``cuda:0`` ...; default CUDA when available.
+        device: ``cpu``, ``0``, ``cuda:0``, or under torchrun ``0,1,...`` (one GPU per local rank); default the
+            local rank's CUDA GPU when available.
         seed: seed of weights init, shuffling and augmentation.
         optimizer: ``SGD`` or ``AdamW``.
         lr0: initial learning rate.
@@ -80,6 +97,10 @@ class TrainConfig:
             suits runs of many thousand steps; a short run wants a fraction of its steps).
         val_batch: frames per validation call.
         val_every: validate (and consider for ``best.pt``) every this many epochs, and always after the last.
+        backbone_weights: torchvision ImageNet ``.pth`` state_dict loaded into the backbone (a new run only).
+        freeze: ``"backbone"`` or ``"N"``: the parameters of the model's first N yaml layers are not trained.
+        freeze_epochs: epochs the freeze lasts; 0: the whole run.
+        sync_bn: SyncBatchNorm across the DDP processes (CUDA only).
     """
 
     data: str
@@ -112,6 +133,10 @@ class TrainConfig:
     ema_tau: float = 2000.0
     val_batch: int = 8
     val_every: int = 1
+    backbone_weights: Optional[str] = None
+    freeze: Optional[str] = None
+    freeze_epochs: int = 0
+    sync_bn: bool = False
 
     def to_dict(self) -> Dict[str, Any]:
         """Plain-data form."""
@@ -213,6 +238,22 @@ def transfer_weights(model: nn.Module, source: Dict[str, torch.Tensor], skip_anc
     return len(take), [k for k in own if k not in take]
 
 
+def frozen_layers(model: nn.Module, freeze: Optional[str]) -> int:
+    """How many leading yaml layers ``freeze`` names: ``"backbone"`` -> the yaml's backbone length, ``"N"`` -> N.
+
+    Raises:
+        ConfigError: ``freeze`` is neither, or N leaves no layer to train.
+    """
+    if not freeze:
+        return 0
+    layers = len(model.model)
+    count = len(model.yaml["backbone"]) if freeze == "backbone" else int(freeze) if freeze.isdigit() else -1
+    if not 0 < count < layers:
+        raise ConfigError(f"--freeze {freeze!r}: give 'backbone' or a layer count from 1 to {layers - 1} "
+                          f"(this model has {layers} yaml layers)")
+    return count
+
+
 def fitness(metrics: Dict[str, Any]) -> float:
     """YOLOv5's model selection score: ``0.1 * mAP50 + 0.9 * mAP50-95``."""
     return 0.1 * max(metrics["map50"], 0.0) + 0.9 * max(metrics["map50_95"], 0.0)
@@ -229,7 +270,8 @@ class Trainer:
     def __init__(self, config: TrainConfig, *, progress: bool = True) -> None:
         self.config = config
         self.progress = progress
-        self.device = torch.device(config.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.ctx: DistContext = context_from_env()
+        self.device = resolve_device(config.device, self.ctx)
         self.save_dir: Path = Path()
         self.start_epoch = 0
         self.best_fitness = -1.0
@@ -268,6 +310,7 @@ class Trainer:
     # ------------------------------------------------------------------------------------------------------------
 
     loss_names: Tuple[str, ...] = ("box", "obj", "cls")  # the parts of the loss, as logged
+    loss_sums_images = True  # the loss is a sum over the batch's images (scaled by world_size under DDP)
 
     def make_loss(self, model: nn.Module) -> Callable[[Any, torch.Tensor], Tuple[torch.Tensor, torch.Tensor]]:
         """The training loss: ``(model outputs, labels) -> (loss, parts)``.
@@ -303,6 +346,15 @@ class Trainer:
             raise ValueError("give a model config (--cfg) or starting weights (--weights)")
         if getattr(model, "task", "") != "detect":
             raise ValueError(f"{cfg or weights} is not a detector; train classifiers elsewhere")
+        if self.config.backbone_weights and self._resume_state is None:
+            from ..models.backbones import load_torchvision_backbone
+
+            try:
+                report = load_torchvision_backbone(model, self.config.backbone_weights)
+            except ValueError as exc:  # the model has no torchvision backbone layers
+                raise ConfigError(f"--backbone-weights: {exc}") from None
+            if self.ctx.is_main:
+                LOGGER.info("backbone weights %s: %s", self.config.backbone_weights, report.summary())
         model.names = dict(enumerate(names))
         stride = int(max(model.stride))
         if self.config.imgsz % stride:
@@ -318,25 +370,50 @@ class Trainer:
         return path
 
     def run(self) -> Dict[str, Any]:
-        """Train; returns the final validation results plus ``save_dir``, ``best`` and ``last`` paths."""
-        from torch.utils.data import DataLoader
+        """Train; returns the final validation results plus ``save_dir``, ``best`` and ``last`` paths (rank 0; the
+        other DDP ranks return an empty dict). The process group of a torchrun run is left on every exit."""
+        if self.ctx.distributed:
+            init_process_group(self.ctx, self.device)
+        try:
+            return self._train()
+        finally:
+            shutdown()
+
+    def _train(self) -> Dict[str, Any]:
+        from torch.nn.parallel import DistributedDataParallel
+        from torch.utils.data import DataLoader, DistributedSampler
         from tqdm import tqdm
 
         from ..eval.validate import validate
 
-        cfg = self.config
+        cfg, ctx = self.config, self.ctx
+        if cfg.batch % ctx.world_size:
+            raise ConfigError(f"--batch {cfg.batch} is the global batch: make it a multiple of the "
+                              f"{ctx.world_size} training processes")
+        if cfg.sync_bn and ctx.distributed and self.device.type != "cuda":
+            raise ConfigError("--sync-bn needs CUDA GPUs (torch's SyncBatchNorm runs on GPUs only); drop it on CPU")
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True
         torch.manual_seed(cfg.seed)
         data = load_data_config(cfg.data)
         train_set = YoloDataset(data.splits["train"], data.names, what=f"{data.yaml_path} [train]")
         val_set = YoloDataset(data.splits["val"], data.names, what=f"{data.yaml_path} [val]")
         model = self.build_model(data.names)
+        torch.manual_seed(cfg.seed + ctx.rank)  # each rank its own augmentation draws
         if self._resume_state is None:
-            self.save_dir = self._new_save_dir()
+            self.save_dir = self._new_save_dir() if ctx.is_main else Path()
+            if ctx.distributed:
+                shared = [str(self.save_dir)]
+                torch.distributed.broadcast_object_list(shared, src=0)
+                self.save_dir = Path(shared[0])
         weights_dir = self.save_dir / "weights"
         dataset = TrainDataset(train_set, cfg.imgsz, augment=True, config=cfg.augment)
+        sampler = DistributedSampler(dataset, num_replicas=ctx.world_size, rank=ctx.rank, shuffle=True,
+                                     seed=cfg.seed)
         loader = DataLoader(
-            dataset, batch_size=cfg.batch, shuffle=True, num_workers=cfg.workers, collate_fn=TrainDataset.collate,
-            persistent_workers=cfg.workers > 0, generator=torch.Generator().manual_seed(cfg.seed + self.start_epoch),
+            dataset, batch_size=cfg.batch // ctx.world_size, sampler=sampler, num_workers=cfg.workers,
+            collate_fn=TrainDataset.collate, persistent_workers=cfg.workers > 0,
+            pin_memory=self.device.type == "cuda",
         )
         nb = len(loader)
         accumulate = max(round(cfg.nominal_batch / cfg.batch), 1)
@@ -344,66 +421,79 @@ class Trainer:
         optimizer = make_optimizer(model, cfg.lr0, cfg.momentum, weight_decay, cfg.optimizer)
         lf = lr_lambda(cfg.epochs, cfg.lrf, cfg.cos_lr)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda=lf)
-        ema = ModelEMA(model, tau=cfg.ema_tau)
+        ema = ModelEMA(model, tau=cfg.ema_tau) if ctx.is_main else None
         if self._resume_state is not None:
             optimizer.load_state_dict(self._resume_state["optimizer"])
-            ema.ema.load_state_dict(self._resume_state["ema"])
-            ema.updates = int(self._resume_state["ema_updates"])
+            if ema is not None:
+                ema.ema.load_state_dict(self._resume_state["ema"])
+                ema.updates = int(self._resume_state["ema_updates"])
             scheduler.last_epoch = self.start_epoch - 1
             LOGGER.info("resuming %s from epoch %d", self.save_dir, self.start_epoch + 1)
         loss_fn = self.make_loss(model)
+        loss_scale = ctx.world_size if self.loss_sums_images else 1  # DDP averages gradients over the ranks
+        n_frozen = frozen_layers(model, cfg.freeze)
+        frozen = [p for name, p in model.named_parameters()
+                  if name.startswith(tuple(f"model.{i}." for i in range(n_frozen)))]
+        train_model: nn.Module = model
+        if ctx.distributed:
+            if cfg.sync_bn:  # the EMA (already copied) keeps plain BatchNorm; the parameters are shared
+                train_model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+            train_model = DistributedDataParallel(
+                train_model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
         amp = self.device.type == "cuda"
         scaler = torch.amp.GradScaler("cuda", enabled=amp)
         warmup_iters = max(round(cfg.warmup_epochs * nb), 100) if cfg.warmup_epochs > 0 else -1
         last_step = -1
         results: Dict[str, Any] = {}
-        LOGGER.info("training %s for %d epochs on %s (%d images, batch %d x %d accumulated), results in %s",
-                    cfg.cfg or cfg.weights, cfg.epochs, self.device, len(train_set), cfg.batch, accumulate,
-                    self.save_dir)
+        if ctx.is_main:
+            LOGGER.info("training %s for %d epochs on %s x %d (%d images, global batch %d x %d accumulated%s), "
+                        "results in %s", cfg.cfg or cfg.weights, cfg.epochs, self.device.type, ctx.world_size,
+                        len(train_set), cfg.batch, accumulate,
+                        f", {len(frozen)} parameters of {n_frozen} layers frozen" if frozen else "", self.save_dir)
         for epoch in range(self.start_epoch, cfg.epochs):
             model.train()
+            sampler.set_epoch(epoch)
+            freezing = bool(frozen) and (cfg.freeze_epochs <= 0 or epoch < cfg.freeze_epochs)
             if cfg.close_mosaic and epoch == cfg.epochs - cfg.close_mosaic:
                 dataset.config = dataclasses.replace(cfg.augment, mosaic=0.0)
             mean_loss = torch.zeros(3)
             optimizer.zero_grad()
             start = time.perf_counter()
-            bar = tqdm(loader, total=nb, disable=not self.progress,
+            bar = tqdm(loader, total=nb, disable=not (self.progress and ctx.is_main),
                        desc=f"{epoch + 1}/{cfg.epochs}", bar_format="{l_bar}{bar:10}{r_bar}")
             for i, (images, targets) in enumerate(bar):
                 ni = i + nb * epoch
                 images = images.to(self.device, non_blocking=True, memory_format=torch.channels_last).float() / 255
                 if ni <= warmup_iters:
                     accumulate = self._warmup(optimizer, ni, warmup_iters, lf(epoch), cfg.batch)
-                with torch.autocast(self.device.type, enabled=amp):
-                    loss, parts = loss_fn(model(images), targets)
-                scaler.scale(loss).backward()
-                if ni - last_step >= accumulate:
+                step = ni - last_step >= accumulate
+                sync = contextlib.nullcontext() if step or not ctx.distributed else train_model.no_sync()
+                with sync:
+                    with torch.autocast(self.device.type, enabled=amp):
+                        loss, parts = loss_fn(train_model(images), targets)
+                    scaler.scale(loss * loss_scale).backward()
+                if step:
+                    for p in frozen if freezing else ():
+                        p.grad = None  # the optimizer skips parameters without a gradient
                     scaler.unscale_(optimizer)
                     nn.utils.clip_grad_norm_(model.parameters(), max_norm=MAX_GRAD_NORM)
                     scaler.step(optimizer)
                     scaler.update()
                     optimizer.zero_grad()
-                    ema.update(model)
+                    if ema is not None:
+                        ema.update(model)
                     last_step = ni
                 mean_loss = (mean_loss * i + parts.cpu()) / (i + 1)
                 bar.set_postfix(**{k: f"{v:.4f}" for k, v in zip(self.loss_names, mean_loss)},
                                 inst=int(targets.shape[0]))
             scheduler.step()
             train_seconds = time.perf_counter() - start
-            self._save(ema, model, optimizer, epoch, {}, improved=False)
-            if (epoch + 1) % max(cfg.val_every, 1) and epoch + 1 < cfg.epochs:
-                LOGGER.info("epoch %d/%d: %.0f s training", epoch + 1, cfg.epochs, train_seconds)
-                continue
-            results = validate(str(weights_dir / "last.pt"), val_set, imgsz=cfg.imgsz, batch=cfg.val_batch,
-                               progress=self.progress, verbose=False)
-            score = fitness(results)
-            improved = score > self.best_fitness
-            self.best_fitness = max(score, self.best_fitness)
-            self._log(epoch, mean_loss, results, optimizer, train_seconds)
-            self._save(ema, model, optimizer, epoch, results, improved)
-            LOGGER.info("epoch %d/%d: P %.3f R %.3f mAP50 %.3f mAP50-95 %.3f (%.0f s training)", epoch + 1,
-                        cfg.epochs, results["precision"], results["recall"], results["map50"],
-                        results["map50_95"], train_seconds)
+            if ema is not None:
+                results = self._end_epoch(ema, model, optimizer, epoch, mean_loss, val_set, train_seconds)
+            if ctx.distributed:
+                torch.distributed.barrier()  # the others wait while rank 0 validates and writes
+        if not ctx.is_main:
+            return {}
         state = weights_dir / f"last{STATE_SUFFIX}"
         if state.exists():
             state.unlink()
@@ -414,6 +504,29 @@ class Trainer:
                         best["map50_95"], best["files"]["pr_curve"])
         results = dict(results, save_dir=str(self.save_dir), best=str(weights_dir / "best.pt"),
                        last=str(weights_dir / "last.pt"))
+        return results
+
+    def _end_epoch(self, ema: ModelEMA, model: nn.Module, optimizer: torch.optim.Optimizer, epoch: int,
+                   mean_loss: torch.Tensor, val_set: YoloDataset, train_seconds: float) -> Dict[str, Any]:
+        """Rank 0 after an epoch: save ``last.pt``, validate it when due, log, keep ``best.pt``; returns the
+        validation results (empty when not validated)."""
+        from ..eval.validate import validate
+
+        cfg = self.config
+        self._save(ema, model, optimizer, epoch, {}, improved=False)
+        if (epoch + 1) % max(cfg.val_every, 1) and epoch + 1 < cfg.epochs:
+            LOGGER.info("epoch %d/%d: %.0f s training", epoch + 1, cfg.epochs, train_seconds)
+            return {}
+        results = validate(str(self.save_dir / "weights" / "last.pt"), val_set, imgsz=cfg.imgsz,
+                           batch=cfg.val_batch, progress=self.progress, verbose=False)
+        score = fitness(results)
+        improved = score > self.best_fitness
+        self.best_fitness = max(score, self.best_fitness)
+        self._log(epoch, mean_loss, results, optimizer, train_seconds)
+        self._save(ema, model, optimizer, epoch, results, improved)
+        LOGGER.info("epoch %d/%d: P %.3f R %.3f mAP50 %.3f mAP50-95 %.3f (%.0f s training)", epoch + 1,
+                    cfg.epochs, results["precision"], results["recall"], results["map50"],
+                    results["map50_95"], train_seconds)
         return results
 
     def _warmup(self, optimizer: torch.optim.Optimizer, ni: int, warmup_iters: int, lr_factor: float,

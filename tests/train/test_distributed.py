@@ -1,0 +1,137 @@
+"""DDP training on CPU (gloo, two processes started with torch.multiprocessing): shards, equality with one
+process, rank-0-only files, resume; and the ``--device`` values."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from pathlib import Path
+from typing import Any, Dict, Optional
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+
+from lite_deploy.data.shapes import generate_shapes
+from lite_deploy.errors import ConfigError
+from lite_deploy.models import load_model
+from lite_deploy.train.data import AugmentConfig
+from lite_deploy.train.distributed import DistContext, parse_devices, resolve_device
+from lite_deploy.train.trainer import Trainer, TrainConfig
+
+NO_AUGMENT = AugmentConfig(hsv_h=0, hsv_s=0, hsv_v=0, translate=0, scale=0, fliplr=0, mosaic=0)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _rank_main(rank: int, world: int, port: int, config: Optional[Dict[str, Any]], resume: Optional[str],
+               log_dir: str, crash_after_epoch: int) -> None:
+    """One DDP process: records its sampler's indices and its checkpoint writes, then trains."""
+    from torch.utils.data import DistributedSampler
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), LOCAL_RANK=str(rank),
+                      WORLD_SIZE=str(world))
+    torch.set_num_threads(1)
+    log = Path(log_dir) / f"rank{rank}.jsonl"
+    real_iter, real_save = DistributedSampler.__iter__, Trainer._save
+
+    def iterate(self):
+        indices = list(real_iter(self))
+        with log.open("a") as f:
+            f.write(json.dumps({"epoch": self.epoch, "indices": indices}) + "\n")
+        return iter(indices)
+
+    def save(self, ema, model, optimizer, epoch, results, improved):
+        with log.open("a") as f:
+            f.write(json.dumps({"saved": epoch}) + "\n")
+        real_save(self, ema, model, optimizer, epoch, results, improved)
+        if epoch == crash_after_epoch:
+            raise RuntimeError("stopped after the first epoch")
+
+    DistributedSampler.__iter__, Trainer._save = iterate, save
+    trainer = Trainer.resume(resume, progress=False) if resume else Trainer(TrainConfig.from_dict(config),
+                                                                           progress=False)
+    trainer.run()
+
+
+def _spawn(log_dir: Path, config: Optional[Dict[str, Any]] = None, resume: Optional[str] = None,
+           crash_after_epoch: int = -1) -> None:
+    log_dir.mkdir(parents=True, exist_ok=True)
+    mp.spawn(_rank_main, args=(2, _free_port(), config, resume, str(log_dir), crash_after_epoch), nprocs=2)
+
+
+def _records(path: Path):
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def _parameters(checkpoint: str) -> Dict[str, torch.Tensor]:
+    model = load_model(checkpoint)
+    return {k: v.detach() for k, v in model.named_parameters()}
+
+
+def test_ddp_two_processes_match_one_process_and_resume(tmp_path: Path) -> None:
+    data = generate_shapes(tmp_path / "data", train=4, val=2, seed=3, imgsz=64, progress=False)
+    common = dict(data=str(data), cfg="yolov5n", epochs=2, imgsz=64, workers=0, warmup_epochs=0, val_every=9,
+                  val_batch=2, nominal_batch=2, augment=NO_AUGMENT, seed=1)
+    ddp = TrainConfig(**common, batch=2, project=str(tmp_path / "ddp"), name="run").to_dict()
+    _spawn(tmp_path / "log-ddp", ddp)
+
+    # shards: disjoint, together the whole set, reshuffled each epoch
+    shards = [[r for r in _records(tmp_path / "log-ddp" / f"rank{k}.jsonl") if "epoch" in r] for k in (0, 1)]
+    assert [r["epoch"] for r in shards[0]] == [r["epoch"] for r in shards[1]] == [0, 1]
+    for a, b in zip(*shards):
+        assert not set(a["indices"]) & set(b["indices"]) and sorted(a["indices"] + b["indices"]) == [0, 1, 2, 3]
+    assert shards[0][0]["indices"] + shards[1][0]["indices"] != shards[0][1]["indices"] + shards[1][1]["indices"]
+    # rank 0 alone writes: one run folder, no checkpoint write from rank 1
+    assert not [r for r in _records(tmp_path / "log-ddp" / "rank1.jsonl") if "saved" in r]
+    assert [r["saved"] for r in _records(tmp_path / "log-ddp" / "rank0.jsonl") if "saved" in r] == [0, 1, 1]
+    assert [p.name for p in (tmp_path / "ddp").iterdir()] == ["run"]
+
+    # one process, batch 1 accumulated to 2: the same global batches (each process's BatchNorm also sees one
+    # image, so batch statistics agree; the running statistics are rank 0's under DDP, so only parameters compare)
+    single = Trainer(TrainConfig(**common, batch=1, project=str(tmp_path / "one"), name="run"), progress=False)
+    torch.set_num_threads(1)
+    single.run()
+    reference = _parameters(str(tmp_path / "one" / "run" / "weights" / "last.pt"))
+    distributed = _parameters(str(tmp_path / "ddp" / "run" / "weights" / "last.pt"))
+    start = _parameters_of_fresh_model(common)
+    assert any(not torch.equal(reference[k], start[k]) for k in reference)  # it did train
+    for key, value in reference.items():
+        torch.testing.assert_close(distributed[key], value, rtol=1e-4, atol=1e-5, msg=key)
+
+    # stopped after epoch 1, resumed by both ranks from last.pt: the same end point
+    stopped = TrainConfig(**common, batch=2, project=str(tmp_path / "stop"), name="run").to_dict()
+    with pytest.raises(Exception, match="stopped after the first epoch"):
+        _spawn(tmp_path / "log-stop", stopped, crash_after_epoch=0)
+    assert (tmp_path / "stop" / "run" / "weights" / "last.state.pt").is_file()
+    _spawn(tmp_path / "log-resume", resume=str(tmp_path / "stop" / "run"))
+    resumed = [r for r in _records(tmp_path / "log-resume" / "rank1.jsonl") if "epoch" in r]
+    assert [r["epoch"] for r in resumed] == [1]
+    continued = _parameters(str(tmp_path / "stop" / "run" / "weights" / "last.pt"))
+    for key, value in distributed.items():
+        torch.testing.assert_close(continued[key], value, rtol=1e-5, atol=1e-6, msg=key)
+
+
+def _parameters_of_fresh_model(common: Dict[str, Any]) -> Dict[str, torch.Tensor]:
+    from lite_deploy.data.shapes import CLASSES
+
+    torch.manual_seed(common["seed"])
+    model = Trainer(TrainConfig(**common)).build_model(CLASSES)
+    return {k: v.detach().clone() for k, v in model.named_parameters()}
+
+
+def test_device_values() -> None:
+    assert parse_devices("cpu") is None and parse_devices("cuda:1") is None and parse_devices(None) is None
+    assert parse_devices("0") == [0] and parse_devices("0,1,3") == [0, 1, 3]
+    for bad in ("0,0", "gpu", "0,-1"):
+        with pytest.raises(ConfigError, match="distinct GPU indices"):
+            parse_devices(bad)
+    assert resolve_device("cpu", DistContext()) == torch.device("cpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="sees no CUDA GPU; use --device cpu"):
+            resolve_device("0,1", DistContext(0, 0, 2))
