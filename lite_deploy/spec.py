@@ -72,7 +72,7 @@ class ModelSpec:
         files: in the sidecar only (written when the export commits the artifact): suffix -> ``{"size": bytes,
             "sha256": hex}`` of each file of the artifact (``.xml`` and ``.bin`` for OpenVINO, else the one file),
             checked by :func:`check_files` on load; empty for older exports and embedded specs, and not compared
-            by ``==`` (an embedded spec equals its sidecar).
+            by ``==`` (an embedded spec equals its sidecar); :meth:`replace` drops them unless given.
     """
 
     task: str
@@ -130,7 +130,13 @@ class ModelSpec:
         return len(self.names)
 
     def replace(self, **changes: Any) -> "ModelSpec":
-        """Return a copy with ``changes`` applied (see :func:`dataclasses.replace`)."""
+        """Return a copy with ``changes`` applied (see :func:`dataclasses.replace`).
+
+        The copy describes another file (or this one changed), so :attr:`files`, the records of this spec's own
+        file, are dropped unless ``changes`` gives them (``files=file_records(artifact)``): a spec derived from a
+        sidecar and saved beside another artifact can never carry the first file's records.
+        """
+        changes.setdefault("files", {})
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> Dict[str, Any]:
