@@ -134,3 +134,19 @@ def test_profile_shapes():
         trt_build.profile_shapes((-1, 3, 64, 64), min_batch=4, max_batch=2)
     with pytest.raises(ValueError, match="only the batch axis may be dynamic"):
         trt_build.profile_shapes((-1, 3, -1, 64))
+
+
+def test_engine_sidecar_records_the_engine_alone_and_load_checks_it(tmp_path, use_trt):
+    from lite_deploy.errors import ArtifactMismatchError
+    from lite_deploy.runtime import load_runtime
+    from lite_deploy.spec import file_records
+
+    onnx_path = write_onnx(tmp_path)
+    onnx_spec = ModelSpec.load(sidecar_path(onnx_path))
+    onnx_spec.replace(files=file_records(onnx_path)).save(sidecar_path(onnx_path))  # as export commits it
+    use_trt("10.3", needs_plugins=True)
+    engine, _ = trt_build.build_engine(onnx_path, verify=False)
+    assert ModelSpec.load(sidecar_path(engine)).files == file_records(engine)  # the engine's record, not the ONNX's
+    engine.write_bytes(b"engine-byteZ")  # same size, another engine
+    with pytest.raises(ArtifactMismatchError, match=r"m_trt\.engine has another SHA-256 than m_trt\.engine\.json"):
+        load_runtime(engine)
