@@ -10,6 +10,7 @@ directly (see the README's training section).
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass
 from typing import List, Optional, Sequence
 
@@ -117,15 +118,25 @@ def launch(argv: Sequence[str], devices: Sequence[int]) -> int:
 
     Returns:
         0 when every process finished, else 1 (torchrun reports the failing rank and its traceback).
+
+    Raises:
+        ConfigError: torch sees no CUDA GPU, or fewer than ``devices`` asks for.
     """
     from torch.distributed.run import main as torchrun
 
-    os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(str(d) for d in devices)
+    spec = ",".join(str(d) for d in devices)
+    if not torch.cuda.is_available():
+        raise ConfigError(f"--device {spec} asks for CUDA but this torch sees no CUDA GPU; use --device cpu")
+    if max(devices) >= torch.cuda.device_count():
+        raise ConfigError(f"--device {spec}: this machine has {torch.cuda.device_count()} CUDA GPUs "
+                          f"(0-{torch.cuda.device_count() - 1})")
+    os.environ["CUDA_VISIBLE_DEVICES"] = spec
     local = ",".join(str(i) for i in range(len(devices)))
     try:
         torchrun(["--standalone", f"--nproc_per_node={len(devices)}", "-m", "lite_deploy", "train",
                   *argv, "--device", local])
     except Exception as exc:  # torchrun raises ChildFailedError after printing the failure
-        print(f"error: distributed training failed ({exc.__class__.__name__}); see the rank's traceback above")
+        print(f"error: distributed training failed ({exc.__class__.__name__}); see the failing rank's output above",
+              file=sys.stderr)
         return 1
     return 0

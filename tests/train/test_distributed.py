@@ -135,3 +135,16 @@ def test_device_values() -> None:
     if not torch.cuda.is_available():
         with pytest.raises(ConfigError, match="sees no CUDA GPU; use --device cpu"):
             resolve_device("0,1", DistContext(0, 0, 2))
+
+
+def test_device_list_launches_torchrun_with_the_same_arguments(capsys: pytest.CaptureFixture) -> None:
+    from lite_deploy.cli import build_parser, main
+    from lite_deploy.commands.train import _argv
+
+    args = build_parser().parse_args(["train", "--cfg", "yolov5n", "--data", "d.yaml", "--batch", "64", "--sync-bn",
+                                      "--freeze", "backbone", "--device", "0,1", "--lr0", "0.02"])
+    assert _argv(args) == ["--cfg", "yolov5n", "--data", "d.yaml", "--batch", "64", "--freeze", "backbone",
+                           "--sync-bn", "--lr0", "0.02"]
+    if not torch.cuda.is_available():  # refused before any process starts
+        assert main(["train", "--cfg", "yolov5n", "--data", "d.yaml", "--device", "0,1"]) == 2
+        assert "sees no CUDA GPU; use --device cpu" in capsys.readouterr().err
