@@ -1,9 +1,9 @@
 """Runtime base class and the registry of backends by file suffix.
 
 A backend is registered by dotted name (``"package.module:Class"``) together with the Python module it needs and
-the pip extra that provides it, so listing the backends imports nothing. :func:`load_runtime` picks the backend
-from the file suffix, checks that its module is installed (naming the extra to install when it is not) and only
-then imports it.
+how to install it (the pip extra, or for TensorRT JetPack / NVIDIA's wheels), so listing the backends imports
+nothing. :func:`load_runtime` picks the backend from the file suffix, checks that its module is installed (saying
+how to install it when it is not) and only then imports it.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import numpy as np
 
 from ..errors import BackendUnavailableError
 from ..spec import ModelSpec, check_files
+from .tensorrt.api import TENSORRT_INSTALL
 
 LOGGER = logging.getLogger(__name__)
 
@@ -69,17 +70,17 @@ def mean_layer_times(runs: Sequence[Iterable[LayerTime]]) -> List[LayerTime]:
 
 
 class Backend(NamedTuple):
-    """A registered backend: where its class lives and what it needs installed."""
+    """A registered backend: where its class lives, the module it needs and how to install that module."""
 
     target: str
     module: str
-    extra: str
+    install: str
 
 
 _BACKENDS: Dict[str, Backend] = {}
 
 
-def register_backend(*suffixes: str, target: str, module: str, extra: str) -> None:
+def register_backend(*suffixes: str, target: str, module: str, extra: str = "", install: str = "") -> None:
     """Register the runtime class ``target`` for files ending in ``suffixes``.
 
     Args:
@@ -87,6 +88,7 @@ def register_backend(*suffixes: str, target: str, module: str, extra: str) -> No
         target: ``"package.module:Class"``; imported only when such a file is loaded.
         module: top-level module the backend needs (checked with ``importlib.util.find_spec``).
         extra: pip extra of lite-deploy that installs ``module``.
+        install: how to install ``module`` where no pip extra does (TensorRT), instead of ``extra``.
 
     Raises:
         ValueError: a suffix is registered already.
@@ -95,7 +97,7 @@ def register_backend(*suffixes: str, target: str, module: str, extra: str) -> No
         suffix = suffix.lower()
         if suffix in _BACKENDS:
             raise ValueError(f"a backend for {suffix!r} is registered already ({_BACKENDS[suffix].target})")
-        _BACKENDS[suffix] = Backend(target, module, extra)
+        _BACKENDS[suffix] = Backend(target, module, install or f"pip install 'lite-deploy[{extra}]'")
 
 
 def registered_suffixes() -> Tuple[str, ...]:
@@ -126,7 +128,7 @@ def runtime_class(path: Union[str, Path]) -> type:
         BackendUnavailableError: the backend's module is not installed.
     """
     backend = backend_for(path)
-    hint = f"pip install 'lite-deploy[{backend.extra}]'"
+    hint = backend.install
     if importlib.util.find_spec(backend.module) is None:
         raise BackendUnavailableError(
             f"{Path(path).name} needs the '{backend.module}' module, which is not installed: {hint}"
@@ -300,6 +302,7 @@ def dynamic_dim(value: Any) -> Optional[int]:
 register_backend(".onnx", target="lite_deploy.runtime.onnxruntime:OnnxRuntime", module="onnxruntime", extra="onnxruntime")
 register_backend(".xml", target="lite_deploy.runtime.openvino:OpenVINORuntime", module="openvino", extra="openvino")
 register_backend(".tflite", target="lite_deploy.runtime.tflite:TFLiteRuntime", module="ai_edge_litert", extra="tflite")
-register_backend(".engine", ".plan", target="lite_deploy.runtime.tensorrt.engine:TensorRTRuntime", module="tensorrt", extra="tensorrt")
+register_backend(".engine", ".plan", target="lite_deploy.runtime.tensorrt.engine:TensorRTRuntime", module="tensorrt",
+                 install=TENSORRT_INSTALL)
 # the PyTorch reference backend lives host-side, next to the models, and needs torch
 register_backend(".pt", target="lite_deploy.models.torch_runtime:TorchRuntime", module="torch", extra="export")

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from lite_deploy.errors import BackendUnavailableError
-from lite_deploy.runtime import Detector, load_runtime, load_spec, registered_suffixes
+from lite_deploy.runtime import Detector, base, load_runtime, load_spec, registered_suffixes
 from lite_deploy.runtime.base import register_backend, runtime_class
+from lite_deploy.runtime.tensorrt.api import TENSORRT_INSTALL
 from lite_deploy.spec import ModelSpec, sidecar_path
 
 BACKENDS = ("onnx", "openvino", "tflite")
@@ -107,9 +109,16 @@ def test_registry_errors(tmp_path, monkeypatch):
         load_runtime(tmp_path / "absent.onnx")
     with pytest.raises(ValueError, match="registered already"):
         register_backend(".onnx", target="x:Y", module="x", extra="x")
-    # TensorRT is not installed here: the error names the extra, and nothing was imported to find out
-    with pytest.raises(BackendUnavailableError, match=r"pip install 'lite-deploy\[tensorrt\]'"):
+    # TensorRT is not installed here: no pip extra installs it, the error says where it comes from (the message
+    # build-engine gives), and nothing was imported to find out
+    monkeypatch.setitem(sys.modules, "tensorrt", None)
+    with pytest.raises(BackendUnavailableError, match="module, which is not installed: it comes with JetPack") as err:
         runtime_class(tmp_path / "model.engine")
+    assert TENSORRT_INSTALL in str(err.value) and "pip install" not in str(err.value)
+    # a backend that pip installs: the error names the extra
+    monkeypatch.setitem(base._BACKENDS, ".fake", base._BACKENDS[".onnx"]._replace(module="absent_module"))
+    with pytest.raises(BackendUnavailableError, match=r"'absent_module' module.*pip install 'lite-deploy\[onnxruntime\]'"):
+        runtime_class(tmp_path / "model.fake")
 
 
 def test_yolov5_export_without_spec(yolov5_onnx):

@@ -16,11 +16,12 @@ from ...errors import BackendUnavailableError
 
 LOGGER = logging.getLogger("lite_deploy.tensorrt")
 
-TENSORRT_MISSING = (
-    "TensorRT is not installed here: it comes with JetPack on a Jetson (python3-libnvinfer; a virtualenv needs "
-    "--system-site-packages) or with NVIDIA's tensorrt wheels on an x86 GPU machine; run `lite-deploy build-engine` "
-    "on that device."
+# where TensorRT comes from (no pip extra of lite-deploy installs it); also the runtime registry's install hint
+TENSORRT_INSTALL = (
+    "it comes with JetPack on a Jetson (python3-libnvinfer; a virtualenv needs --system-site-packages) or with "
+    "NVIDIA's tensorrt wheels on an x86 GPU machine"
 )
+TENSORRT_MISSING = f"TensorRT is not installed here: {TENSORRT_INSTALL}; run `lite-deploy build-engine` on that device."
 
 _OPENED: Optional[Tuple[ModuleType, Any]] = None  # (tensorrt module, its logger), plugins initialised
 
