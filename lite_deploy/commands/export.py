@@ -30,7 +30,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    help="FP16: FP16 ONNX with float32 I/O, FP16-compressed OpenVINO IR, TFLite FP16 weights, "
                    "TensorRT FP16 engine")
     p.add_argument("--int8", action="store_true",
-                   help="INT8 calibrated on --calib: symmetric Q/DQ ONNX (ONNX Runtime, TensorRT 8.5-11), "
+                   help="INT8 calibrated on --calib: Q/DQ ONNX (uint8 activations for ONNX Runtime, symmetric for TensorRT "
+                   "8.5-11), "
                    "OpenVINO IR, TFLite with int8 activations (detection head in float everywhere)")
     p.add_argument("--calib", metavar="DIR_OR_DATA_YAML",
                    help="calibration images for --int8: a folder of images or a data.yaml (its train split)")

@@ -527,23 +527,27 @@ class _Job:
         return CalibrationSet(self.calib_images, spec)
 
     def write_qdq(self, filename: str, spec: ModelSpec, float_layers: Sequence[str], symmetric: bool = True,
-                  for_trt: bool = False) -> Path:
+                  for_trt: bool = False, for_ort: bool = False) -> Path:
         """The Q/DQ INT8 ONNX (staged), with ``float_layers`` kept in float; calibrated once per job and kind.
 
-        ``symmetric``: int8 activations with zero point 0 (ONNX Runtime, TensorRT); else uint8 ones (OpenVINO).
+        ``symmetric``: int8 activations with zero point 0 (TensorRT); else uint8 ones (OpenVINO).
+        ``for_ort``: ONNX Runtime's variant: uint8 activations and every operator between the convolutions
+        quantized (:data:`~lite_deploy.quantize.qdq_onnx.ORT_QUANTIZED_OPS`), which ORT runs in int8 kernels.
         ``for_trt``: TensorRT's variant: biases kept float, and ``--nms`` allowed (the caller appends
         EfficientNMS_TRT to the judged Q/DQ model).
         """
-        from ..quantize.qdq_onnx import quantize_qdq
+        from ..quantize.qdq_onnx import ORT_QUANTIZED_OPS, QUANTIZED_OPS, quantize_qdq
 
         if self.options.nms and not for_trt:
             raise ExportError("--int8 with --nms is TensorRT-only (EfficientNMS): export this target's INT8 without "
                               "--nms (NMS runs on the host)")
         reference = self.reference_onnx()
         calib = self.calibration(ModelSpec.load(sidecar_path(reference)))
+        symmetric = symmetric and not for_ort
+        kind = ("int8" if symmetric else "uint8") + (".ort" if for_ort else "")
         return quantize_qdq(reference, self.staged(filename), calib, spec, float_nodes=float_layers,
-                            cache=self.work(f"ranges.{'int8' if symmetric else 'uint8'}.json"), symmetric=symmetric,
-                            float_bias=for_trt)
+                            cache=self.work(f"ranges.{kind}.json"), symmetric=symmetric, float_bias=for_trt,
+                            ops=ORT_QUANTIZED_OPS if for_ort else QUANTIZED_OPS)
 
     def gate(self, artifact: Path, spec: ModelSpec, rebuild: Optional[Callable[[Sequence[str]], Path]] = None,
              ) -> Tuple[Path, Optional[GateResult]]:
@@ -675,8 +679,8 @@ class _Job:
         spec = self.spec("onnx", tools=self.onnx_tools() + (("onnxruntime",) if o.int8 else ()))
         filename = f"{self.stem}{o.tag}.onnx"
         if o.int8:
-            path, seconds, gate = self._judged(self.write_qdq(filename, spec, self.float_layers), spec,
-                                               lambda layers: self.write_qdq(filename, spec, layers))
+            path, seconds, gate = self._judged(self.write_qdq(filename, spec, self.float_layers, for_ort=True), spec,
+                                               lambda layers: self.write_qdq(filename, spec, layers, for_ort=True))
         else:
             path = self.write_onnx(filename, spec, nms_kind="onnx" if o.nms else None, half=o.half)
             path, seconds, gate = self._judged(path, spec)
