@@ -89,13 +89,18 @@ def nms(
 
 
 def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """(len(a), len(b)) float32 IoU, computed in the order of torchvision's CPU kernel."""
+    """(len(a), len(b)) float32 IoU, computed in the order of torchvision's CPU kernel.
+
+    Two zero-area boxes have IoU 0/0 = NaN, which is above no threshold (torchvision's kernel too); numpy is asked
+    not to warn of it.
+    """
     area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
     area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
     w = np.maximum(np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0]), np.float32(0))
     h = np.maximum(np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1]), np.float32(0))
     inter = w * h
-    return inter / (area_a[:, None] + area_b[None, :] - inter)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return inter / (area_a[:, None] + area_b[None, :] - inter)
 
 
 def _greedy(boxes: np.ndarray, threshold: np.float64, first: np.ndarray) -> np.ndarray:

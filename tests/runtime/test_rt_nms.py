@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -94,6 +96,24 @@ def test_bad_arguments(boxes, scores, classes, message):
 
 def test_empty():
     assert nms(np.zeros((0, 4)), np.zeros(0), 0.5).shape == (0,)
+
+
+def test_zero_area_boxes_as_torchvision_without_warnings():
+    """Points and lines (random-weight models emit them): IoU 0/0 is NaN, which suppresses nothing, as in
+    torchvision, and numpy warns of nothing."""
+    rng = np.random.default_rng(3)
+    boxes = _random_boxes(rng, 120, integer=True)
+    boxes[::3, 2:] = boxes[::3, :2]  # points
+    boxes[1::6, 2] = boxes[1::6, 0]  # zero-width lines
+    boxes[60:] = boxes[:60]  # each one twice, points on points included
+    scores = (np.round(rng.random(120) * 4) / 4).astype(np.float32)
+    classes = rng.integers(0, 3, 120)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        agnostic, aware = nms(boxes, scores, 0.45), nms(boxes, scores, 0.45, classes)
+    np.testing.assert_array_equal(agnostic, _torch(boxes, scores, 0.45))
+    np.testing.assert_array_equal(aware, _torch(boxes, scores, 0.45, classes))
+    assert {0, 60} <= set(agnostic.tolist())  # a point and its copy: both kept
 
 
 def _yolov5_rows(rng, n, nc):
