@@ -104,10 +104,16 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _classify(args: argparse.Namespace) -> int:
+    from ..errors import ConfigError
     from ..train.classify import ClassifyConfig, train_classifier
+    from ..train.distributed import parse_devices
 
     if args.resume or not args.data:
         raise SystemExit("lite-deploy train --task classify: --data is required and --resume is not available")
+    devices = parse_devices(args.device)
+    if devices and len(devices) > 1:
+        raise ConfigError(f"--task classify trains on one device; give one GPU (--device {devices[0]}), not "
+                          f"{args.device}")
     config = ClassifyConfig(
         data=args.data, cfg=args.cfg or "mobilenetv2", weights=args.weights, epochs=args.epochs, imgsz=args.imgsz,
         batch=args.batch, workers=args.workers, device=args.device, project=args.project, name=args.name,

@@ -32,6 +32,7 @@ from ..data.image_folder import ImageFolder
 from ..errors import CheckpointError, ConfigError
 from ..runtime.preprocess import center_crop
 from .augment import augment_hsv
+from .distributed import DistContext, resolve_device
 from .trainer import ModelEMA, lr_lambda, make_optimizer
 
 LOGGER = logging.getLogger(__name__)
@@ -54,7 +55,7 @@ class ClassifyConfig:
         workers: DataLoader worker processes.
         project: folder of runs.
         name: run name; ``name2``, ``name3`` ... when taken.
-        device: ``cpu``, ``cuda`` ...; default CUDA when available.
+        device: ``cpu``, ``0``, ``cuda:0`` ...; default CUDA when available.
         seed: seed of initialisation, shuffling and augmentation.
         optimizer: ``SGD`` (Nesterov, ``momentum``) or ``AdamW`` (betas ``(momentum, 0.999)``, ``lr0`` about 0.002).
         lr0: peak learning rate.
@@ -197,7 +198,7 @@ def train_classifier(config: ClassifyConfig, *, progress: bool = True) -> Dict[s
         raise ValueError(f"imgsz {cfg.imgsz} must be a multiple of 32")
     train_set, val_set = ImageFolder(cfg.data, "train"), ImageFolder(cfg.data, "val")
     torch.manual_seed(cfg.seed)
-    device = torch.device(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = resolve_device(cfg.device, DistContext())  # one device: classifier training is not distributed
     try:
         model = build_classifier(cfg.cfg, num_classes=train_set.nc, names=train_set.names)
     except ValueError as exc:

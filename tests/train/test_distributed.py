@@ -148,3 +148,5 @@ def test_device_list_launches_torchrun_with_the_same_arguments(capsys: pytest.Ca
     if not torch.cuda.is_available():  # refused before any process starts
         assert main(["train", "--cfg", "yolov5n", "--data", "d.yaml", "--device", "0,1"]) == 2
         assert "sees no CUDA GPU; use --device cpu" in capsys.readouterr().err
+    assert main(["train", "--task", "classify", "--data", "folder", "--device", "0,1"]) == 2
+    assert "--task classify trains on one device; give one GPU (--device 0)" in capsys.readouterr().err
