@@ -605,7 +605,9 @@ def train(config: Optional[TrainConfig] = None, *, resume: Optional[str] = None,
 
     Raises:
         DatasetError: the dataset is malformed.
-        CheckpointError: starting or resume weights cannot be read.
+        CheckpointError: starting, backbone or resume weights cannot be read or do not fit.
+        ConfigError: bad ``device``, ``freeze`` or ``backbone_weights`` for this model, a global batch that the
+            processes do not divide, or ``sync_bn`` on CPU.
         ValueError: no config, no model given, a classifier given, or ``imgsz`` not a multiple of the stride.
     """
     if resume:
