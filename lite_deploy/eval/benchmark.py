@@ -154,7 +154,8 @@ def benchmark(
         data: what the scores come from (without it the score columns stay empty): for a detector a YOLO
             data.yaml or COCO JSON (mAP50-95 on its val split), for a classifier an image-folder dataset root
             holding ``train/`` and ``val/`` (top-1 on ``val/``).
-        calib: calibration images for INT8 (a folder or a data.yaml); INT8 rows are skipped without it.
+        calib: calibration images for INT8 (a folder or a data.yaml); INT8 rows are skipped without it. With a
+            detection data.yaml as ``data``, INT8 is judged by mAP on it (the exporter's gate and per-layer fallback).
         calib_size: calibration images used at most.
         imgsz: export (and reference) input size.
         out: output folder (default ``<weights folder>/<weights stem>_benchmark``); the artifacts go into its
@@ -185,6 +186,8 @@ def benchmark(
     settings = dict(task=spec.task, data=dataset, imgsz=imgsz, runs=runs, warmup=warmup, threads=threads,
                     progress=progress)
     metric = METRICS[spec.task]
+    # INT8 judged by mAP on the same labelled set the rows are scored on (a detection data.yaml)
+    judge = Path(data) if spec.task == "detect" and data is not None and str(data).endswith((".yaml", ".yml")) else None
     reference = BenchmarkRow(REFERENCE, "fp32", metric=metric, file=str(weights), size_mb=weights.stat().st_size / 1e6)
     _measure(reference, weights, None, **settings)
     rows = [reference]
@@ -197,7 +200,8 @@ def benchmark(
         for target, precision in tqdm(jobs, desc="benchmark", unit="artifact", disable=not progress):
             row = BenchmarkRow(target, precision, metric=metric)
             rows.append(row)
-            path = _export(row, weights, out / "artifacts", imgsz=imgsz, calib=calib, calib_size=calib_size)
+            path = _export(row, weights, out / "artifacts", imgsz=imgsz, calib=calib, calib_size=calib_size,
+                           judge=judge)
             if path is not None:
                 row.file, row.size_mb = str(path), _size_mb(path)
                 _measure(row, path, reference.score, **settings)
@@ -243,9 +247,13 @@ def _open_data(data: Union[str, Path], task: str) -> Any:
 
 
 def _export(
-    row: BenchmarkRow, weights: Path, folder: Path, *, imgsz: int, calib: Any, calib_size: int
+    row: BenchmarkRow, weights: Path, folder: Path, *, imgsz: int, calib: Any, calib_size: int,
+    judge: Optional[Path] = None,
 ) -> Optional[Path]:
-    """Export one target x precision; on failure set ``row.status`` and return ``None``."""
+    """Export one target x precision; on failure set ``row.status`` and return ``None``.
+
+    ``judge``: the detection data.yaml INT8 is judged on (by mAP, with the exporter's per-layer fallback).
+    """
     from ..export.exporter import export
 
     reason = unavailable(row.target)
@@ -260,7 +268,7 @@ def _export(
         if calib is None:
             row.status = "skipped: int8 needs calibration images (calib)"
             return None
-        options.update(int8=True, calib=calib, calib_size=calib_size)
+        options.update(int8=True, calib=calib, calib_size=calib_size, data=judge)
     try:
         return export(weights, row.target, **options)[row.target]
     except VerificationError as exc:

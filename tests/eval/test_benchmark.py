@@ -202,3 +202,22 @@ def test_data_of_the_wrong_task(tiny_weights: Path, shapes_data: Path, tmp_path:
     assert main(["benchmark", str(weights), "--data", str(shapes_data), "--imgsz", "32", "--out", str(tmp_path)]) == 2
     assert "image-folder dataset" in capsys.readouterr().err
     assert not (tmp_path / "artifacts").exists()  # refused before exporting anything
+
+
+def test_int8_is_judged_on_the_scoring_data(tiny_weights: Path, shapes_data: Path, tmp_path: Path,
+                                            monkeypatch) -> None:
+    """INT8 rows are exported with ``data``: judged by mAP on the labelled set (the demo's ONNX INT8 lost 1.56
+    points unjudged when only its calibration folder reached the exporter)."""
+    import lite_deploy.export.exporter as exporter
+
+    seen = []
+
+    def recording_export(weights, target="onnx", int8=False, **options):
+        seen.append(options)
+        raise RuntimeError("stop here")
+
+    monkeypatch.setattr(exporter, "export", recording_export)
+    report = benchmark(tiny_weights, targets="onnx", precisions="fp32,int8", data=shapes_data, calib=tmp_path,
+                       imgsz=IMGSZ, out=tmp_path, runs=1, warmup=0, progress=False)
+    assert [r.status for r in report.rows[1:]] == ["export failed: stop here"] * 2
+    assert "data" not in seen[0] and Path(seen[1]["data"]) == Path(shapes_data)
