@@ -11,12 +11,13 @@ import io
 import logging
 import warnings
 from pathlib import Path
-from typing import Dict, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import onnx
 import torch
 from torch import nn
+from torch.overrides import TorchFunctionMode
 
 from ..errors import BackendUnavailableError, ExportError
 from ..spec import SPEC_KEY, ModelSpec, atomic_write_bytes, sidecar_path
@@ -42,9 +43,23 @@ class HalfPrecision(nn.Module):
 
     def forward(self, images: torch.Tensor) -> Tuple[torch.Tensor, ...]:
         """images (B, 3, H, W) float32 -> the wrapped model's outputs as float32."""
-        out = self.model(images.half())
+        with _Float32Ranges():
+            out = self.model(images.half())
         out = out if isinstance(out, (tuple, list)) else (out,)
         return tuple(o.float() if o.is_floating_point() else o for o in out)
+
+
+class _Float32Ranges(TorchFunctionMode):
+    """``torch.arange(..., dtype=torch.float16)`` (a detection grid built in ``forward``) made in float32 and cast
+    to float16: ONNX's ``Range`` has no float16 form, and torch's exporter fails on one ("tensor does not have a
+    device"). Integer ranges (grids) get the same values as torch's float16 ``arange``."""
+
+    def __torch_function__(self, func: Callable, types: Any, args: Sequence[Any] = (),
+                           kwargs: Optional[Dict[str, Any]] = None) -> Any:
+        kwargs = kwargs or {}
+        if func is torch.arange and kwargs.get("dtype") == torch.float16:
+            return func(*args, **dict(kwargs, dtype=torch.float32)).half()
+        return func(*args, **kwargs)
 
 
 def torch_to_onnx(
