@@ -328,6 +328,7 @@ def plot_benchmark(rows: Sequence[BenchmarkRow], path: Union[str, Path]) -> Path
 
     matplotlib.use("Agg")
     from matplotlib.figure import Figure
+    from matplotlib.ticker import ScalarFormatter
 
     timed = [r for r in rows if r.p50_ms is not None]
     scored = [r for r in timed if r.score is not None]
@@ -337,14 +338,17 @@ def plot_benchmark(rows: Sequence[BenchmarkRow], path: Union[str, Path]) -> Path
     markers = {REFERENCE: "*", "onnx": "o", "openvino": "s", "tflite": "^", "trt": "D"}
     colours = {"fp32": "tab:blue", "fp16": "tab:orange", "int8": "tab:green"}
     if scored:
-        for r in scored:
+        for i, r in enumerate(sorted(scored, key=lambda row: row.p50_ms)):
             ax.scatter(r.p50_ms, r.score, marker=markers[r.target], color=colours[r.precision], s=70,
                        label=f"{r.target} {r.precision}", alpha=0.8)
-            ax.annotate(f"{r.target} {r.precision}", (r.p50_ms, r.score), xytext=(5, 4), textcoords="offset points",
-                        fontsize=7)
+            # neighbours in latency get their labels at three heights, so close points stay readable
+            ax.annotate(f"{r.target} {r.precision}", (r.p50_ms, r.score), xytext=(6, (-11, 0, 11)[i % 3]),
+                        textcoords="offset points", fontsize=7, va="center")
         scores = [r.score for r in scored]
         ax.set_ylim(max(0.0, min(scores) - 0.02), min(1.0, max(scores) + 0.02))
         ax.set_xscale("log")  # a slow .pt next to ms-fast artifacts: ratios stay readable
+        ax.xaxis.set_major_formatter(ScalarFormatter())
+        ax.xaxis.set_minor_formatter(ScalarFormatter())
         ax.legend(fontsize=8, loc="best")
         ax.set(xlabel="p50 latency, frame -> result (ms, log scale)", ylabel=metric, title=f"latency vs {metric}")
     else:
