@@ -44,3 +44,7 @@ class EngineMismatchError(LiteDeployError):
 
 class ArtifactMismatchError(LiteDeployError):
     """An artifact's files are not the ones its sidecar recorded (e.g. an ``.xml`` with another export's ``.bin``)."""
+
+
+class SpecError(LiteDeployError, ValueError):
+    """A model spec (an artifact's ``.json`` sidecar or embedded spec) is not valid JSON or has a wrongly typed field."""

@@ -16,9 +16,9 @@ import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Optional, Tuple, Union
+from typing import Any, Callable, Dict, Optional, Tuple, Union
 
-from .errors import ArtifactMismatchError
+from .errors import ArtifactMismatchError, SpecError
 
 SPEC_KEY = "lite_deploy.spec"
 SPEC_VERSION = 1
@@ -149,17 +149,39 @@ class ModelSpec:
 
     @classmethod
     def from_dict(cls, data: Dict[str, Any]) -> "ModelSpec":
-        """Build from :meth:`to_dict` output; unknown keys from newer versions are ignored."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        missing = [f.name for f in dataclasses.fields(cls) if f.name in ("task", "names", "imgsz") and f.name not in data]
+        """Build from :meth:`to_dict` output; unknown keys from newer versions are ignored.
+
+        Raises:
+            SpecError: not a JSON object, a required field missing, or a field of the wrong type or value.
+        """
+        if not isinstance(data, dict):
+            raise SpecError(f"a model spec must be a JSON object, got {type(data).__name__}")
+        missing = [name for name in ("task", "names", "imgsz", "output_layout", "output_names") if name not in data]
         if missing:
-            raise ValueError(f"model spec lacks required fields {missing}")
-        return cls(**{k: v for k, v in data.items() if k in known})
+            raise SpecError(f"model spec lacks required fields {missing}")
+        known = {f.name for f in dataclasses.fields(cls)}
+        values = {k: v for k, v in data.items() if k in known}
+        for name, value in values.items():
+            check, expected = _FIELD_TYPES[name]
+            if not check(value):
+                raise SpecError(f"model spec field {name!r} must be {expected}, got {json.dumps(value)[:80]}")
+        try:
+            return cls(**values)
+        except ValueError as exc:
+            raise SpecError(f"model spec: {exc}") from None
 
     @classmethod
     def from_json(cls, text: str) -> "ModelSpec":
-        """Parse :meth:`to_json` output."""
-        return cls.from_dict(json.loads(text))
+        """Parse :meth:`to_json` output.
+
+        Raises:
+            SpecError: not JSON, or not a valid spec (:meth:`from_dict`).
+        """
+        try:
+            data = json.loads(text)
+        except ValueError as exc:
+            raise SpecError(f"model spec is not valid JSON ({exc})") from None
+        return cls.from_dict(data)
 
     def save(self, path: Union[str, Path]) -> Path:
         """Write the spec atomically to ``path`` and return it."""
@@ -169,8 +191,16 @@ class ModelSpec:
 
     @classmethod
     def load(cls, path: Union[str, Path]) -> "ModelSpec":
-        """Read a spec JSON file."""
-        return cls.from_json(Path(path).read_text())
+        """Read a spec JSON file.
+
+        Raises:
+            SpecError: the file is not a valid spec; the message names the file and the field.
+        """
+        path = Path(path)
+        try:
+            return cls.from_json(path.read_text(encoding="utf-8", errors="replace"))
+        except SpecError as exc:
+            raise SpecError(f"{path}: {exc}: fix or delete it and re-export the model") from None
 
 
 def sidecar_path(artifact: Union[str, Path]) -> Path:
@@ -250,6 +280,68 @@ def atomic_write_bytes(path: Union[str, Path], data: bytes) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _list_of(check: Callable[[Any], bool], length: Optional[int] = None) -> Callable[[Any], bool]:
+    return lambda v: isinstance(v, (list, tuple)) and (length is None or len(v) == length) and all(map(check, v))
+
+
+def _is_str(value: Any) -> bool:
+    return isinstance(value, str)
+
+
+def _is_bool(value: Any) -> bool:
+    return isinstance(value, bool)
+
+
+def _is_dict(value: Any) -> bool:
+    return isinstance(value, dict)
+
+
+def _is_positive(value: Any) -> bool:
+    return _is_int(value) and value > 0
+
+
+# field -> (check of its JSON value, what it must be in words)
+_FIELD_TYPES: Dict[str, Tuple[Callable[[Any], bool], str]] = {
+    "task": (_is_str, "a string"),
+    "names": (_list_of(lambda n: isinstance(n, (str, int))), "a list of class names"),
+    "imgsz": (_list_of(_is_positive, 2), "[height, width] in positive pixels"),
+    "output_layout": (_is_str, "a string"),
+    "output_names": (_list_of(_is_str), "a list of strings"),
+    "batch": (lambda v: v is None or _is_positive(v), "a positive integer or null"),
+    "input_name": (_is_str, "a string"),
+    "layout": (_is_str, "a string"),
+    "input_dtype": (_is_str, "a string"),
+    "stride": (_is_positive, "a positive integer"),
+    "preprocess": (_is_str, "a string"),
+    "pad_value": (lambda v: _is_int(v) and 0 <= v <= 255, "an integer 0-255"),
+    "letterbox_auto": (_is_bool, "true or false"),
+    "letterbox_center": (_is_bool, "true or false"),
+    "scaleup": (_is_bool, "true or false"),
+    "mean": (_list_of(_is_number, 3), "three numbers"),
+    "std": (_list_of(_is_number, 3), "three numbers"),
+    "bgr_to_rgb": (_is_bool, "true or false"),
+    "crop_fraction": (lambda v: _is_number(v) and 0 < v <= 1, "a number in (0, 1]"),
+    "precision": (_is_str, "a string"),
+    "anchors": (_list_of(_list_of(_list_of(_is_number, 2))), "a list of levels of [w, h] pairs"),
+    "strides": (_list_of(_is_positive), "a list of positive integers"),
+    "source": (_is_str, "a string"),
+    "source_sha256": (_is_str, "a string"),
+    "tool_versions": (_is_dict, "an object"),
+    "target": (_is_str, "a string"),
+    "extra": (_is_dict, "an object"),
+    "files": (_is_dict, "an object"),
+    "version": (_is_int, "an integer"),
+}
 
 
 def _check_choice(name: str, value: str, choices: Tuple[str, ...]) -> None:

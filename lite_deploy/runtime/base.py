@@ -16,7 +16,7 @@ from typing import Any, Dict, Iterable, List, Mapping, NamedTuple, Optional, Seq
 
 import numpy as np
 
-from ..errors import BackendUnavailableError
+from ..errors import BackendUnavailableError, CheckpointError
 from ..spec import ModelSpec, check_files
 from .tensorrt.api import TENSORRT_INSTALL
 
@@ -153,16 +153,28 @@ def load_runtime(path: Union[str, Path], **options: Any) -> "Runtime":
         The loaded runtime; use it as a context manager to release it.
 
     Raises:
-        FileNotFoundError: ``path`` does not exist.
+        CheckpointError: ``path`` does not exist, or the backend cannot read it (:func:`invalid_artifact`).
         ValueError: unknown suffix or bad options.
         BackendUnavailableError: the backend is not installed.
         ArtifactMismatchError: the artifact's files are not those its sidecar recorded (:func:`check_files`).
     """
     path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"model file {str(path)!r} does not exist")
+    if not path.is_file():
+        raise CheckpointError(f"model file {str(path)!r} does not exist (or is not a file): check the path")
     check_files(path)
     return runtime_class(path).load(path, **options)
+
+
+def invalid_artifact(path: Union[str, Path], kind: str, cause: BaseException) -> CheckpointError:
+    """The error for a file its backend cannot read (truncated, corrupt, or not a model).
+
+    Args:
+        path: the artifact.
+        kind: what it should be, e.g. ``"ONNX"``, ``"OpenVINO"``, ``"TFLite"``.
+        cause: the backend's exception; its first line goes into the message.
+    """
+    detail = (str(cause).strip().splitlines() or [type(cause).__name__])[0][:200]
+    return CheckpointError(f"{Path(path).name} is not a valid {kind} model ({detail}): re-export it")
 
 
 class Runtime:

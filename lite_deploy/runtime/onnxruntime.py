@@ -15,9 +15,14 @@ import onnxruntime as ort
 
 from ..errors import BackendUnavailableError
 from ..spec import ModelSpec
-from .base import LayerTime, Runtime, TensorInfo, dynamic_dim, mean_layer_times
+from .base import LayerTime, Runtime, TensorInfo, dynamic_dim, invalid_artifact, mean_layer_times
 
 LOGGER = logging.getLogger(__name__)
+
+# what ONNX Runtime raises for a file it cannot parse or build a session from (truncated, corrupt, not ONNX)
+_STATE = ort.capi.onnxruntime_pybind11_state
+_LOAD_ERRORS = (_STATE.InvalidProtobuf, _STATE.InvalidGraph, _STATE.Fail, _STATE.NoModel, _STATE.InvalidArgument,
+                _STATE.NotImplemented, RuntimeError)
 
 # ONNX Runtime's type strings -> numpy
 _DTYPES = {
@@ -79,7 +84,10 @@ class OnnxRuntime(Runtime):
         if profiling:
             options.enable_profiling = True
             options.profile_file_prefix = os.path.join(tempfile.gettempdir(), f"lite_deploy_ort_{os.getpid()}")
-        self.session = ort.InferenceSession(str(self.path), sess_options=options, providers=providers)
+        try:
+            self.session = ort.InferenceSession(str(self.path), sess_options=options, providers=providers)
+        except _LOAD_ERRORS as exc:
+            raise invalid_artifact(self.path, "ONNX", exc) from exc
         dropped = [p for p in wanted if p not in self.session.get_providers()]
         if dropped:
             message = f"ONNX Runtime could not start {', '.join(dropped)} for {self.path.name}"

@@ -16,7 +16,7 @@ import openvino as ov
 
 from ..errors import BackendUnavailableError
 from ..spec import SPEC_KEY, ModelSpec
-from .base import LayerTime, Runtime, TensorInfo, mean_layer_times
+from .base import LayerTime, Runtime, TensorInfo, invalid_artifact, mean_layer_times
 
 LOGGER = logging.getLogger(__name__)
 
@@ -65,7 +65,10 @@ class OpenVINORuntime(Runtime):
             raise BackendUnavailableError(
                 f"OpenVINO device {device!r} is not present here (available: {', '.join(core.available_devices)})"
             )
-        self.model = core.read_model(str(self.path))
+        try:
+            self.model = core.read_model(str(self.path))
+        except RuntimeError as exc:  # malformed .xml, or a .bin shorter than the .xml's weights
+            raise invalid_artifact(self.path, "OpenVINO", exc) from exc
         self._inputs = tuple(_info(port) for port in self.model.inputs)
         self._outputs = tuple(_info(port) for port in self.model.outputs)
         hint = _PRECISION_HINTS.get(precision or self.spec.precision)

@@ -13,7 +13,7 @@ import numpy as np
 from ai_edge_litert.interpreter import Interpreter
 
 from ..spec import ModelSpec
-from .base import Runtime, TensorInfo, dynamic_dim
+from .base import Runtime, TensorInfo, dynamic_dim, invalid_artifact
 
 _QUANTIZED = (np.int8, np.uint8, np.int16)
 
@@ -32,8 +32,11 @@ class TFLiteRuntime(Runtime):
 
     def __init__(self, path: Union[str, Path], threads: Optional[int] = None, spec: Optional[ModelSpec] = None) -> None:
         super().__init__(path, spec)
-        self.interpreter = Interpreter(model_path=str(self.path), num_threads=threads)
-        self.interpreter.allocate_tensors()
+        try:
+            self.interpreter = Interpreter(model_path=str(self.path), num_threads=threads)
+            self.interpreter.allocate_tensors()
+        except (ValueError, RuntimeError) as exc:  # not a FlatBuffer (truncated, corrupt) or ops it cannot prepare
+            raise invalid_artifact(self.path, "TFLite", exc) from exc
         self._input_details = self.interpreter.get_input_details()
         self._output_details = _signature_order(self.interpreter, self.interpreter.get_output_details())
         self._inputs = tuple(_info(d) for d in self._input_details)

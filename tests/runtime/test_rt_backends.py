@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lite_deploy.errors import BackendUnavailableError
+from lite_deploy.errors import BackendUnavailableError, CheckpointError
 from lite_deploy.runtime import Detector, base, load_runtime, load_spec, registered_suffixes
 from lite_deploy.runtime.base import register_backend, runtime_class
 from lite_deploy.runtime.tensorrt.api import TENSORRT_INSTALL
@@ -105,7 +105,7 @@ def test_registry_errors(tmp_path, monkeypatch):
     model.write_bytes(b"")
     with pytest.raises(ValueError, match=r"must end in one of .*\.onnx"):
         load_runtime(model)
-    with pytest.raises(FileNotFoundError, match="does not exist"):
+    with pytest.raises(CheckpointError, match="does not exist"):
         load_runtime(tmp_path / "absent.onnx")
     with pytest.raises(ValueError, match="registered already"):
         register_backend(".onnx", target="x:Y", module="x", extra="x")
