@@ -2,6 +2,9 @@
 
 Each command module defines ``add_parser(subparsers)``, which registers its arguments and sets ``func``. Command
 modules import heavy libraries (torch, backends) inside ``func`` only, so ``lite-deploy --help`` stays fast.
+
+Every user error (a bad argument, a :class:`~lite_deploy.errors.LiteDeployError`, a file the system cannot read or
+write) prints one ``error: ...`` line and exits 2; ``--verbose`` or ``LITE_DEPLOY_TRACEBACK=1`` adds the traceback.
 """
 
 from __future__ import annotations
@@ -9,8 +12,10 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
-from typing import List, Optional
+import traceback
+from typing import List, NoReturn, Optional
 
 from . import __version__
 from .errors import LiteDeployError
@@ -32,11 +37,24 @@ COMMANDS = {
 }
 
 
+class UsageError(LiteDeployError):
+    """A command line argument is missing or invalid."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are :class:`UsageError` (one ``error:`` line from :func:`main`)."""
+
+    def error(self, message: str) -> NoReturn:
+        """Raise instead of printing the usage and exiting."""
+        raise UsageError(f"{message} (see {self.prog} --help)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The full argument parser with every subcommand."""
-    parser = argparse.ArgumentParser(prog="lite-deploy", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="lite-deploy", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"lite-deploy {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="log debug messages and show the traceback of an error (also: LITE_DEPLOY_TRACEBACK=1)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for module in COMMANDS.values():
@@ -45,17 +63,37 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    """Run the command line; returns the process exit status."""
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s")
+    """Run the command line; returns the process exit status (2 for a user error)."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    show_traceback = os.environ.get("LITE_DEPLOY_TRACEBACK", "") not in ("", "0")
     try:
+        args = build_parser().parse_args(argv)
+        show_traceback = show_traceback or args.verbose
+        logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s")
         return int(args.func(args) or 0)
     except LiteDeployError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return _user_error(str(exc), show_traceback)
+    except OSError as exc:  # last resort: a file or disk the system refused (missing, read-only, full, ...)
+        return _user_error(_os_error_sentence(exc), show_traceback)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+
+
+def _user_error(message: str, show_traceback: bool) -> int:
+    """Print ``error: message`` (after the traceback when asked for) and return exit status 2."""
+    if show_traceback:
+        traceback.print_exc()
+    print("error: " + " ".join(message.split()), file=sys.stderr)
+    return 2
+
+
+def _os_error_sentence(exc: OSError) -> str:
+    """One sentence for an :class:`OSError`, naming the path: ``'out/m.onnx': No space left on device (...)``."""
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    path = exc.filename if exc.filename is not None else None
+    where = f"{str(path)!r}: " if path is not None else ""
+    return f"{where}{reason}: check that the path exists, that you may read or write it, and that the disk has space"
 
 
 if __name__ == "__main__":

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from . import args as arg_types
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register the ``build-engine`` subcommand."""
@@ -15,18 +17,24 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "it against that ONNX on ONNX Runtime and print the comparison. Engines are tied to the GPU and the "
         "TensorRT version, so run this on the device (TensorRT comes with JetPack).",
     )
-    p.add_argument("onnx", metavar="MODEL.onnx", help="the TensorRT-ready ONNX and its .json beside it")
+    p.add_argument("onnx", type=arg_types.existing_file, metavar="MODEL.onnx",
+                   help="the TensorRT-ready ONNX and its .json beside it")
     p.add_argument("--out", metavar="ENGINE", help="engine path (default: MODEL.engine beside the ONNX)")
     p.add_argument("--half", action="store_true", help="FP16 engine (TensorRT 11: export the ONNX with --half)")
     p.add_argument("--int8", action="store_true",
                    help="INT8 by TensorRT's own calibration of an FP32 ONNX (TensorRT 8.5-10.x; needs --calib). "
                    "A Q/DQ ONNX from `export --int8` builds as INT8 without it")
-    p.add_argument("--calib", metavar="DIR|data.yaml", help="calibration images for --int8 (also the verification images)")
-    p.add_argument("--calib-size", type=int, metavar="N", help="calibration images to use (default 300)")
-    p.add_argument("--workspace", type=float, default=4.0, metavar="GB", help="builder workspace in GiB (default 4)")
-    p.add_argument("--min-batch", type=int, default=1, help="smallest batch of a dynamic-batch ONNX (default 1)")
-    p.add_argument("--opt-batch", type=int, help="batch TensorRT tunes for (default: --max-batch)")
-    p.add_argument("--max-batch", type=int, help="largest batch of a dynamic-batch ONNX (default: --opt-batch or 1)")
+    p.add_argument("--calib", type=arg_types.existing_path, metavar="DIR|data.yaml",
+                   help="calibration images for --int8 (also the verification images)")
+    p.add_argument("--calib-size", type=arg_types.positive_int, metavar="N",
+                   help="calibration images to use (default 300)")
+    p.add_argument("--workspace", type=arg_types.non_negative_float, default=4.0, metavar="GB",
+                   help="builder workspace in GiB (default 4)")
+    p.add_argument("--min-batch", type=arg_types.positive_int, default=1,
+                   help="smallest batch of a dynamic-batch ONNX (default 1)")
+    p.add_argument("--opt-batch", type=arg_types.positive_int, help="batch TensorRT tunes for (default: --max-batch)")
+    p.add_argument("--max-batch", type=arg_types.positive_int,
+                   help="largest batch of a dynamic-batch ONNX (default: --opt-batch or 1)")
     p.add_argument("--timing-cache", metavar="FILE", help="timing cache file (default: ENGINE.timing.cache)")
     p.add_argument("--no-verify", action="store_true", help="keep the engine without comparing it with the ONNX")
     p.set_defaults(func=run)

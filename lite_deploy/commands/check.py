@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from . import args as arg_types
+
 CHECK_TARGETS = ("trt8.5", "trt8.6", "trt10", "trt11", "openvino", "tflite")
 
 
@@ -17,7 +19,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "the target's published support table, the opset limit, tensors of rank > 4, Reshapes that fold the "
         "batch axis, data-dependent shapes and INT64 weights. Exits with status 1 when something will not run.",
     )
-    p.add_argument("model", metavar="MODEL.onnx", help="ONNX model")
+    p.add_argument("model", type=arg_types.existing_file, metavar="MODEL.onnx", help="ONNX model")
     p.add_argument("--target", required=True, choices=CHECK_TARGETS, help="deployment target")
     p.set_defaults(func=run)
 

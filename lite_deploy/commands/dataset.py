@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 import time
 
+from . import args as arg_types
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register ``dataset shapes`` and ``dataset check``."""
@@ -18,10 +20,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         description="Write the synthetic shapes benchmark (6 classes) as a YOLO dataset with data.yaml.",
     )
     shapes.add_argument("out", help="output folder")
-    shapes.add_argument("--train", type=int, default=2000, help="training images (default 2000)")
-    shapes.add_argument("--val", type=int, default=400, help="validation images (default 400)")
+    shapes.add_argument("--train", type=arg_types.positive_int, default=2000, help="training images (default 2000)")
+    shapes.add_argument("--val", type=arg_types.positive_int, default=400, help="validation images (default 400)")
     shapes.add_argument("--seed", type=int, default=0, help="random seed; same seed, same files (default 0)")
-    shapes.add_argument("--imgsz", type=int, default=320, help="long image side in pixels (default 320)")
+    shapes.add_argument("--imgsz", type=arg_types.imgsz, default=320, help="long image side in pixels (default 320)")
     shapes.set_defaults(func=_shapes)
 
     shapes_cls = actions.add_parser(
@@ -29,17 +31,17 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         description="Write the synthetic shapes classification set (6 classes) as OUT/{train,val}/<class>/*.jpg.",
     )
     shapes_cls.add_argument("out", help="output folder")
-    shapes_cls.add_argument("--train", type=int, default=600, help="training images (default 600)")
-    shapes_cls.add_argument("--val", type=int, default=120, help="validation images (default 120)")
+    shapes_cls.add_argument("--train", type=arg_types.positive_int, default=600, help="training images (default 600)")
+    shapes_cls.add_argument("--val", type=arg_types.positive_int, default=120, help="validation images (default 120)")
     shapes_cls.add_argument("--seed", type=int, default=0, help="random seed; same seed, same files (default 0)")
-    shapes_cls.add_argument("--imgsz", type=int, default=96, help="image side in pixels (default 96)")
+    shapes_cls.add_argument("--imgsz", type=arg_types.imgsz, default=96, help="image side in pixels (default 96)")
     shapes_cls.set_defaults(func=_shapes_cls)
 
     check = actions.add_parser(
         "check", help="list every problem of a YOLO dataset (labels, missing or corrupt images)",
         description="List every problem of a YOLO dataset: malformed label lines, missing or corrupt images.",
     )
-    check.add_argument("data", help="the dataset's data.yaml")
+    check.add_argument("data", type=arg_types.existing_file, help="the dataset's data.yaml")
     check.add_argument("--no-decode", action="store_true", help="do not decode images (faster)")
     check.set_defaults(func=_check)
 

@@ -11,6 +11,8 @@ import argparse
 from pathlib import Path
 
 from ..assets import DEMO_DATA_IMGSZ, DEMO_IMGSZ
+from . import args as arg_types
+
 VAL_IMAGES = 100
 CALIB_IMAGES = 100
 SEED = 0
@@ -27,7 +29,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--out", default="lite_deploy_demo", metavar="DIR",
                    help="output folder (default ./lite_deploy_demo)")
-    p.add_argument("--weights", help=argparse.SUPPRESS)  # another checkpoint for the shapes set, run at DEMO_IMGSZ
+    # another checkpoint for the shapes set, run at DEMO_IMGSZ
+    p.add_argument("--weights", type=arg_types.existing_file, help=argparse.SUPPRESS)
     p.set_defaults(func=run)
 
 
@@ -45,6 +48,10 @@ def run(args: argparse.Namespace) -> int:
 
     out = Path(args.out)
     weights = Path(args.weights) if args.weights else demo_weights()
+    if args.weights:  # refuse an unreadable checkpoint before anything is written
+        from ..models import load_model
+
+        load_model(weights)
     print(f"1/3 generating {VAL_IMAGES} validation and {CALIB_IMAGES} calibration images at {DEMO_DATA_IMGSZ} px")
     data = generate_shapes(out / "shapes", train=CALIB_IMAGES, val=VAL_IMAGES, seed=SEED, imgsz=DEMO_DATA_IMGSZ)
     calib = data.parent / "images" / "train"

@@ -7,6 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import LiteDeployError
+from . import args as arg_types
+
 WEIGHT_SUFFIXES = (".pt", ".pth")
 
 
@@ -20,7 +23,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("model", metavar="CFG_OR_WEIGHTS", help="weights file, model yaml, bundled config name, or an exported artifact "
                    "(.onnx, .xml, .tflite, .engine: its spec and tensors)")
-    p.add_argument("--imgsz", type=int, nargs="+", default=[640], metavar="N",
+    p.add_argument("--imgsz", type=arg_types.imgsz, nargs="+", default=[640], metavar="N",
                    help="input size for GFLOPs: one value (square) or height width (default 640)")
     p.add_argument("--shuffle", choices=("evenodd", "interleave"),
                    help="GSConv shuffle of a third-party checkpoint whose variant cannot be inferred")
@@ -39,8 +42,8 @@ def run(args: argparse.Namespace) -> int:
     from ..models import build_model, load_model
     from ..models.summary import format_summary, summarize
 
-    if len(args.imgsz) not in (1, 2) or min(args.imgsz) <= 0:
-        raise ValueError("--imgsz takes one positive size or a height and a width")
+    if len(args.imgsz) not in (1, 2):
+        raise LiteDeployError("--imgsz takes one size or a height and a width")
     imgsz = (args.imgsz[0], args.imgsz[-1])
     with torch.no_grad():
         if Path(args.model).suffix.lower() in WEIGHT_SUFFIXES:

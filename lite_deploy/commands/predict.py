@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, List, Optional, Tuple
 
 from ..errors import LiteDeployError
+from . import args as arg_types
 
 if TYPE_CHECKING:
     from ..runtime import Classifier
@@ -29,14 +30,16 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         description="Detect objects in an image or a folder of images with an exported model (.onnx, .xml, "
         ".tflite, .engine) and print, draw or save the detections.",
     )
-    p.add_argument("model", metavar="MODEL", help="model artifact; its spec is <MODEL>.json or embedded")
-    p.add_argument("--source", required=True, help="an image file or a folder of images")
+    p.add_argument("model", type=arg_types.existing_file, metavar="MODEL",
+                   help="model artifact; its spec is <MODEL>.json or embedded")
+    p.add_argument("--source", required=True, type=arg_types.existing_path, help="an image file or a folder of images")
     p.add_argument("--save", metavar="DIR", help="write each image with its boxes drawn into DIR")
     p.add_argument("--json", metavar="FILE", help="write every image's detections to FILE as JSON")
-    p.add_argument("--conf", type=float, default=0.25, help="confidence threshold (default 0.25)")
-    p.add_argument("--iou", type=float, default=0.45, help="NMS IoU threshold (default 0.45)")
-    p.add_argument("--max-det", type=int, default=300, help="most detections per image (default 300)")
-    p.add_argument("--imgsz", type=int, nargs="+", metavar="N",
+    p.add_argument("--conf", type=arg_types.probability, default=0.25, help="confidence threshold (default 0.25)")
+    p.add_argument("--iou", type=arg_types.probability, default=0.45, help="NMS IoU threshold (default 0.45)")
+    p.add_argument("--max-det", type=arg_types.positive_int, default=300,
+                   help="most detections per image (default 300)")
+    p.add_argument("--imgsz", type=arg_types.imgsz, nargs="+", metavar="N",
                    help="input size for models with a dynamic height/width: one value or height width")
     p.add_argument("--rect", action="store_true",
                    help="letterbox each frame to the minimal rectangle, padded only to a multiple of the stride (YOLOv5 "

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from . import args as arg_types
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register ``profile``."""
@@ -15,13 +17,17 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "into pre-processing, inference and post-processing; peak RSS; the 10 slowest layers (ONNX Runtime, "
         "OpenVINO, TensorRT); model GFLOPs and achieved GFLOP/s beside the measured matmul peak; device facts.",
     )
-    p.add_argument("model", metavar="MODEL", help="artifact (.onnx, .xml, .tflite, .engine) or checkpoint (.pt)")
-    p.add_argument("--runs", type=int, default=200, help="timed runs (default 200)")
-    p.add_argument("--warmup", type=int, default=20, help="untimed runs first (default 20)")
-    p.add_argument("--batch", type=int, default=1, help="frames per call (default 1)")
-    p.add_argument("--threads", type=int, help="backend threads, CPU backends (default: the backend's)")
-    p.add_argument("--imgsz", type=int, help="input size of models with a dynamic height/width (and of .pt)")
-    p.add_argument("--layer-runs", type=int, default=20, help="inferences of the per-layer profile (default 20)")
+    p.add_argument("model", type=arg_types.existing_file, metavar="MODEL",
+                   help="artifact (.onnx, .xml, .tflite, .engine) or checkpoint (.pt)")
+    p.add_argument("--runs", type=arg_types.positive_int, default=200, help="timed runs (default 200)")
+    p.add_argument("--warmup", type=arg_types.non_negative_int, default=20, help="untimed runs first (default 20)")
+    p.add_argument("--batch", type=arg_types.positive_int, default=1, help="frames per call (default 1)")
+    p.add_argument("--threads", type=arg_types.positive_int,
+                   help="backend threads, CPU backends (default: the backend's)")
+    p.add_argument("--imgsz", type=arg_types.imgsz,
+                   help="input size of models with a dynamic height/width (and of .pt)")
+    p.add_argument("--layer-runs", type=arg_types.positive_int, default=20,
+                   help="inferences of the per-layer profile (default 20)")
     p.add_argument("--no-layers", action="store_true", help="skip the per-layer profile")
     p.add_argument("--json", metavar="FILE", help="write the full result as JSON")
     p.add_argument("--plot", metavar="FILE.png", help="write the latency histogram")
@@ -30,14 +36,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Profile ``args.model`` and print the report."""
-    from ..errors import LiteDeployError
     from ..runtime.profile import plot_histogram, profile
 
-    if args.runs < 1 or args.warmup < 0 or args.batch < 1 or args.layer_runs < 1:
-        raise LiteDeployError("--runs, --batch and --layer-runs must be at least 1, --warmup at least 0")
     path = Path(args.model)
-    if not path.exists():
-        raise LiteDeployError(f"{path} does not exist: give an exported artifact or a .pt checkpoint")
     gflops = None
     if path.suffix.lower() == ".pt":  # host side: count the torch model's GFLOPs
         from ..models import load_model

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Dict, Optional, TextIO
 
 from ..errors import LiteDeployError
+from . import args as arg_types
 
 WINDOW = "lite-deploy"
 FOURCC = {".mp4": "mp4v", ".avi": "MJPG"}  # video suffix -> codec OpenCV's FFmpeg writes everywhere
@@ -31,17 +32,18 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "network stream, a GStreamer pipeline or a folder of images; show, record or log the results and print "
         "frame counts, latency per stage and FPS at the end.",
     )
-    p.add_argument("model", metavar="MODEL", help="model artifact; its spec is <MODEL>.json or embedded")
+    p.add_argument("model", type=arg_types.existing_file, metavar="MODEL",
+                   help="model artifact; its spec is <MODEL>.json or embedded")
     p.add_argument("--source", required=True,
                    help="camera index (0), /dev/videoN, a video file, an rtsp:// or http:// URL, a GStreamer "
                    "pipeline ending in appsink (quoted), a folder of images or a quoted glob of images")
     p.add_argument("--show", action="store_true", help="show the annotated frames in a window (q or Esc quits)")
     p.add_argument("--save", metavar="VIDEO", help="write the annotated frames to VIDEO (.mp4 or .avi)")
     p.add_argument("--jsonl", metavar="FILE", help="write one JSON line per frame (index, time, latency, results)")
-    p.add_argument("--max-frames", type=int, metavar="N", help="stop after N frames")
-    p.add_argument("--conf", type=float, default=0.25, help="confidence threshold (default 0.25)")
-    p.add_argument("--iou", type=float, default=0.45, help="NMS IoU threshold (default 0.45)")
-    p.add_argument("--imgsz", type=int, nargs="+", metavar="N",
+    p.add_argument("--max-frames", type=arg_types.positive_int, metavar="N", help="stop after N frames")
+    p.add_argument("--conf", type=arg_types.probability, default=0.25, help="confidence threshold (default 0.25)")
+    p.add_argument("--iou", type=arg_types.probability, default=0.45, help="NMS IoU threshold (default 0.45)")
+    p.add_argument("--imgsz", type=arg_types.imgsz, nargs="+", metavar="N",
                    help="input size for models with a dynamic height/width: one value or height width")
     p.add_argument("--rect", action="store_true",
                    help="letterbox each frame to the minimal rectangle, padded only to a multiple of the stride (YOLOv5 "

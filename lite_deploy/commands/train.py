@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 from typing import List
 
+from . import args as arg_types
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register ``train``."""
@@ -19,39 +21,46 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                              "shufflenetv2_x0_5 ... _x2_0, shufflenetv1_g3, squeezenet1_1 on an image folder)")
     parser.add_argument("--cfg", help="model config: bundled name (see `lite-deploy info --list`) or yaml file; "
                                       "classify: the architecture")
-    parser.add_argument("--data", help="YOLO data.yaml; classify: image folder with train/ and val/, a sub-folder "
+    parser.add_argument("--data", type=arg_types.existing_path,
+                        help="YOLO data.yaml; classify: image folder with train/ and val/, a sub-folder "
                                        "per class")
-    parser.add_argument("--weights", help="starting checkpoint (lite-deploy, YOLOv5 or slim-neck); classes may differ; "
+    parser.add_argument("--weights", type=arg_types.existing_file,
+                        help="starting checkpoint (lite-deploy, YOLOv5 or slim-neck); classes may differ; "
                                           "classify: torchvision .pth or lite-deploy checkpoint of the architecture")
-    parser.add_argument("--epochs", type=int, default=100, help="epochs (default 100)")
-    parser.add_argument("--imgsz", type=int, default=320, help="square input size in pixels (default 320)")
-    parser.add_argument("--batch", type=int, default=16,
+    parser.add_argument("--epochs", type=arg_types.positive_int, default=100, help="epochs (default 100)")
+    parser.add_argument("--imgsz", type=arg_types.imgsz, default=320, help="square input size in pixels (default 320)")
+    parser.add_argument("--batch", type=arg_types.positive_int, default=16,
                         help="images per iteration over all processes (the global batch; default 16)")
-    parser.add_argument("--workers", type=int, default=2, help="data loading processes (default 2)")
+    parser.add_argument("--workers", type=arg_types.non_negative_int, default=2,
+                        help="data loading processes (default 2)")
     parser.add_argument("--device", help="cpu, 0, cuda:0, or 0,1,2,3 for DDP on those GPUs via torchrun "
                                          "(default: CUDA when available)")
-    parser.add_argument("--backbone-weights", metavar="PTH",
+    parser.add_argument("--backbone-weights", type=arg_types.existing_file, metavar="PTH",
                         help="torchvision ImageNet state_dict (.pth) for the backbone of --cfg (detect)")
     parser.add_argument("--freeze", metavar="N|backbone",
                         help="do not train the first N yaml layers, or the backbone (detect)")
-    parser.add_argument("--freeze-epochs", type=int, default=0,
+    parser.add_argument("--freeze-epochs", type=arg_types.non_negative_int, default=0,
                         help="unfreeze after this many epochs (default 0: frozen for the whole run)")
     parser.add_argument("--sync-bn", action="store_true", help="SyncBatchNorm across DDP processes (GPUs only)")
     parser.add_argument("--project", default="runs/train", help="folder of runs (default runs/train)")
     parser.add_argument("--name", default="exp", help="run name (default exp; exp2, exp3 ... when taken)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument("--optimizer", choices=("SGD", "AdamW"), default="SGD", help="optimizer (default SGD)")
-    parser.add_argument("--lr0", type=float, default=0.01, help="initial learning rate (default 0.01; 0.002 suits AdamW)")
-    parser.add_argument("--nominal-batch", type=int, default=64,
+    parser.add_argument("--lr0", type=arg_types.non_negative_float, default=0.01,
+                        help="initial learning rate (default 0.01; 0.002 suits AdamW)")
+    parser.add_argument("--nominal-batch", type=arg_types.positive_int, default=64,
                         help="images accumulated into one optimizer step (default 64, as YOLOv5)")
-    parser.add_argument("--warmup-epochs", type=float, default=3.0, help="warmup epochs (default 3)")
-    parser.add_argument("--val-every", type=int, default=1,
+    parser.add_argument("--warmup-epochs", type=arg_types.non_negative_float, default=3.0,
+                        help="warmup epochs (default 3)")
+    parser.add_argument("--val-every", type=arg_types.positive_int, default=1,
                         help="validate every N epochs and after the last (default 1)")
     parser.add_argument("--cos-lr", action="store_true", help="cosine learning-rate decay instead of linear")
-    parser.add_argument("--close-mosaic", type=int, default=0, help="no mosaic in the last N epochs (default 0)")
-    parser.add_argument("--ema-tau", type=float, default=2000.0,
+    parser.add_argument("--close-mosaic", type=arg_types.non_negative_int, default=0,
+                        help="no mosaic in the last N epochs (default 0)")
+    parser.add_argument("--ema-tau", type=arg_types.non_negative_float, default=2000.0,
                         help="optimizer steps over which the weight average's decay ramps up (default 2000, as YOLOv5)")
-    parser.add_argument("--resume", metavar="LAST", help="continue an interrupted run (its weights/last.pt or folder)")
+    parser.add_argument("--resume", type=arg_types.existing_path, metavar="LAST",
+                        help="continue an interrupted run (its weights/last.pt or folder)")
     parser.set_defaults(func=_run, parser=parser)
 
 

@@ -9,28 +9,34 @@ from __future__ import annotations
 
 import argparse
 
+from . import args as arg_types
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register ``val``."""
     parser = subparsers.add_parser(
         "val", help="score a model or artifact on a dataset (COCO mAP)", description=__doc__,
     )
-    parser.add_argument("model", help="checkpoint (.pt) or artifact (.onnx, .xml, .tflite, .engine)")
+    parser.add_argument("model", type=arg_types.existing_file,
+                        help="checkpoint (.pt) or artifact (.onnx, .xml, .tflite, .engine)")
     parser.add_argument("--task", choices=("detect", "classify"), default="detect", help="detect (default) or classify")
-    parser.add_argument("--data", required=True,
+    parser.add_argument("--data", required=True, type=arg_types.existing_path,
                         help="YOLO data.yaml or COCO instances .json; classify: image folder with train/ and val/")
     parser.add_argument("--split", default="val", help="split of a YOLO dataset (default val)")
     parser.add_argument("--images", help="image folder of a COCO .json (default: the file's folder)")
-    parser.add_argument("--imgsz", type=int, help="input size for checkpoints (artifacts have theirs fixed)")
-    parser.add_argument("--conf", type=float, default=0.001, help="confidence threshold (default 0.001)")
-    parser.add_argument("--iou", type=float, default=0.6, help="NMS IoU threshold (default 0.6)")
-    parser.add_argument("--max-det", type=int, default=300, help="detections per image (default 300)")
+    parser.add_argument("--imgsz", type=arg_types.imgsz,
+                        help="input size for checkpoints (artifacts have theirs fixed)")
+    parser.add_argument("--conf", type=arg_types.probability, default=0.001,
+                        help="confidence threshold (default 0.001)")
+    parser.add_argument("--iou", type=arg_types.probability, default=0.6, help="NMS IoU threshold (default 0.6)")
+    parser.add_argument("--max-det", type=arg_types.positive_int, default=300,
+                        help="detections per image (default 300)")
     parser.add_argument("--single-label", "--no-multi-label", dest="multi_label", action="store_false",
                         help="NMS on each box's best class only (default: every class above --conf, as val.py)")
     parser.add_argument("--rect", action="store_true",
                         help="val.py's rectangular inputs: long side --imgsz, each side padded to a multiple of the "
                         "stride with at least half a stride of padding (.pt checkpoints and dynamic-shape artifacts)")
-    parser.add_argument("--batch", type=int, default=1, help="frames per inference call (default 1)")
+    parser.add_argument("--batch", type=arg_types.positive_int, default=1, help="frames per inference call (default 1)")
     parser.add_argument("--save-json", metavar="DIR", help="write gt.json, predictions.json (COCO) and results.json")
     parser.add_argument("--plots", metavar="DIR", help="write the precision-recall curve pr_curve.png")
     parser.set_defaults(func=_run)

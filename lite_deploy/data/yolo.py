@@ -158,7 +158,9 @@ def load_data_config(path: PathLike) -> DataConfig:
     if "names" not in data:
         raise DatasetError(f"{yaml_path}: 'names' is missing; list the class names (index = class id).")
     names = parse_names(data["names"], yaml_path)
-    if "nc" in data and int(data["nc"]) != len(names):
+    if "nc" in data and (not isinstance(data["nc"], int) or isinstance(data["nc"], bool)):
+        raise DatasetError(f"{yaml_path}: nc must be a whole number (the number of classes), got {data['nc']!r}")
+    if "nc" in data and data["nc"] != len(names):
         raise DatasetError(f"{yaml_path}: nc is {data['nc']} but 'names' has {len(names)} entries; make them agree.")
     root = Path(data.get("path") or "")
     if not root.is_absolute():
