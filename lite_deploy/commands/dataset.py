@@ -41,7 +41,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "check", help="list every problem of a YOLO dataset (labels, missing or corrupt images)",
         description="List every problem of a YOLO dataset: malformed label lines, missing or corrupt images.",
     )
-    check.add_argument("data", type=arg_types.existing_file, help="the dataset's data.yaml")
+    check.add_argument("data", help="the dataset's data.yaml")
     check.add_argument("--no-decode", action="store_true", help="do not decode images (faster)")
     check.set_defaults(func=_check)
 

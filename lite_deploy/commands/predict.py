@@ -32,7 +32,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("model", type=arg_types.existing_file, metavar="MODEL",
                    help="model artifact; its spec is <MODEL>.json or embedded")
-    p.add_argument("--source", required=True, type=arg_types.existing_path, help="an image file or a folder of images")
+    p.add_argument("--source", required=True, help="an image file or a folder of images")
     p.add_argument("--save", metavar="DIR", help="write each image with its boxes drawn into DIR")
     p.add_argument("--json", metavar="FILE", help="write every image's detections to FILE as JSON")
     p.add_argument("--conf", type=arg_types.probability, default=0.25, help="confidence threshold (default 0.25)")

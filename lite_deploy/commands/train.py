@@ -21,7 +21,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                              "shufflenetv2_x0_5 ... _x2_0, shufflenetv1_g3, squeezenet1_1 on an image folder)")
     parser.add_argument("--cfg", help="model config: bundled name (see `lite-deploy info --list`) or yaml file; "
                                       "classify: the architecture")
-    parser.add_argument("--data", type=arg_types.existing_path,
+    parser.add_argument("--data",
                         help="YOLO data.yaml; classify: image folder with train/ and val/, a sub-folder "
                                        "per class")
     parser.add_argument("--weights", type=arg_types.existing_file,

@@ -20,7 +20,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("model", type=arg_types.existing_file,
                         help="checkpoint (.pt) or artifact (.onnx, .xml, .tflite, .engine)")
     parser.add_argument("--task", choices=("detect", "classify"), default="detect", help="detect (default) or classify")
-    parser.add_argument("--data", required=True, type=arg_types.existing_path,
+    parser.add_argument("--data", required=True,
                         help="YOLO data.yaml or COCO instances .json; classify: image folder with train/ and val/")
     parser.add_argument("--split", default="val", help="split of a YOLO dataset (default val)")
     parser.add_argument("--images", help="image folder of a COCO .json (default: the file's folder)")

@@ -78,7 +78,8 @@ def test_cli_writes_json_and_histogram(tiny_artifacts: Dict[str, Path], tmp_path
 def test_cli_refuses_bad_arguments(tmp_path: Path, capsys) -> None:
     assert main(["profile", str(tmp_path / "missing.onnx")]) == 2
     assert "does not exist" in capsys.readouterr().err
-    assert main(["profile", str(tmp_path / "missing.onnx"), "--runs", "0"]) == 2
+    (tmp_path / "m.onnx").write_bytes(b"")  # the number is refused before the file is read
+    assert main(["profile", str(tmp_path / "m.onnx"), "--runs", "0"]) == 2
     assert "--runs" in capsys.readouterr().err
 
 
