@@ -249,7 +249,7 @@ def test_messages_say_what_and_where(corpus: Dict[str, str], capsys):
     """The converted errors name the file (and field) and say what to do."""
     expected = {
         "info {random_onnx}": "random.onnx is not a valid ONNX model",
-        "info {truncated_bin}": "m.xml is not a valid OpenVINO model",
+        "info {truncated_bin}": "m.xml is not a valid OpenVINO model (Incorrect weights in bin file!): re-export it",
         "info {truncated_tflite}": "cut.tflite is not a valid TFLite model",
         "info {wrongtypes_sidecar}": "'imgsz' must be [height, width]",
         "info {notjson_sidecar}": "not valid JSON",

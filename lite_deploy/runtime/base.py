@@ -171,9 +171,10 @@ def invalid_artifact(path: Union[str, Path], kind: str, cause: BaseException) ->
     Args:
         path: the artifact.
         kind: what it should be, e.g. ``"ONNX"``, ``"OpenVINO"``, ``"TFLite"``.
-        cause: the backend's exception; its first line goes into the message.
+        cause: the backend's exception; its last line (OpenVINO's reason follows source locations) goes into the
+            message.
     """
-    detail = (str(cause).strip().splitlines() or [type(cause).__name__])[0][:200]
+    detail = ([line for line in str(cause).splitlines() if line.strip()] or [type(cause).__name__])[-1].strip()[:200]
     return CheckpointError(f"{Path(path).name} is not a valid {kind} model ({detail}): re-export it")
 
 

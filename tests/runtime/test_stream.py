@@ -192,7 +192,7 @@ def test_camera_that_does_not_open(onnx):
 
 
 def test_bad_model_and_options(video, tmp_path, onnx):
-    with pytest.raises(LiteDeployError, match="cannot load model"):
+    with pytest.raises(LiteDeployError, match="nope.onnx' does not exist"):
         stream(tmp_path / "nope.onnx", video)
     with pytest.raises(LiteDeployError, match="max_frames must be at least 1"):
         stream(onnx, video, max_frames=0)
