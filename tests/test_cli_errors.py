@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 
 from lite_deploy.cli import main
-from lite_deploy.spec import ModelSpec, sidecar_path
+from lite_deploy.spec import SPEC_KEY, ModelSpec, sidecar_path
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -41,7 +41,7 @@ def _spec() -> ModelSpec:
                      output_names=("boxes", "scores"))
 
 
-def _onnx_model(path: Path) -> None:
+def _onnx_model(path: Path, metadata: Optional[Dict[str, str]] = None) -> None:
     """A real one-node ONNX model (images (1, 3, 32, 32) -> its negation), written with onnx's own helpers."""
     from onnx import TensorProto, helper, save
 
@@ -50,7 +50,9 @@ def _onnx_model(path: Path) -> None:
         [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, 32, 32])],
         [helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, 3, 32, 32])],
     )
-    save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    helper.set_model_props(model, metadata or {})
+    save(model, str(path))
 
 
 def _openvino_pair(xml: Path) -> None:
@@ -83,6 +85,10 @@ def corpus(tmp_path_factory, yolov5_fixtures: Path) -> Dict[str, str]:
     _onnx_model(good)
     _spec().save(sidecar_path(good))
     files["good_onnx"] = good
+    _onnx_model(root / "bare.onnx")  # a valid model that says nothing of what it is (no sidecar, no metadata)
+    files["bare_onnx"] = root / "bare.onnx"
+    _onnx_model(root / "embedded.onnx", {SPEC_KEY: json.dumps(dict(_spec().to_dict(), names="ab"))})
+    files["embedded_bad_spec"] = root / "embedded.onnx"
     (root / "cut.onnx").write_bytes(good.read_bytes()[:40])
     files["truncated_onnx"] = root / "cut.onnx"
     # a valid model whose sidecar is valid JSON of the wrong types, and one whose sidecar is not JSON
@@ -125,6 +131,8 @@ CASES: List[Case] = [
     Case("info {truncated_bin}"),
     Case("info {wrongtypes_sidecar}"),
     Case("info {notjson_sidecar}"),
+    Case("info {bare_onnx}"),
+    Case("info {embedded_bad_spec}"),
     Case("info yolov5n --imgsz 0"),
     Case("info yolov5n --imgsz 320 -1"),
     # dataset
@@ -177,6 +185,8 @@ CASES: List[Case] = [
     Case("predict {truncated_bin} --source {image} --json {root}/pred.json", "pred.json"),
     Case("predict {wrongtypes_sidecar} --source {image} --json {root}/pred.json", "pred.json"),
     Case("predict {notjson_sidecar} --source {image} --json {root}/pred.json", "pred.json"),
+    Case("predict {bare_onnx} --source {image} --json {root}/pred.json", "pred.json"),
+    Case("predict {embedded_bad_spec} --source {image} --json {root}/pred.json", "pred.json"),
     Case("predict {good_onnx} --source {root}/absent.jpg --json {root}/pred.json", "pred.json", held=True),
     Case("predict {good_onnx} --source {image} --conf 1.5 --json {root}/pred.json", "pred.json"),
     Case("predict {good_onnx} --source {image} --iou -1 --json {root}/pred.json", "pred.json"),
@@ -188,6 +198,8 @@ CASES: List[Case] = [
     Case("profile {truncated_tflite} --json {root}/prof.json", "prof.json"),
     Case("profile {truncated_bin} --json {root}/prof.json", "prof.json"),
     Case("profile {wrongtypes_sidecar} --json {root}/prof.json", "prof.json"),
+    Case("profile {bare_onnx} --json {root}/prof.json", "prof.json"),
+    Case("profile {embedded_bad_spec} --json {root}/prof.json", "prof.json"),
     Case("profile {text_pt} --json {root}/prof.json", "prof.json", held=True),
     Case("profile {good_onnx} --runs 0 --json {root}/prof.json", "prof.json", held=True),
     Case("profile {good_onnx} --warmup -1 --json {root}/prof.json", "prof.json", held=True),
@@ -208,6 +220,8 @@ CASES: List[Case] = [
     Case("run {truncated_tflite} --source {image} --jsonl {root}/run.jsonl", "run.jsonl", held=True),
     Case("run {truncated_bin} --source {image} --jsonl {root}/run.jsonl", "run.jsonl"),
     Case("run {notjson_sidecar} --source {image} --jsonl {root}/run.jsonl", "run.jsonl", held=True),
+    Case("run {bare_onnx} --source {image} --jsonl {root}/run.jsonl", "run.jsonl", held=True),
+    Case("run {embedded_bad_spec} --source {image} --jsonl {root}/run.jsonl", "run.jsonl"),
     Case("run {good_onnx} --source {image} --conf 1.5 --jsonl {root}/run.jsonl", "run.jsonl", held=True),
     Case("run {good_onnx} --source {image} --iou -1 --jsonl {root}/run.jsonl", "run.jsonl", held=True),
     Case("run {good_onnx} --source {image} --imgsz 0 --jsonl {root}/run.jsonl", "run.jsonl", held=True),
@@ -253,6 +267,8 @@ def test_messages_say_what_and_where(corpus: Dict[str, str], capsys):
         "info {truncated_tflite}": "cut.tflite is not a valid TFLite model",
         "info {wrongtypes_sidecar}": "'imgsz' must be [height, width]",
         "info {notjson_sidecar}": "not valid JSON",
+        "info {bare_onnx}": "bare.onnx does not say what model it is",
+        "info {embedded_bad_spec}": "embedded.onnx: embedded model spec field 'names' must be a list of class names",
         "info {missing_onnx}": "does not exist",
         "dataset check {nc_six_yaml}": "nc must be a whole number",
         "predict {good_onnx} --source {image} --conf 1.5": "argument --conf: must be a number in [0, 1], got 1.5",

@@ -16,6 +16,7 @@ import logging
 from pathlib import Path
 from typing import Any, Dict, Mapping, Sequence, Tuple, Union
 
+from ..errors import SpecError
 from ..spec import SPEC_KEY, ModelSpec, sidecar_path
 from .base import TensorInfo, load_runtime
 
@@ -29,7 +30,7 @@ def load_spec(artifact: Union[str, Path]) -> ModelSpec:
 
     Raises:
         FileNotFoundError: ``artifact`` does not exist.
-        ValueError: no sidecar, nothing embedded, and not a recognisable YOLOv5 export.
+        SpecError: no sidecar, nothing embedded, and not a recognisable YOLOv5 export.
     """
     sidecar = sidecar_path(artifact)
     if sidecar.is_file():
@@ -53,16 +54,19 @@ def resolve_spec(
         outputs: the artifact's outputs.
 
     Raises:
-        ValueError: nothing says what the model is (the message says what to add).
+        SpecError: nothing says what the model is (the message says what to add).
     """
     sidecar = sidecar_path(artifact)
     if sidecar.is_file():
         return ModelSpec.load(sidecar)
     if SPEC_KEY in metadata:
-        return ModelSpec.from_json(metadata[SPEC_KEY])
+        try:
+            return ModelSpec.from_json(metadata[SPEC_KEY])
+        except SpecError as exc:
+            raise SpecError(f"{Path(artifact).name}: embedded {exc}: re-export it") from None
     if "names" in metadata and "stride" in metadata:
         return yolov5_spec(artifact, metadata, inputs, outputs)
-    raise ValueError(
+    raise SpecError(
         f"{Path(artifact).name} does not say what model it is: write its ModelSpec to {sidecar.name} "
         f"(lite-deploy export does), or give it '{SPEC_KEY}' metadata, or for a YOLOv5 export keep the "
         "'stride' and 'names' metadata that YOLOv5's export.py writes"
@@ -75,22 +79,22 @@ def yolov5_spec(
     """Infer the spec of a YOLOv5 ``export.py`` artifact from its ``stride``/``names`` metadata and tensor shapes.
 
     Raises:
-        ValueError: the tensors are not one NCHW image input and one (B, N, 5+nc) output, or the input's
+        SpecError: the tensors are not one NCHW image input and one (B, N, 5+nc) output, or the input's
             height/width are dynamic.
     """
     name = Path(artifact).name
     names = parse_names(metadata["names"])
     if len(inputs) != 1 or len(inputs[0].shape) != 4:
-        raise ValueError(f"{name}: expected one (B, 3, H, W) image input, got {[tuple(t.shape) for t in inputs]}")
+        raise SpecError(f"{name}: expected one (B, 3, H, W) image input, got {[tuple(t.shape) for t in inputs]}")
     image = inputs[0]
     height, width = image.shape[2], image.shape[3]
     if height is None or width is None:
-        raise ValueError(
+        raise SpecError(
             f"{name} has a dynamic input height/width: write a ModelSpec sidecar {sidecar_path(artifact).name} "
             "giving imgsz"
         )
     if not outputs or len(outputs[0].shape) != 3 or outputs[0].shape[2] != 5 + len(names):
-        raise ValueError(
+        raise SpecError(
             f"{name}: expected a first output of shape (B, N, 5+{len(names)}) for its {len(names)} class names, "
             f"got {[tuple(t.shape) for t in outputs]}"
         )
@@ -112,7 +116,7 @@ def parse_names(text: str) -> Tuple[str, ...]:
     """Class names from YOLOv5's ``names`` metadata: ``"{0: 'person', ...}"``, or a JSON list/dict.
 
     Raises:
-        ValueError: the text is neither a Python literal nor JSON of a list or {index: name} dict.
+        SpecError: the text is neither a Python literal nor JSON of a list or {index: name} dict.
     """
     value: Any
     try:
@@ -121,12 +125,12 @@ def parse_names(text: str) -> Tuple[str, ...]:
         try:
             value = json.loads(text)
         except ValueError:
-            raise ValueError(f"cannot read class names from metadata {text[:80]!r}") from None
+            raise SpecError(f"cannot read class names from metadata {text[:80]!r}") from None
     if isinstance(value, dict):
         by_index: Dict[int, str] = {int(k): str(v) for k, v in value.items()}
         if sorted(by_index) != list(range(len(by_index))):
-            raise ValueError(f"class names metadata must number classes 0..n-1, got keys {sorted(by_index)[:10]}")
+            raise SpecError(f"class names metadata must number classes 0..n-1, got keys {sorted(by_index)[:10]}")
         return tuple(by_index[i] for i in range(len(by_index)))
     if isinstance(value, (list, tuple)):
         return tuple(str(v) for v in value)
-    raise ValueError(f"cannot read class names from metadata {text[:80]!r}")
+    raise SpecError(f"cannot read class names from metadata {text[:80]!r}")
