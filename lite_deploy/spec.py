@@ -12,13 +12,12 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, Optional, Tuple, Union
 
 from .errors import ArtifactMismatchError, SpecError
+from .io import atomic_write_bytes
 
 SPEC_KEY = "lite_deploy.spec"
 SPEC_VERSION = 1
@@ -264,22 +263,6 @@ def check_files(artifact: Union[str, Path]) -> None:
             f"export it again into {str(artifact.parent)!r} (or, if you changed the file on purpose, delete the "
             f"\"files\" entry of {sidecar.name})"
         )
-
-
-def atomic_write_bytes(path: Union[str, Path], data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder and an atomic rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=str(path.parent))
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; artifacts are meant to be shared like ordinary files
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def _is_int(value: Any) -> bool:

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from lite_deploy.assets import DEMO_WEIGHTS
-from lite_deploy.spec import atomic_write_bytes
+from lite_deploy.io import atomic_write_bytes
 
 
 def main() -> None:

@@ -44,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
     from ..errors import LiteDeployError
     from ..eval.benchmark import benchmark
     from ..runtime import Detector
-    from ..spec import atomic_write_bytes
+    from ..io import atomic_write_bytes
 
     out = Path(args.out)
     weights = Path(args.weights) if args.weights else demo_weights()

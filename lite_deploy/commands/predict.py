@@ -115,7 +115,7 @@ def run(args: argparse.Namespace) -> int:
 
     from ..runtime import Classifier, Detector, load_runtime
     from ..runtime.stream import IMAGE_SUFFIXES
-    from ..spec import atomic_write_bytes
+    from ..io import atomic_write_bytes
 
     images = ImageReader(args.source, list_images(args.source))
     if args.imgsz is not None and len(args.imgsz) not in (1, 2):
@@ -155,7 +155,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _classify(classifier: "Classifier", images: ImageReader, json_file: Optional[str]) -> int:
     """Print each image's top-5 classes of a classification artifact (and write them to ``json_file``)."""
-    from ..spec import atomic_write_bytes
+    from ..io import atomic_write_bytes
 
     report = {}
     with classifier:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .coco import CocoDataset, to_coco_gt, to_coco_predictions
-from .dataset import DetectionDataset, Sample, Targets, read_image
+from .dataset import DetectionDataset, Sample, Targets
 from .yolo import DataConfig, DatasetIssue, YoloDataset, check_dataset, load_data_config
 
 __all__ = [
@@ -16,7 +16,6 @@ __all__ = [
     "YoloDataset",
     "check_dataset",
     "load_data_config",
-    "read_image",
     "to_coco_gt",
     "to_coco_predictions",
 ]

@@ -17,9 +17,9 @@ from typing import Any, Dict, List, Optional, Protocol, Sequence, Tuple, Union
 
 import numpy as np
 
+from ..boxes import xyxy_to_xywh
 from ..errors import DatasetError
-from ..eval.metrics import xyxy_to_xywh
-from ..spec import atomic_write_bytes
+from ..io import atomic_write_bytes
 from .dataset import DetectionDataset, Targets
 from .yolo import DatasetIssue, raise_issues
 

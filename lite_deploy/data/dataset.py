@@ -5,30 +5,12 @@ Needs numpy and OpenCV only.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
-from typing import Dict, List, NamedTuple, Sequence, Tuple, Union
+from typing import Dict, List, NamedTuple, Sequence, Tuple
 
-import cv2
 import numpy as np
 
-from ..errors import DatasetError
-
-
-def read_image(path: Union[str, Path]) -> np.ndarray:
-    """Decode an image file as OpenCV does (also for non-ASCII paths).
-
-    Returns:
-        (H, W, 3) uint8 BGR.
-
-    Raises:
-        DatasetError: the file is missing or cannot be decoded.
-    """
-    data = np.fromfile(str(path), np.uint8) if os.path.isfile(path) else None
-    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data is not None and data.size else None
-    if image is None:
-        raise DatasetError(f"{path}: cannot read the image (missing or corrupt); replace or remove it.")
-    return image
+from ..io import read_image
 
 
 class Targets(NamedTuple):

@@ -12,8 +12,7 @@ from typing import List, Tuple, Union
 import numpy as np
 
 from ..errors import DatasetError
-from .dataset import read_image
-from .yolo import IMAGE_SUFFIXES
+from ..io import IMAGE_SUFFIXES, read_image
 
 TRAIN_SPLIT = "train"
 

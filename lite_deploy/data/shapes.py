@@ -27,7 +27,7 @@ from typing import List, Tuple, Union
 import cv2
 import numpy as np
 
-from ..spec import atomic_write_bytes
+from ..io import atomic_write_bytes
 
 LOGGER = logging.getLogger(__name__)
 

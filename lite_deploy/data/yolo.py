@@ -27,11 +27,12 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from ..errors import DatasetError
-from .dataset import DetectionDataset, Targets, read_image
+from ..boxes import xywhn_to_xyxy
+from ..io import IMAGE_SUFFIXES, read_image
+from .dataset import DetectionDataset, Targets
 
 LOGGER = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = (".bmp", ".dng", ".jpeg", ".jpg", ".mpo", ".png", ".tif", ".tiff", ".webp", ".pfm")
 SPLITS = ("train", "val", "test")
 # At most this many problems are spelled out in one DatasetError; the rest are counted.
 MAX_LISTED_ISSUES = 20
@@ -396,28 +397,6 @@ class YoloDataset(DetectionDataset):
         """
         lab = self.labels[index]
         return Targets(lab[:, 0].astype(np.int64), xywhn_to_xyxy(lab[:, 1:], size), np.zeros(len(lab), bool))
-
-
-def xywhn_to_xyxy(xywhn: np.ndarray, size: Tuple[int, int]) -> np.ndarray:
-    """Normalised centre boxes to pixel corner boxes.
-
-    Args:
-        xywhn: (n, 4) ``cx cy w h`` in [0, 1].
-        size: (width, height) in pixels.
-
-    Returns:
-        (n, 4) float32 xyxy in pixels, clipped to the image.
-    """
-    w, h = size
-    b = np.asarray(xywhn, np.float32).reshape(-1, 4)
-    out = np.empty_like(b)
-    out[:, 0] = (b[:, 0] - b[:, 2] / 2) * w
-    out[:, 1] = (b[:, 1] - b[:, 3] / 2) * h
-    out[:, 2] = (b[:, 0] + b[:, 2] / 2) * w
-    out[:, 3] = (b[:, 1] + b[:, 3] / 2) * h
-    np.clip(out[:, 0::2], 0, w, out=out[:, 0::2])
-    np.clip(out[:, 1::2], 0, h, out=out[:, 1::2])
-    return out
 
 
 def check_dataset(data: PathLike, *, decode_images: bool = True) -> List[DatasetIssue]:

@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Union
 
 from ..errors import CheckpointError, DatasetError, VerificationError
-from ..spec import ModelSpec, atomic_write_bytes
+from ..spec import ModelSpec
+from ..io import atomic_write_bytes
 
 LOGGER = logging.getLogger(__name__)
 

@@ -29,25 +29,13 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from ..boxes import xyxy_to_xywh
 IOU_THRESHOLDS = np.linspace(0.5, 0.95, 10)  # pycocotools: linspace(.5, .95, round((.95 - .5) / .05) + 1)
 RECALL_THRESHOLDS = np.linspace(0.0, 1.0, 101)
 MAX_DETS = 100
 CONF_GRID = np.linspace(0.0, 1.0, 1000)
 # COCO's area range "all": detections outside it that match nothing are ignored.
 AREA_ALL = (0.0, 1e5**2)
-
-
-def xyxy_to_xywh(boxes: np.ndarray) -> np.ndarray:
-    """Corner boxes to COCO ``x y w h`` in float64, the way they are written to COCO JSON.
-
-    Args:
-        boxes: (n, 4) xyxy.
-
-    Returns:
-        (n, 4) float64 ``x1, y1, x2 - x1, y2 - y1``.
-    """
-    b = np.asarray(boxes, np.float64).reshape(-1, 4)
-    return np.concatenate([b[:, :2], b[:, 2:] - b[:, :2]], axis=1)
 
 
 def box_iou_coco(dt: np.ndarray, gt: np.ndarray, crowd: Optional[np.ndarray] = None) -> np.ndarray:

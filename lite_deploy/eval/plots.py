@@ -6,7 +6,7 @@ import io
 from pathlib import Path
 from typing import Union
 
-from ..spec import atomic_write_bytes
+from ..io import atomic_write_bytes
 from .metrics import RECALL_THRESHOLDS, DetectionMetrics
 
 

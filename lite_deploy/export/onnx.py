@@ -20,7 +20,8 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 
 from ..errors import BackendUnavailableError, ExportError
-from ..spec import SPEC_KEY, ModelSpec, atomic_write_bytes, sidecar_path
+from ..spec import SPEC_KEY, ModelSpec, sidecar_path
+from ..io import atomic_write_bytes
 from .describe import INPUT_NAME
 from .locate import locate_aten_op
 

@@ -22,7 +22,8 @@ import torch
 from torch import nn
 
 from ..errors import BackendUnavailableError, ExportError
-from ..spec import SPEC_KEY, ModelSpec, atomic_write_bytes, sidecar_path
+from ..spec import SPEC_KEY, ModelSpec, sidecar_path
+from ..io import atomic_write_bytes
 from .describe import INPUT_NAME
 
 # TensorFlow-style C++ logging of the converter: warnings and errors only

@@ -33,8 +33,9 @@ from typing import Any, Dict, List, Mapping, Optional, Union
 import torch
 from torch import nn
 
+from ..boxes import to_hw
 from ..errors import CheckpointError, LiteDeployError, UnsafeCheckpointError
-from ..spec import atomic_write_bytes
+from ..io import atomic_write_bytes
 from .archive import check_weights_file, is_plain_layout, is_zip
 from .gsconv import SHUFFLES
 from .heads import Detect
@@ -350,7 +351,7 @@ def save_checkpoint(
         )
     head = model.model[-1] if hasattr(model, "model") else None
     anchors = (head.anchors * head.stride.view(-1, 1, 1)).tolist() if isinstance(head, Detect) else None
-    hw = [int(imgsz), int(imgsz)] if isinstance(imgsz, int) else [int(v) for v in imgsz]
+    hw = list(to_hw(imgsz))
     data = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,

@@ -8,6 +8,8 @@ from typing import Any, Dict, List, Tuple, Union
 import torch
 from torch import nn
 
+from ..boxes import to_hw
+
 
 @dataclass
 class LayerInfo:
@@ -74,7 +76,7 @@ def summarize(model: nn.Module, imgsz: Union[int, Tuple[int, int]] = 640, ch: in
         imgsz: input height and width in pixels (an int for square).
         ch: input channels.
     """
-    h, w = (imgsz, imgsz) if isinstance(imgsz, int) else (int(imgsz[0]), int(imgsz[1]))
+    h, w = to_hw(imgsz)
     layers_seq = getattr(model, "model", None)
     top = list(layers_seq) if isinstance(layers_seq, nn.Sequential) else list(model.children())
     rows = []

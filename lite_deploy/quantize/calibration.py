@@ -26,7 +26,7 @@ from typing import Dict, Iterator, List, Optional, Sequence, Union
 
 import numpy as np
 
-from ..data.dataset import read_image
+from ..io import read_image
 from ..data.yolo import list_images, load_data_config
 from ..errors import ExportError
 from ..runtime.preprocess import Preprocessor

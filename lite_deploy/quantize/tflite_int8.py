@@ -32,7 +32,8 @@ from torch import nn
 
 from ..errors import BackendUnavailableError, ExportError
 from ..models.torch_runtime import set_torch_threads
-from ..spec import SPEC_KEY, ModelSpec, atomic_write_bytes, sidecar_path
+from ..spec import SPEC_KEY, ModelSpec, sidecar_path
+from ..io import atomic_write_bytes
 from .calibration import CalibrationSet, input_range
 from .float_tail import float_tail
 

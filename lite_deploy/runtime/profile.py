@@ -24,7 +24,7 @@ import cv2
 import numpy as np
 
 from ..errors import LiteDeployError
-from ..spec import atomic_write_bytes
+from ..io import atomic_write_bytes
 from .base import LayerTime, backend_for, load_runtime, runtime_class
 from .detector import Classifier, Detector
 from .flops import model_gflops

@@ -8,7 +8,8 @@ from typing import List, Tuple
 import numpy as np
 import torch
 
-from ..data.yolo import YoloDataset, xywhn_to_xyxy
+from ..boxes import xywhn_to_xyxy
+from ..data.yolo import YoloDataset
 from ..runtime.preprocess import letterbox, plan_letterbox
 from .augment import augment_hsv, mosaic, random_affine, resize_long_side
 

@@ -48,7 +48,7 @@ from torch import nn
 
 from ..data.yolo import YoloDataset, load_data_config
 from ..errors import CheckpointError, ConfigError
-from ..spec import atomic_write_bytes
+from ..io import atomic_write_bytes
 from .data import AugmentConfig, TrainDataset
 from .distributed import DistContext, context_from_env, init_process_group, resolve_device, shutdown
 from .loss import ANCHOR_T, BOX_GAIN, CLS_GAIN, OBJ_GAIN, DetectionLoss, scaled_loss_gains

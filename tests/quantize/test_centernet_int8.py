@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch import nn
 
-from lite_deploy.data.dataset import read_image
+from lite_deploy.io import read_image
 from lite_deploy.data.yolo import YoloDataset
 from lite_deploy.export.verify import box_iou
 from lite_deploy.quantize.calibration import CalibrationSet

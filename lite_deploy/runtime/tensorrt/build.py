@@ -32,7 +32,8 @@ from pathlib import Path
 from typing import Any, List, Optional, Sequence, Tuple, Union
 
 from ...errors import ExportError, VerificationError
-from ...spec import ModelSpec, atomic_write_bytes, file_records, sidecar_path
+from ...spec import ModelSpec, file_records, sidecar_path
+from ...io import atomic_write_bytes
 from .api import open_tensorrt
 
 LOGGER = logging.getLogger(__name__)
@@ -309,7 +310,7 @@ def build_engine(
 def _verify(engine: Path, onnx_path: Path, spec: ModelSpec, image_files: Optional[Sequence[Path]]) -> Any:
     """Compare the staged engine with its ONNX on ``image_files`` (default: generated scenes); raise for an
     FP32/FP16 engine beyond tolerance."""
-    from ...data.dataset import read_image
+    from ...io import read_image
     from .verify import verify_engine
 
     images = [read_image(p) for p in image_files] if image_files else None

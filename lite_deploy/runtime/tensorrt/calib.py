@@ -25,7 +25,7 @@ from typing import Any, Dict, Iterator, List, Optional, Union
 import numpy as np
 
 from ...quantize.calibration import CalibrationSet
-from ...spec import atomic_write_bytes
+from ...io import atomic_write_bytes
 
 LOGGER = logging.getLogger(__name__)
 
