@@ -8,8 +8,8 @@ from typing import Any, Dict, Iterable, Mapping, Optional, Sequence, Tuple, Unio
 
 from torch import nn
 
-from .. import __version__
 from ..spec import ModelSpec, file_sha256
+from ..version import __version__
 
 # The output tensor names every export uses, per output layout.
 OUTPUT_NAMES = {

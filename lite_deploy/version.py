@@ -1,0 +1,3 @@
+"""The version of lite-deploy (setup.cfg reads it from here)."""
+
+__version__ = "0.1.0"
