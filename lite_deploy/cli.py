@@ -1,4 +1,4 @@
-"""``lite-deploy`` command line: one subcommand per module in :mod:`lite_deploy.commands`.
+"""lite-deploy command line: one subcommand per module in :mod:`lite_deploy.commands`.
 
 Each command module defines ``add_parser(subparsers)``, which registers its arguments and sets ``func``. Command
 modules import heavy libraries (torch, backends) inside ``func`` only, so ``lite-deploy --help`` stays fast.
@@ -13,11 +13,12 @@ import argparse
 import importlib
 import logging
 import os
+import re
 import sys
 import traceback
-from typing import List, NoReturn, Optional
+from typing import Any, List, NoReturn, Optional
 
-from . import __version__
+from .version import __version__
 from .errors import LiteDeployError
 
 # subcommand -> module under lite_deploy.commands
@@ -41,8 +42,34 @@ class UsageError(LiteDeployError):
     """A command line argument is missing or invalid."""
 
 
+# reStructuredText in docstrings (the descriptions) and help strings: ``literal`` and :role:`~a.b.name` / :role:`text`
+_RST_LITERAL = re.compile(r"``(.+?)``", re.S)
+_RST_ROLE = re.compile(r":[a-z]+:`~?([^`<]+?)(?:\s*<[^>]*>)?`")
+
+
+def plain_text(text: str) -> str:
+    """``text`` without reStructuredText markup: ````x```` -> ``x``, ``:class:`~a.B``` -> ``B``."""
+    text = _RST_LITERAL.sub(r"\1", text)
+    return _RST_ROLE.sub(lambda m: m.group(1).rsplit(".", 1)[-1] if "~" in m.group(0) else m.group(1), text)
+
+
+class _PlainHelpFormatter(argparse.HelpFormatter):
+    """Help as plain text: descriptions and argument help lose their reStructuredText markup."""
+
+    def _format_text(self, text: str) -> str:
+        return super()._format_text(plain_text(text))
+
+    def _expand_help(self, action: argparse.Action) -> str:
+        return plain_text(super()._expand_help(action))
+
+
 class _Parser(argparse.ArgumentParser):
-    """An argument parser whose errors are :class:`UsageError` (one ``error:`` line from :func:`main`)."""
+    """An argument parser whose errors are :class:`UsageError` (one ``error:`` line from :func:`main`) and whose help
+    is plain text."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", _PlainHelpFormatter)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
         """Raise instead of printing the usage and exiting."""
@@ -51,7 +78,10 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     """The full argument parser with every subcommand."""
-    parser = _Parser(prog="lite-deploy", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="lite-deploy", description="Take a lightweight YOLOv5-style detector from PyTorch to an edge "
+                     "device and run it there: export, verify, score, time and run it.",
+                     epilog="lite-deploy COMMAND --help lists a command's options. Outputs go to a new "
+                     "runs/<command>/exp, exp2, ... folder unless --out DIR is given.")
     parser.add_argument("--version", action="version", version=f"lite-deploy {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true",
                         help="log debug messages and show the traceback of an error (also: LITE_DEPLOY_TRACEBACK=1)")
@@ -67,7 +97,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     show_traceback = os.environ.get("LITE_DEPLOY_TRACEBACK", "") not in ("", "0")
     try:
-        args = build_parser().parse_args(argv)
+        parser = build_parser()
+        if not argv:  # `lite-deploy` alone: what it can do
+            parser.print_help()
+            return 0
+        args = parser.parse_args(argv)
         show_traceback = show_traceback or args.verbose
         logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s")
         return int(args.func(args) or 0)

@@ -1,18 +1,18 @@
 """Validated argparse types shared by the commands, so bad numbers and paths are refused before any model loads.
 
-Each type raises :class:`argparse.ArgumentTypeError` with what the value must be; the CLI prints it as one
-``error:`` line and exits 2. Python >= 3.8, standard library only (the device runs these commands).
+Each type raises argparse.ArgumentTypeError with what the value must be; the CLI prints it as one "error:" line and
+exits 2. Python >= 3.8, standard library only (the device runs these commands).
 """
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable, Optional, Sequence
 
 
 def probability(text: str) -> float:
-    """A threshold in [0, 1] (``--conf``, ``--iou``)."""
+    """A threshold in [0, 1] (--conf, --iou)."""
     value = _number(text, float, "a number in [0, 1]")
     if not 0.0 <= value <= 1.0:
         raise argparse.ArgumentTypeError(f"must be a number in [0, 1], got {text}")
@@ -48,11 +48,49 @@ IMGSZ_MAX = 8192
 
 
 def imgsz(text: str) -> int:
-    """A network input side in pixels, 1..:data:`IMGSZ_MAX`."""
+    """A network input side in pixels, 1..IMGSZ_MAX."""
     value = _number(text, int, f"a whole number of pixels 1..{IMGSZ_MAX}")
     if not 1 <= value <= IMGSZ_MAX:
         raise argparse.ArgumentTypeError(f"must be a whole number of pixels 1..{IMGSZ_MAX}, got {text}")
     return value
+
+
+class _ImgszAction(argparse.Action):
+    """Store ``--imgsz N`` or ``--imgsz H W`` as an ``(height, width)`` tuple; more values, or two different ones
+    where only a square is possible, are refused."""
+
+    def __init__(self, *args: Any, square: bool = False, **kwargs: Any) -> None:
+        self.square = square
+        super().__init__(*args, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: Optional[str] = None) -> None:
+        sizes: Sequence[int] = values
+        if len(sizes) > 2:
+            parser.error(f"{option_string} takes one size (a square) or a height and a width, got {len(sizes)} values")
+        hw = (sizes[0], sizes[-1])
+        if self.square and hw[0] != hw[1]:
+            parser.error(f"{option_string} {hw[0]} {hw[1]}: this command works on squares; give one size")
+        setattr(namespace, self.dest, hw)
+
+
+def add_imgsz(parser: argparse.ArgumentParser, help: str, default: Optional[int] = None,
+              square: bool = False) -> None:
+    """Add the one ``--imgsz`` of every command: ``--imgsz 320`` (a square) or ``--imgsz 384 640`` (height width).
+
+    The parsed value is an ``(height, width)`` tuple in pixels, or None when not given and ``default`` is None.
+
+    Args:
+        parser: the command's parser.
+        help: what the size is for; the accepted forms and the default are appended.
+        default: side of the default square in pixels; None: no default (the model's own size).
+        square: the command takes squares only (dataset generation, training): two different values are refused.
+    """
+    forms = "N (a square)" if square else "N (a square) or H W (height width)"
+    default_text = f"; default {default}" if default is not None else ""
+    parser.add_argument("--imgsz", type=imgsz, nargs="+", action=_ImgszAction, square=square, metavar="N",
+                        default=None if default is None else (default, default),
+                        help=f"{help}: {forms} in pixels{default_text}")
 
 
 def existing_file(text: str) -> str:

@@ -1,11 +1,12 @@
-"""``lite-deploy dataset``: generate the synthetic shapes benchmark (detection, or ``shapes-cls`` classification), or
-check a YOLO dataset for malformed files."""
+"""lite-deploy dataset: generate the synthetic shapes benchmark (detection, or shapes-cls classification), or check
+a YOLO dataset for malformed files."""
 
 from __future__ import annotations
 
 import argparse
 import time
 
+from ..assets import DEMO_DATA_IMGSZ
 from . import args as arg_types
 
 
@@ -23,7 +24,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     shapes.add_argument("--train", type=arg_types.positive_int, default=2000, help="training images (default 2000)")
     shapes.add_argument("--val", type=arg_types.positive_int, default=400, help="validation images (default 400)")
     shapes.add_argument("--seed", type=int, default=0, help="random seed; same seed, same files (default 0)")
-    shapes.add_argument("--imgsz", type=arg_types.imgsz, default=320, help="long image side in pixels (default 320)")
+    arg_types.add_imgsz(shapes, "image side (the bundled demo detector was trained on this set's default)",
+                        default=DEMO_DATA_IMGSZ, square=True)
     shapes.set_defaults(func=_shapes)
 
     shapes_cls = actions.add_parser(
@@ -34,7 +36,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     shapes_cls.add_argument("--train", type=arg_types.positive_int, default=600, help="training images (default 600)")
     shapes_cls.add_argument("--val", type=arg_types.positive_int, default=120, help="validation images (default 120)")
     shapes_cls.add_argument("--seed", type=int, default=0, help="random seed; same seed, same files (default 0)")
-    shapes_cls.add_argument("--imgsz", type=arg_types.imgsz, default=96, help="image side in pixels (default 96)")
+    arg_types.add_imgsz(shapes_cls, "image side", default=96, square=True)
     shapes_cls.set_defaults(func=_shapes_cls)
 
     check = actions.add_parser(
@@ -50,7 +52,7 @@ def _shapes(args: argparse.Namespace) -> int:
     from ..data.shapes import generate_shapes
 
     start = time.perf_counter()
-    path = generate_shapes(args.out, train=args.train, val=args.val, seed=args.seed, imgsz=args.imgsz)
+    path = generate_shapes(args.out, train=args.train, val=args.val, seed=args.seed, imgsz=args.imgsz[0])
     print(f"{args.train + args.val} images in {time.perf_counter() - start:.1f} s; dataset: {path}")
     return 0
 
@@ -59,7 +61,7 @@ def _shapes_cls(args: argparse.Namespace) -> int:
     from ..data.shapes_cls import generate_shapes_cls
 
     start = time.perf_counter()
-    path = generate_shapes_cls(args.out, train=args.train, val=args.val, seed=args.seed, imgsz=args.imgsz)
+    path = generate_shapes_cls(args.out, train=args.train, val=args.val, seed=args.seed, imgsz=args.imgsz[0])
     print(f"{args.train + args.val} images in {time.perf_counter() - start:.1f} s; dataset: {path}")
     return 0
 

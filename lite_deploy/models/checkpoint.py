@@ -1,7 +1,8 @@
 """Checkpoints: this project's own format, and safe loading of YOLOv5 / slim-neck ``train.py`` checkpoints.
 
-Own format (:func:`save_checkpoint`): a dict of plain data (state_dict, yaml dict, names, strides, anchors, input
-size, provenance, format version) that ``torch.load(path, weights_only=True)`` reads.
+Own format (:func:`save_checkpoint`): a dict of plain data (state_dict, yaml dict, names, strides, anchors, training
+input size ``imgsz``, serving input size ``serve_imgsz``, provenance, format version) that
+``torch.load(path, weights_only=True)`` reads. Files written before ``serve_imgsz`` existed serve at ``imgsz``.
 
 YOLOv5 v6.0-v7.0 and slim-neck fork checkpoints are pickles of whole modules. They are read with an allowlisted
 unpickler: every global the pickle names is checked before anything is built. Known model classes become inert
@@ -28,7 +29,7 @@ import pickle
 import types
 import zipfile
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Union
+from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 
 import torch
 from torch import nn
@@ -326,6 +327,7 @@ def save_checkpoint(
     path: Union[str, Path],
     *,
     imgsz: Union[int, List[int]],
+    serve_imgsz: Union[int, List[int], None] = None,
     provenance: Optional[Dict[str, Any]] = None,
     extra: Optional[Dict[str, Any]] = None,
 ) -> Path:
@@ -335,7 +337,9 @@ def save_checkpoint(
         model: a model of this zoo: a yaml-built detector / classifier (has ``yaml``) or a
             :func:`~lite_deploy.models.backbones.build_classifier` classifier (has ``config``).
         path: destination file (``.pt``).
-        imgsz: training / intended input size, an int or [height, width] in pixels.
+        imgsz: training input size, an int or [height, width] in pixels.
+        serve_imgsz: the input size the model is meant to run at (what ``val``, ``predict`` and ``export`` use
+            when not told), an int or [height, width] in pixels; default ``imgsz``.
         provenance: plain data about where the weights come from (source file, hash, dataset, epochs ...).
         extra: other plain data to keep.
 
@@ -362,6 +366,7 @@ def save_checkpoint(
         "stride": [float(s) for s in getattr(model, "stride", [])],
         "anchors": anchors,
         "imgsz": hw,
+        "serve_imgsz": list(to_hw(serve_imgsz if serve_imgsz is not None else imgsz)),
         "provenance": _plain(provenance or {}),
         "extra": _plain(extra or {}),
         "state_dict": {k: v.detach().to("cpu", memory_format=torch.contiguous_format, copy=True)
@@ -409,6 +414,25 @@ def read_checkpoint(path: Union[str, Path]) -> Any:
         raise CheckpointError(
             f"{path} is not a readable PyTorch checkpoint ({type(exc).__name__}: {str(exc)[:200]})"
         ) from None
+
+
+def serving_imgsz(path: Union[str, Path]) -> Optional[Tuple[int, int]]:
+    """The ``(height, width)`` in pixels a checkpoint is meant to run at, or None when it does not say.
+
+    This project's checkpoints record ``serve_imgsz``; those written before it serve at their training ``imgsz``.
+    YOLOv5 / slim-neck checkpoints record neither (None).
+
+    Raises:
+        CheckpointError: the file is missing or not a readable checkpoint.
+    """
+    ckpt = read_checkpoint(path)
+    if not (isinstance(ckpt, dict) and ckpt.get("format") == FORMAT):
+        return None
+    for key in ("serve_imgsz", "imgsz"):
+        size = ckpt.get(key)
+        if isinstance(size, (list, tuple)) and len(size) == 2 and all(isinstance(v, int) and v > 0 for v in size):
+            return int(size[0]), int(size[1])
+    return None
 
 
 def load_checkpoint(path: Union[str, Path], *, shuffle: Optional[str] = None) -> nn.Module:
