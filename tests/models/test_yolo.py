@@ -45,19 +45,24 @@ def test_parameter_counts_and_strides(name):
     assert bns and all(m.eps == 1e-3 and m.momentum == 0.03 for m in bns)
 
 
-@pytest.mark.parametrize("name", [n for n in list_configs() if not n.startswith("centernet")])  # YOLO heads
+@pytest.mark.parametrize("name", list_configs())  # every bundled config: a new one is tested without listing it
 def test_bundled_config_runs_and_export_mode_agrees(name):
     model = build_model(name).eval()
     x = torch.rand(1, 3, 320, 320)
     with torch.no_grad():
+        if not isinstance(model.model[-1], Detect):  # CenterNet: heatmap, size and offset maps at stride 4
+            heatmap, size, offset = model(x)
+            assert heatmap.shape == (1, model.nc, 80, 80) and size.shape == offset.shape == (1, 2, 80, 80)
+            return
+        assert model.stride.tolist() == [8.0, 16.0, 32.0]
         assert model(torch.rand(1, 3, 640, 640))[0].shape[1] == 3 * (80 * 80 + 40 * 40 + 20 * 20)
-        if model.task == "detect":
-            y, raw = model(x)
-            boxes, scores = prepare_for_export(model)(x)
-            ref_boxes, ref_scores = to_export_layout(y)
-            assert boxes.shape == (1, y.shape[1], 4) and scores.shape == (1, y.shape[1], model.nc)
-            torch.testing.assert_close(boxes, ref_boxes, atol=1e-4, rtol=1e-5)
-            torch.testing.assert_close(scores, ref_scores, atol=1e-4, rtol=1e-5)
+        y, raw = model(x)
+        assert [tuple(r.shape[1:4]) for r in raw] == [(3, 40, 40), (3, 20, 20), (3, 10, 10)]
+        boxes, scores = prepare_for_export(model)(x)
+        ref_boxes, ref_scores = to_export_layout(y)
+        assert boxes.shape == (1, y.shape[1], 4) and scores.shape == (1, y.shape[1], model.nc)
+        torch.testing.assert_close(boxes, ref_boxes, atol=1e-4, rtol=1e-5)
+        torch.testing.assert_close(scores, ref_scores, atol=1e-4, rtol=1e-5)
 
 
 def test_train_forward_returns_raw_levels():
