@@ -2,16 +2,18 @@
 
 Classes: ``circle, square, triangle, star, cross, ring``. Each image (long side ``imgsz``, short side equal or
 60-100 % of it) has 0-8 objects whose longest side is log-uniform between 5 % (at least :data:`MIN_SIZE` px) and 50 % of
-the long side (16-160 px at 320, 16-112 px at 224), with random aspect (0.75-1.33), rotation, colour (at least :data:`MIN_CONTRAST` away from the
-background under it) and a shading gradient. Objects may hide each other and leave the image: the label is the
-box of the visible pixels, and a placement that would leave an object (new or earlier) with less than
-:data:`MIN_VISIBLE` of its area visible is drawn again elsewhere, so no visible object is ever unlabelled.
+the long side (16-160 px at 320, 16-112 px at 224), with random aspect (0.75-1.33), rotation, colour (at least
+:data:`MIN_CONTRAST` away from the background under it) and a shading gradient. Objects may hide each other and
+leave the image: the label is the box of the visible pixels, and a placement that would leave an object (new or
+earlier) with less than :data:`MIN_VISIBLE` of its area visible is drawn again elsewhere, so no visible object is ever
+unlabelled.
 Backgrounds mix a low-frequency colour field, a linear gradient, blurred noise texture, soft blobs and long lines;
 then sensor noise and sometimes blur are added and the image is stored as JPEG at quality :data:`JPEG_QUALITY`.
 
 The difficulty is meant to keep small detectors from saturating at once without making them fail: small
 objects, clutter, occlusion and truncation keep mAP50-95 well below 1, while a smallest side of about 16 px (at
-320), at least 60 % of every object visible and a guaranteed colour contrast keep every object recognisable, so mAP50 can approach 1 with training.
+320), at least 60 % of every object visible and a guaranteed colour contrast keep every object recognisable, so
+mAP50 can approach 1 with training.
 
 Determinism: image ``i`` of a split is drawn from ``numpy.random.default_rng([seed, split, i])`` with OpenCV
 drawing only, so the same seed gives the same files (byte for byte with the same OpenCV build).

@@ -223,7 +223,8 @@ def list_images(sources: Sequence[Path]) -> Tuple[List[Path], List[DatasetIssue]
         if source.is_dir():
             found = sorted(p for p in source.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
             if not found:
-                issues.append(DatasetIssue(source, None, "folder contains no images (" + ", ".join(IMAGE_SUFFIXES) + ")"))
+                listed = ", ".join(IMAGE_SUFFIXES)
+                issues.append(DatasetIssue(source, None, f"folder contains no images ({listed})"))
             for image in found:
                 add(image, str(source), source, None)
         elif source.is_file() and source.suffix == ".txt":

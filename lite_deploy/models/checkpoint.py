@@ -150,7 +150,8 @@ def _np_scalar(dtype: Any, data: Any = None) -> Any:
 def _np_reconstruct(subtype: Any, shape: Any, dtype_code: Any) -> Any:
     import numpy
 
-    if subtype is not _ndarray or not isinstance(shape, tuple) or shape != (0,) or dtype_code != b"b":  # numpy pickles (ndarray, (0,), b'b')
+    # numpy pickles (ndarray, (0,), b'b')
+    if subtype is not _ndarray or not isinstance(shape, tuple) or shape != (0,) or dtype_code != b"b":
         raise _refuse_layout(f"a numpy array is reconstructed as {shape!r:.40} of another class than ndarray or of "
                              "another shape than numpy's empty (0,)")
     return numpy._core.multiarray._reconstruct(numpy.ndarray, (0,), b"b")
@@ -458,7 +459,8 @@ def load_checkpoint(path: Union[str, Path], *, shuffle: Optional[str] = None) ->
     else:
         raise CheckpointError(
             f"{path} is neither a lite-deploy nor a YOLOv5 / slim-neck train.py checkpoint (found "
-            f"{type(ckpt).__name__}{' with keys ' + ', '.join(map(str, list(ckpt)[:8])) if isinstance(ckpt, dict) else ''})"
+            f"{type(ckpt).__name__}"
+            f"{' with keys ' + ', '.join(map(str, list(ckpt)[:8])) if isinstance(ckpt, dict) else ''})"
         )
     return model.float().eval()
 

@@ -413,7 +413,8 @@ def model_class(cfg: Dict[str, Any]) -> type:
         return ClassificationModel
     if getattr(factory, "model_class", None) is not None:  # other heads name the model they end (CenterNetHead)
         return factory.model_class
-    raise ConfigError(f"the last layer of a model yaml must be Detect, Classify or CenterNetHead, got {layers[-1][2]!r}")
+    raise ConfigError(
+        f"the last layer of a model yaml must be Detect, Classify or CenterNetHead, got {layers[-1][2]!r}")
 
 
 def model_from_yaml(cfg: Dict[str, Any], ch: int = 3, nc: Optional[int] = None) -> Union[DetectionModel,

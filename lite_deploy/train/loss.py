@@ -157,9 +157,9 @@ class DetectionLoss:
                 t = t[torch.max(ratio, 1 / ratio).max(2)[0] < self.anchor_t]
                 gxy = t[:, 2:4]
                 gxi = gain[[2, 3]] - gxy
-                j, k = ((gxy % 1 < g) & (gxy > 1)).T  # near the left / top border of its cell
-                l, m = ((gxi % 1 < g) & (gxi > 1)).T  # near the right / bottom border
-                use = torch.stack((torch.ones_like(j), j, k, l, m))
+                left, top = ((gxy % 1 < g) & (gxy > 1)).T  # near the left / top border of its cell
+                right, bottom = ((gxi % 1 < g) & (gxi > 1)).T  # near the right / bottom border
+                use = torch.stack((torch.ones_like(left), left, top, right, bottom))
                 t = t.repeat((5, 1, 1))[use]
                 shift = (torch.zeros_like(gxy)[None] + offsets[:, None])[use]
             else:

@@ -591,7 +591,8 @@ class Trainer:
         atomic_write_bytes(weights_dir / f"last{STATE_SUFFIX}", buffer.getvalue())
 
 
-def train(config: Optional[TrainConfig] = None, *, resume: Optional[str] = None, progress: bool = True) -> Dict[str, Any]:
+def train(config: Optional[TrainConfig] = None, *, resume: Optional[str] = None,
+          progress: bool = True) -> Dict[str, Any]:
     """Train a detector, or continue an interrupted run; see :class:`TrainConfig` and :class:`Trainer`.
 
     Args:

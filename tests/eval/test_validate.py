@@ -64,7 +64,8 @@ def test_results_recomputed_by_pycocotools(shapes_val: Path, tmp_path: Path) -> 
     from pycocotools.cocoeval import COCOeval
 
     ds = YoloDataset.from_yaml(shapes_val)
-    res = validate(NoisyOracle(ds, noise=0.08, junk_score=0.6), shapes_val, save_json=tmp_path, plots=tmp_path, progress=False)
+    res = validate(NoisyOracle(ds, noise=0.08, junk_score=0.6), shapes_val, save_json=tmp_path, plots=tmp_path,
+                   progress=False)
     assert 0.2 < res["map50_95"] < res["map50"] < 1.0 and 0 < res["precision"] <= 1 and 0 < res["recall"] <= 1
     with contextlib.redirect_stdout(io.StringIO()):
         gt = COCO(str(tmp_path / "gt.json"))
@@ -79,7 +80,8 @@ def test_results_recomputed_by_pycocotools(shapes_val: Path, tmp_path: Path) -> 
     # the same predictions through batches and through the written COCO file as the dataset
     batched = validate(NoisyOracle(ds, noise=0.08, junk_score=0.6), ds, batch=5, progress=False, verbose=False)
     assert batched["map50_95"] == res["map50_95"]
-    coco = validate(NoisyOracle(ds, noise=0.08, junk_score=0.6), CocoDataset(tmp_path / "gt.json"), progress=False, verbose=False)
+    coco = validate(NoisyOracle(ds, noise=0.08, junk_score=0.6), CocoDataset(tmp_path / "gt.json"), progress=False,
+                    verbose=False)
     assert coco["map50_95"] == res["map50_95"] and coco["per_class"] == res["per_class"]
 
 
@@ -176,7 +178,7 @@ def yolov5_detections(weights, dataset: YoloDataset, imgsz: int, multi_label: bo
     import torch
 
     from lite_deploy.models import load_model
-    from lite_deploy.runtime.preprocess import letterbox, plan_letterbox
+    from lite_deploy.runtime.pipeline.preprocess import letterbox, plan_letterbox
 
     model = load_model(weights)
     stride = int(model.stride.max())
@@ -210,7 +212,8 @@ def yolov5_detections(weights, dataset: YoloDataset, imgsz: int, multi_label: bo
 def yolov5_printed_map(dets, truth):
     """The mAP50 and mAP50-95 val.py prints (``process_batch`` matching, ``ap_per_class``)."""
     iouv = np.linspace(0.5, 0.95, 10)
-    stats = [(yolov5_correct(d, gt.boxes, gt.class_ids, iouv), d[:, 4], d[:, 5], gt.class_ids) for d, gt in zip(dets, truth)]
+    stats = [(yolov5_correct(d, gt.boxes, gt.class_ids, iouv), d[:, 4], d[:, 5], gt.class_ids)
+             for d, gt in zip(dets, truth)]
     correct, conf, pred_cls, target_cls = (np.concatenate(s, 0) for s in zip(*stats))
     return yolov5_map(correct, conf, pred_cls, target_cls)
 

@@ -92,7 +92,8 @@ def test_malicious_pickle_is_refused_before_it_runs(tmp_path):
 def test_smuggled_builtins_are_refused(yolov5_fixtures, tmp_path):
     evil = tmp_path / "evil.pt"
     # same length: the fork's GSConv class path now names subprocess.getoutput
-    _rewrite_pickle(yolov5_fixtures / "GSConv-yolov5n-gs-nc4.pt", evil, b"models.common\nGSConv\n", b"subprocess\ngetoutput\n")
+    _rewrite_pickle(yolov5_fixtures / "GSConv-yolov5n-gs-nc4.pt", evil, b"models.common\nGSConv\n",
+                    b"subprocess\ngetoutput\n")
     with pytest.raises(UnsafeCheckpointError, match="'subprocess.getoutput'"):
         load_model(evil)
 

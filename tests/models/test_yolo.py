@@ -135,7 +135,8 @@ def test_anchors_in_grid_units_and_nc_override():
     torch.testing.assert_close(det.anchors[2, 2] * 32, torch.tensor([373.0, 326.0]))
 
 
-@pytest.mark.parametrize("variant, expected", [("evenodd", [0, 2, 4, 6, 1, 3, 5, 7]), ("interleave", [0, 4, 1, 5, 2, 6, 3, 7])])
+@pytest.mark.parametrize("variant, expected", [("evenodd", [0, 2, 4, 6, 1, 3, 5, 7]),
+                                               ("interleave", [0, 4, 1, 5, 2, 6, 3, 7])])
 def test_gsconv_shuffles_are_the_published_permutations(variant, expected):
     assert shuffle_permutation(8, variant) == expected
     m = GSConv(4, 8, shuffle=variant).eval()
