@@ -18,8 +18,8 @@ import sys
 import traceback
 from typing import Any, List, NoReturn, Optional
 
-from .version import __version__
 from .errors import LiteDeployError
+from .version import __version__
 
 # subcommand -> module under lite_deploy.commands
 COMMANDS = {
@@ -34,7 +34,6 @@ COMMANDS = {
     "profile": "profile",
     "benchmark": "benchmark",
     "demo": "demo",
-    "run": "run",
 }
 
 

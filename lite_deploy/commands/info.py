@@ -1,4 +1,4 @@
-"""``lite-deploy info CFG_OR_WEIGHTS``: layers, parameters, GFLOPs, strides and classes of a model."""
+"""lite-deploy info CFG_OR_WEIGHTS: layers, parameters, GFLOPs, strides and classes of a model."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import LiteDeployError
 from . import args as arg_types
 
 WEIGHT_SUFFIXES = (".pt", ".pth")
@@ -21,10 +20,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         description="Show a model's layers, parameters, GFLOPs, strides and classes. MODEL is a weights file "
         "(.pt: lite-deploy, YOLOv5 or slim-neck checkpoint), a model yaml or a bundled config name (e.g. yolov5n).",
     )
-    p.add_argument("model", metavar="CFG_OR_WEIGHTS", help="weights file, model yaml, bundled config name, or an exported artifact "
-                   "(.onnx, .xml, .tflite, .engine: its spec and tensors)")
-    p.add_argument("--imgsz", type=arg_types.imgsz, nargs="+", default=[640], metavar="N",
-                   help="input size for GFLOPs: one value (square) or height width (default 640)")
+    p.add_argument("model", metavar="CFG_OR_WEIGHTS", help="weights file, model yaml, bundled config name, or an "
+                   "exported artifact (.onnx, .xml, .tflite, .engine: its spec and tensors)")
+    arg_types.add_imgsz(p, "input size of the GFLOPs count (default: the size a checkpoint serves at, else 640)")
     p.add_argument("--shuffle", choices=("evenodd", "interleave"),
                    help="GSConv shuffle of a third-party checkpoint whose variant cannot be inferred")
     p.set_defaults(func=run)
@@ -42,15 +40,16 @@ def run(args: argparse.Namespace) -> int:
     from ..models import build_model, load_model
     from ..models.summary import format_summary, summarize
 
-    if len(args.imgsz) not in (1, 2):
-        raise LiteDeployError("--imgsz takes one size or a height and a width")
-    imgsz = (args.imgsz[0], args.imgsz[-1])
+    imgsz = args.imgsz
     with torch.no_grad():
         if Path(args.model).suffix.lower() in WEIGHT_SUFFIXES:
+            from ..models.checkpoint import serving_imgsz
+
             model = load_model(args.model, shuffle=args.shuffle)
+            imgsz = imgsz or serving_imgsz(args.model)
         else:
             model = build_model(args.model)
-        print(format_summary(summarize(model, imgsz)))
+        print(format_summary(summarize(model, imgsz or (640, 640))))
     return 0
 
 

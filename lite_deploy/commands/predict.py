@@ -1,173 +1,312 @@
-"""``lite-deploy predict MODEL --source IMAGE_OR_DIR``: detect objects in images with any exported artifact.
+"""lite-deploy predict MODEL --source SRC: run a model on images, a video, a camera, a network stream or a GStreamer
+pipeline.
 
-Every readable image of a folder is processed; unreadable ones are skipped and named at the end (on stderr), and the
-results of the others are written all the same. Not one readable image is an error.
+One command for every source. Images (a file, a folder, a quoted glob) get one printed line each; videos and live
+sources print the stream's summary at the end (frames, dropped, skipped, reconnects, FPS, latency per stage), and
+so do images. --save writes the annotated images (same names) or the annotated video, --json one JSON line per frame
+or image (predictions.jsonl), both into a new runs/predict/exp<N> folder unless --out is given. What was written is
+kept, finished and readable, however the run ends (Ctrl-C, a lost source, an error on a frame). Unreadable images
+of a folder are skipped and named; not one readable frame is an error. Device side: numpy, OpenCV and the model's
+backend.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import logging
+import os
 import sys
+import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, Optional, Sequence, TextIO, Union
 
 from ..errors import LiteDeployError
 from . import args as arg_types
+from .outputs import add_out, run_dir
 
 if TYPE_CHECKING:
-    from ..runtime import Classifier
+    from ..runtime import Classifier, Detector
+    from ..runtime.stream import Stream, StreamResult
 
-LOGGER = logging.getLogger(__name__)
+WINDOW = "lite-deploy"
+VIDEO_SUFFIX, VIDEO_FOURCC = ".mp4", "mp4v"  # a codec OpenCV's FFmpeg writes everywhere
+DEFAULT_FPS = 30.0  # frame rate of a saved video when the source does not report one
+JSONL_NAME = "predictions.jsonl"
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register the ``predict`` subcommand."""
     p = subparsers.add_parser(
         "predict",
-        help="detect objects in images with an exported model",
-        description="Detect objects in an image or a folder of images with an exported model (.onnx, .xml, "
-        ".tflite, .engine) and print, draw or save the detections.",
+        help="run a model on images, a video, a camera, a network stream or a GStreamer pipeline",
+        description=__doc__,
     )
     p.add_argument("model", type=arg_types.existing_file, metavar="MODEL",
-                   help="model artifact; its spec is <MODEL>.json or embedded")
-    p.add_argument("--source", required=True, help="an image file or a folder of images")
-    p.add_argument("--save", metavar="DIR", help="write each image with its boxes drawn into DIR")
-    p.add_argument("--json", metavar="FILE", help="write every image's detections to FILE as JSON")
+                   help="artifact (.onnx, .xml, .tflite, .engine; its spec is <MODEL>.json or embedded) or a .pt "
+                   "checkpoint")
+    p.add_argument("--source", required=True,
+                   help="an image, a folder of images, a quoted glob of images, a video file, a camera index (0) or "
+                   "/dev/videoN, an rtsp:// or http:// URL, or a GStreamer pipeline ending in appsink (quoted)")
+    p.add_argument("--save", action="store_true",
+                   help=f"write the annotated images (same names), or the annotated video ({VIDEO_SUFFIX}), into "
+                   "the output folder")
+    p.add_argument("--json", action="store_true",
+                   help=f"write one JSON line per image or frame ({JSONL_NAME}: frame, time, latency, results) into "
+                   "the output folder")
+    add_out(p, "predict", "--save and --json")
+    p.add_argument("--show", action="store_true", help="show the annotated frames in a window (q or Esc quits)")
+    p.add_argument("--max-frames", type=arg_types.positive_int, metavar="N", help="stop after N frames")
     p.add_argument("--conf", type=arg_types.probability, default=0.25, help="confidence threshold (default 0.25)")
     p.add_argument("--iou", type=arg_types.probability, default=0.45, help="NMS IoU threshold (default 0.45)")
     p.add_argument("--max-det", type=arg_types.positive_int, default=300,
                    help="most detections per image (default 300)")
-    p.add_argument("--imgsz", type=arg_types.imgsz, nargs="+", metavar="N",
-                   help="input size for models with a dynamic height/width: one value or height width")
+    arg_types.add_imgsz(p, "input size of a .pt or of an artifact with a dynamic height/width (default: its own)")
     p.add_argument("--rect", action="store_true",
-                   help="letterbox each frame to the minimal rectangle, padded only to a multiple of the stride (YOLOv5 "
-                   "detect.py's auto), instead of the square; needs a .pt or an artifact with a dynamic height/width")
+                   help="letterbox each frame to the minimal rectangle, padded only to a multiple of the stride "
+                   "(YOLOv5 detect.py's auto), instead of the square; needs a .pt or an artifact with a dynamic "
+                   "height/width")
     p.set_defaults(func=run)
 
 
-def list_images(source: str) -> List[Path]:
-    """The image files of ``source`` (a file, or the images directly inside a folder, sorted).
+class _AtomicPath:
+    """A temporary file beside ``path`` (same suffix) that becomes ``path`` by an atomic rename on :meth:`commit`."""
 
-    A folder's images are its files with an image suffix or content OpenCV recognises as an image (see
-    :func:`lite_deploy.runtime.stream.is_image_file`).
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=str(path.parent))
+        os.close(fd)
+        self.path = path
+        self.tmp = Path(tmp)
 
-    Raises:
-        LiteDeployError: ``source`` does not exist or holds no images.
-    """
-    from ..runtime.stream import IMAGE_SUFFIXES, is_image_file
+    def commit(self) -> None:
+        os.chmod(self.tmp, 0o644)  # mkstemp creates 0600; outputs are ordinary files
+        os.replace(self.tmp, self.path)
 
-    path = Path(source)
-    if path.is_file():
-        return [path]
-    if path.is_dir():
-        images = sorted(p for p in path.iterdir() if p.is_file() and is_image_file(p))
-        if not images:
-            raise LiteDeployError(f"--source {source}: no images ({', '.join(IMAGE_SUFFIXES)}) in that folder")
-        return images
-    raise LiteDeployError(f"--source {source} does not exist: give an image file or a folder of images")
+    def discard(self) -> None:
+        if self.tmp.exists():
+            self.tmp.unlink()
 
 
-class ImageReader:
-    """The images of ``--source`` decoded one by one; unreadable ones are skipped, counted and named.
+class _VideoOutput:
+    """Annotated frames into a video, opened at the first frame (its size is the video's)."""
 
-    Args:
-        source: the ``--source`` argument, for messages.
-        paths: its image files (see :func:`list_images`).
-    """
+    def __init__(self, path: Path, fps: Optional[float]) -> None:
+        self.file = _AtomicPath(path)
+        self.fps = fps or DEFAULT_FPS
+        self.writer: Any = None
+        self.size = (0, 0)
+        self.frames = 0
 
-    def __init__(self, source: str, paths: List[Path]) -> None:
-        self.source = source
-        self.paths = paths
-        self.unreadable: List[str] = []
-
-    def __iter__(self) -> Iterator[Tuple[Path, Any]]:
-        """``(path, HxWx3 uint8 BGR image)`` of every readable image, in order."""
+    def write(self, frame: Any) -> None:
         import cv2
 
-        for path in self.paths:
-            frame = cv2.imread(str(path))
-            if frame is None:
-                self.unreadable.append(path.name)
-            else:
-                yield path, frame
+        if self.writer is None:
+            self.size = (frame.shape[1], frame.shape[0])
+            fourcc = cv2.VideoWriter_fourcc(*VIDEO_FOURCC)
+            self.writer = cv2.VideoWriter(str(self.file.tmp), fourcc, self.fps, self.size)
+            if not self.writer.isOpened():
+                raise LiteDeployError(f"OpenCV cannot write the video {self.file.path}: this OpenCV has no MP4 "
+                                      "writer; install opencv-python-headless from pip")
+        if (frame.shape[1], frame.shape[0]) != self.size:  # images of other sizes: the video has one size
+            frame = cv2.resize(frame, self.size)
+        self.writer.write(frame)
+        self.frames += 1
 
-    def report(self) -> None:
-        """Name the unreadable images on stderr, once every image was read.
+    def close(self) -> bool:
+        """Finish the video and move it to its name if it has frames. Returns whether it was kept."""
+        if self.writer is not None:
+            self.writer.release()
+        if self.frames:
+            self.file.commit()
+            return True
+        self.file.discard()
+        return False
 
-        Raises:
-            LiteDeployError: not one image could be read.
-        """
-        from ..runtime.stream import name_list
 
-        if len(self.unreadable) == len(self.paths):
-            raise LiteDeployError(f"--source {self.source}: no image could be read ({name_list(self.unreadable)}); "
-                                  "give images OpenCV can decode")
-        if self.unreadable:
-            print(f"warning: {len(self.unreadable)} of {len(self.paths)} images could not be read and were skipped: "
-                  f"{name_list(self.unreadable)}", file=sys.stderr)
+class _JsonlOutput:
+    """One JSON object per line, written through a temporary file."""
+
+    def __init__(self, path: Path) -> None:
+        self.file = _AtomicPath(path)
+        self.handle: TextIO = open(self.file.tmp, "w", encoding="utf-8")
+        self.lines = 0
+
+    def write(self, record: Dict[str, Any]) -> None:
+        self.handle.write(json.dumps(record) + "\n")
+        self.lines += 1
+
+    def close(self) -> None:
+        """Finish the file and move it to its name."""
+        self.handle.close()
+        self.file.commit()
+
+
+def frame_record(item: "StreamResult", names: Sequence[str], image: Optional[Path] = None) -> Dict[str, Any]:
+    """The JSON line of one :class:`~lite_deploy.runtime.stream.StreamResult`.
+
+    Keys: ``frame`` (index in the source), ``image`` (the file, for image sources), ``timestamp`` (capture time,
+    seconds since the epoch), ``latency_ms`` (per stage) and ``detections`` (:meth:`Detections.to_list`) or, for a
+    classifier, ``classes`` (top-k ``class_id``, ``name``, ``score``).
+    """
+    from ..runtime import Detections
+    from ..runtime.stream import class_label
+
+    record: Dict[str, Any] = {"frame": item.index}
+    if image is not None:
+        record["image"] = str(image)
+    record["timestamp"] = round(item.timestamp, 6)
+    record["latency_ms"] = {stage: round(ms, 3) for stage, ms in item.latency.items()}
+    if isinstance(item.result, Detections):
+        record["detections"] = item.result.to_list()
+    else:
+        ids, probs = item.result
+        record["classes"] = [
+            {"class_id": int(i), "name": class_label(names, int(i)), "score": round(float(p), 5)}
+            for i, p in zip(ids, probs)
+        ]
+    return record
+
+
+def check_display() -> None:
+    """Open the ``--show`` window.
+
+    Raises:
+        LiteDeployError: no display, or an OpenCV without GUI support.
+    """
+    import cv2
+
+    if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        raise LiteDeployError("--show needs a display and there is none here (DISPLAY is not set); "
+                              "use --save instead, or run it on the device's desktop")
+    try:
+        cv2.namedWindow(WINDOW, cv2.WINDOW_NORMAL)
+    except cv2.error as exc:
+        raise LiteDeployError("--show needs OpenCV with GUI support and this one has none (opencv-python-headless); "
+                              "pip install opencv-python, or use --save") from exc
+
+
+def image_line(name: str, item: "StreamResult", names: Sequence[str]) -> str:
+    """One printed line per image: ``a.jpg: 2 circle, 1 star (1.2 ms pre, 3.4 ms infer, 0.5 ms post)``."""
+    from ..runtime import Detections
+    from ..runtime.stream import class_label
+
+    t = item.latency
+    if isinstance(item.result, Detections):
+        counts: Dict[str, int] = {}
+        for i in range(len(item.result)):
+            counts[item.result.label(i)] = counts.get(item.result.label(i), 0) + 1
+        found = ", ".join(f"{n} {label}" for label, n in sorted(counts.items())) or "nothing"
+    else:
+        ids, probs = item.result
+        found = ", ".join(f"{class_label(names, int(i))} {float(p):.2f}" for i, p in zip(ids, probs))
+    return f"{name}: {found} ({t['pre']:.1f} ms pre, {t['infer']:.1f} ms infer, {t['post']:.1f} ms post)"
+
+
+def _load(args: argparse.Namespace) -> Union["Detector", "Classifier"]:
+    """The detector or classifier of ``args.model`` (its spec's task decides) with the command's settings."""
+    from ..runtime import Classifier, Detector, load_runtime
+
+    runtime = load_runtime(args.model)
+    if runtime.spec.task == "classify":
+        return Classifier(runtime, imgsz=args.imgsz)
+    runtime.close()
+    imgsz = args.imgsz
+    if imgsz is None and Path(args.model).suffix.lower() == ".pt":  # host side: the size the checkpoint serves at
+        from ..models.checkpoint import serving_imgsz
+
+        imgsz = serving_imgsz(args.model)
+    return Detector.load(args.model, conf=args.conf, iou=args.iou, max_det=args.max_det, imgsz=imgsz, rect=args.rect)
+
+
+class _Outputs:
+    """What --save and --json write into the output folder, opened at the first frame (nothing without one).
+
+    Args:
+        out: the output folder.
+        save: write annotated images (image sources) or one annotated video (other sources).
+        json: write one JSON line per frame.
+        source: the resolved source (:class:`~lite_deploy.runtime.stream.SourceInfo`).
+    """
+
+    def __init__(self, out: Path, save: bool, json: bool, source: Any) -> None:
+        self.out, self.save, self.json, self.source = out, save, json, source
+        self.video: Optional[_VideoOutput] = None
+        self.jsonl: Optional[_JsonlOutput] = None
+        self.images = 0
+
+    def add(self, stream: "Stream", item: "StreamResult", image: Optional[Path]) -> None:
+        """Record one processed frame; ``image`` is its file for image sources."""
+        import cv2
+
+        from ..io import atomic_write_bytes
+
+        if self.json and self.jsonl is None:
+            self.jsonl = _JsonlOutput(self.out / JSONL_NAME)
+        if self.jsonl is not None:
+            self.jsonl.write(frame_record(item, stream.model.names, image))
+        if self.save and image is not None:  # the drawing under the image's name, without the FPS overlay
+            canvas = item.result.draw(item.frame) if hasattr(item.result, "draw") else stream.draw(item)
+            ok, encoded = cv2.imencode(image.suffix if cv2.haveImageWriter(image.name) else ".jpg", canvas)
+            if not ok:
+                raise LiteDeployError(f"could not encode the drawing of {image.name}")
+            atomic_write_bytes(self.out / image.name, encoded.tobytes())
+            self.images += 1
+        elif self.save:
+            if self.video is None:
+                stem = Path(self.source.description).stem if self.source.kind == "video" else "stream"
+                self.video = _VideoOutput(self.out / f"{stem}{VIDEO_SUFFIX}", stream.source_fps)
+            self.video.write(stream.draw(item))
+
+    def close(self) -> None:
+        """Finish the video and the JSON lines (kept however the run ended) and say where everything went."""
+        if self.images:
+            print(f"{self.images} annotated images written to {self.out}")
+        if self.video is not None and self.video.close():
+            print(f"video written to {self.video.file.path} ({self.video.frames} frames)")
+        if self.jsonl is not None:
+            self.jsonl.close()
+            print(f"{self.jsonl.lines} JSON lines written to {self.jsonl.file.path}")
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run the detector over every image of ``--source``."""
+    """Run the model over ``--source``; exit status 0, or 130 after Ctrl-C."""
     import cv2
 
-    from ..runtime import Classifier, Detector, load_runtime
-    from ..runtime.stream import IMAGE_SUFFIXES
-    from ..io import atomic_write_bytes
+    from ..runtime.stream import Stream, name_list, resolve_source
 
-    images = ImageReader(args.source, list_images(args.source))
-    if args.imgsz is not None and len(args.imgsz) not in (1, 2):
-        raise LiteDeployError("--imgsz takes one size or a height and a width")
-    imgsz = None if args.imgsz is None else (args.imgsz[0], args.imgsz[-1])
-    runtime = load_runtime(args.model)
-    if runtime.spec.task == "classify":
-        return _classify(Classifier(runtime, imgsz=imgsz), images, args.json)
-    runtime.close()
-    save_dir = Path(args.save) if args.save else None
-    report = {}
-    with Detector.load(args.model, conf=args.conf, iou=args.iou, max_det=args.max_det, imgsz=imgsz,
-                       rect=args.rect) as detector:
-        for path, frame in images:
-            detections = detector(frame)
-            counts = {}
-            for i in range(len(detections)):
-                counts[detections.label(i)] = counts.get(detections.label(i), 0) + 1
-            t = detector.timings
-            summary = ", ".join(f"{n} {name}" for name, n in sorted(counts.items())) or "nothing"
-            print(f"{path.name}: {summary} ({t['pre']:.1f} ms pre, {t['infer']:.1f} ms infer, {t['post']:.1f} ms post)")
-            report[str(path)] = detections.to_list()
-            if save_dir is not None:
-                ok, encoded = cv2.imencode(path.suffix if path.suffix.lower() in IMAGE_SUFFIXES else ".jpg",
-                                           detections.draw(frame))
-                if not ok:
-                    raise LiteDeployError(f"could not encode the drawing of {path.name}")
-                atomic_write_bytes(save_dir / path.name, encoded.tobytes())
-    images.report()
-    if save_dir is not None:
-        print(f"drawings written to {save_dir}")
-    if args.json:
-        atomic_write_bytes(Path(args.json), json.dumps(report, indent=1).encode())
-        print(f"detections written to {args.json}")
-    return 0
-
-
-def _classify(classifier: "Classifier", images: ImageReader, json_file: Optional[str]) -> int:
-    """Print each image's top-5 classes of a classification artifact (and write them to ``json_file``)."""
-    from ..io import atomic_write_bytes
-
-    report = {}
-    with classifier:
-        for path, frame in images:
-            ids, probs = classifier(frame)
-            top = [{"class_id": int(i), "name": classifier.names[int(i)], "prob": round(float(p), 5)}
-                   for i, p in zip(ids, probs)]
-            print(f"{path.name}: " + ", ".join(f"{t['name']} {t['prob']:.2f}" for t in top)
-                  + f" ({sum(classifier.timings.values()):.1f} ms)")
-            report[str(path)] = top
-    images.report()
-    if json_file:
-        atomic_write_bytes(Path(json_file), json.dumps(report, indent=1).encode())
-        print(f"classes written to {json_file}")
-    return 0
+    source = resolve_source(args.source)  # a missing file or an empty folder is refused before the model loads
+    if args.show:
+        check_display()
+    images = source.images if source.kind == "images" else ()
+    outputs = _Outputs(run_dir("predict", args.out), args.save, args.json, source) if args.save or args.json else None
+    model = _load(args)
+    stream: Optional["Stream"] = None
+    interrupted = False
+    try:
+        stream = Stream(model, args.source, max_frames=args.max_frames)
+        with stream:  # closed on leaving, as "interrupted" after Ctrl-C
+            for item in stream:
+                image = images[item.index] if images else None
+                if image is not None:
+                    print(image_line(image.name, item, model.names))
+                if outputs is not None:
+                    outputs.add(stream, item, image)
+                if args.show:
+                    cv2.imshow(WINDOW, stream.draw(item))
+                    if cv2.waitKey(1) & 0xFF in (ord("q"), 27):
+                        break
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:  # also on errors (a lost source, a failing frame): what was recorded is kept, then the error shown
+        if args.show:
+            cv2.destroyAllWindows()
+        if stream is not None:
+            summary = stream.summary
+            print(summary)
+            if images and summary.unreadable and summary.frames:  # none read: the error says it
+                print(f"warning: {len(summary.unreadable)} of {len(images)} images could not be read and were "
+                      f"skipped: {name_list(summary.unreadable)}", file=sys.stderr)
+        model.close()
+        if outputs is not None:
+            outputs.close()
+    return 130 if interrupted else 0

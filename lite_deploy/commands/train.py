@@ -1,15 +1,16 @@
-"""``lite-deploy train``: train a detector of the zoo on a YOLO dataset (YOLOv5's recipe; CenterNet's loss for
-CenterNet configs), or with ``--task classify`` a classifier on an image-folder dataset.
+"""lite-deploy train: train a detector of the zoo on a YOLO dataset (YOLOv5's recipe; CenterNet's loss for CenterNet
+configs), or with --task classify a classifier on an image-folder dataset.
 
-Detectors train on one CPU or GPU, or with DDP on several: ``--device 0,1,2,3`` starts one process per GPU through
-torchrun, and ``torchrun ... -m lite_deploy train ...`` (multi-node too) runs it directly; ``--batch`` is the
-global batch."""
+Detectors train on one CPU or GPU, or with DDP on several: --device 0,1,2,3 starts one process per GPU through
+torchrun, and "torchrun ... -m lite_deploy train ..." (multi-node too) runs it directly; --batch is the global
+batch. Runs go to runs/train/exp, exp2, ... (--project, --name)."""
 
 from __future__ import annotations
 
 import argparse
 from typing import List
 
+from ..errors import LiteDeployError
 from . import args as arg_types
 
 
@@ -28,7 +29,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="starting checkpoint (lite-deploy, YOLOv5 or slim-neck); classes may differ; "
                                           "classify: torchvision .pth or lite-deploy checkpoint of the architecture")
     parser.add_argument("--epochs", type=arg_types.positive_int, default=100, help="epochs (default 100)")
-    parser.add_argument("--imgsz", type=arg_types.imgsz, default=320, help="square input size in pixels (default 320)")
+    arg_types.add_imgsz(parser, "training input size, also the size the checkpoint serves at", default=320,
+                        square=True)
     parser.add_argument("--batch", type=arg_types.positive_int, default=16,
                         help="images per iteration over all processes (the global batch; default 16)")
     parser.add_argument("--workers", type=arg_types.non_negative_int, default=2,
@@ -72,7 +74,8 @@ def _argv(args: argparse.Namespace) -> List[str]:
         if not action.option_strings or action.dest in ("help", "device") or value == action.default:
             continue
         flag = action.option_strings[-1]
-        argv += [flag] if isinstance(action, argparse._StoreTrueAction) else [flag, str(value)]
+        values = value if isinstance(value, tuple) else (value,)  # --imgsz is (height, width)
+        argv += [flag] if isinstance(action, argparse._StoreTrueAction) else [flag, *map(str, values)]
     return argv
 
 
@@ -91,9 +94,9 @@ def _run(args: argparse.Namespace) -> int:
         results = train(resume=args.resume)
     else:
         if not args.data:
-            raise SystemExit("lite-deploy train: --data is required (unless --resume)")
+            raise LiteDeployError("lite-deploy train: --data is required (unless --resume)")
         config = TrainConfig(
-            data=args.data, cfg=args.cfg, weights=args.weights, epochs=args.epochs, imgsz=args.imgsz,
+            data=args.data, cfg=args.cfg, weights=args.weights, epochs=args.epochs, imgsz=args.imgsz[0],
             batch=args.batch, workers=args.workers, device=args.device, project=args.project, name=args.name,
             seed=args.seed, lr0=args.lr0, cos_lr=args.cos_lr, close_mosaic=args.close_mosaic,
             nominal_batch=max(args.nominal_batch, args.batch), warmup_epochs=args.warmup_epochs,
@@ -118,13 +121,13 @@ def _classify(args: argparse.Namespace) -> int:
     from ..train.distributed import parse_devices
 
     if args.resume or not args.data:
-        raise SystemExit("lite-deploy train --task classify: --data is required and --resume is not available")
+        raise LiteDeployError("lite-deploy train --task classify: --data is required and --resume is not available")
     devices = parse_devices(args.device)
     if devices and len(devices) > 1:
         raise ConfigError(f"--task classify trains on one device; give one GPU (--device {devices[0]}), not "
                           f"{args.device}")
     config = ClassifyConfig(
-        data=args.data, cfg=args.cfg or "mobilenetv2", weights=args.weights, epochs=args.epochs, imgsz=args.imgsz,
+        data=args.data, cfg=args.cfg or "mobilenetv2", weights=args.weights, epochs=args.epochs, imgsz=args.imgsz[0],
         batch=args.batch, workers=args.workers, device=args.device, project=args.project, name=args.name,
         seed=args.seed, lr0=args.lr0, optimizer=args.optimizer,
     )

@@ -62,9 +62,9 @@ def test_batch_larger_than_the_model_batch(tiny_artifacts: Dict[str, Path]) -> N
 
 
 def test_cli_writes_json_and_histogram(tiny_artifacts: Dict[str, Path], tmp_path: Path, capsys) -> None:
-    json_path, png = tmp_path / "profile.json", tmp_path / "latency.png"
+    json_path, png = tmp_path / "out" / "profile.json", tmp_path / "out" / "latency.png"
     assert main(["profile", str(tiny_artifacts["openvino"]), "--runs", "8", "--warmup", "1", "--layer-runs", "2",
-                 "--threads", "1", "--json", str(json_path), "--plot", str(png)]) == 0
+                 "--threads", "1", "--json", "--plots", "--out", str(tmp_path / "out")]) == 0
     out = capsys.readouterr().out
     assert "end-to-end" in out and "top " in out and "GFLOP/s" in out and "device: cpu" in out
     data = json.loads(json_path.read_text())

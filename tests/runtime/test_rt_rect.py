@@ -59,20 +59,21 @@ def test_rect_refuses_a_fixed_shape_artifact(yolov5_onnx: Path, wide_image: Path
         Stream(str(yolov5_onnx), str(wide_image.parent), rect=True)
 
 
-def test_predict_and_run_take_rect(wide_image: Path, yolov5_onnx: Path, tmp_path: Path) -> None:
+def test_predict_takes_rect(wide_image: Path, yolov5_onnx: Path, tmp_path: Path) -> None:
     def cli(*args: str) -> subprocess.CompletedProcess:
         return subprocess.run([sys.executable, "-m", "lite_deploy", *args], capture_output=True, text=True, cwd=REPO)
 
     out = cli("predict", str(demo_weights()), "--source", str(wide_image), "--imgsz", str(DEMO_IMGSZ), "--rect",
-              "--json", str(tmp_path / "rect.json"))
+              "--json", "--out", str(tmp_path / "rect"))
     assert out.returncode == 0, out.stderr
-    boxes = [d["box"] for d in json.loads((tmp_path / "rect.json").read_text())[str(wide_image)]]
+    line = json.loads((tmp_path / "rect" / "predictions.jsonl").read_text())
+    boxes = [d["box"] for d in line["detections"]]
     with Detector.load(demo_weights(), imgsz=DEMO_IMGSZ, rect=True) as rect:
         want = rect(cv2.imread(str(wide_image)))
     np.testing.assert_allclose(boxes, want.boxes, atol=0.006)
-    out = cli("run", str(demo_weights()), "--source", str(wide_image.parent), "--rect", "--jsonl",
-              str(tmp_path / "run.jsonl"))
+    out = cli("predict", str(demo_weights()), "--source", str(wide_image.parent), "--rect")  # the serving size, 320
     assert out.returncode == 0, out.stderr
+    assert f"{wide_image.name}: " in out.stdout
     bad = cli("predict", str(yolov5_onnx), "--source", str(wide_image), "--rect")
     last = bad.stderr.strip().splitlines()[-1]
     assert bad.returncode == 2 and last.startswith("error: ") and "drop --rect" in last

@@ -211,8 +211,8 @@ def test_latency_reservoir_is_bounded_and_exact_below_capacity():
 
 
 def test_cli_writes_video_and_jsonl(onnx, video, tmp_path, capsys):
-    out, log = tmp_path / "out" / "annotated.mp4", tmp_path / "out" / "frames.jsonl"
-    assert main(["run", str(onnx), "--source", str(video), "--save", str(out), "--jsonl", str(log),
+    out, log = tmp_path / "out" / "clip.mp4", tmp_path / "out" / "predictions.jsonl"
+    assert main(["predict", str(onnx), "--source", str(video), "--save", "--json", "--out", str(out.parent),
                  "--conf", "0.3"]) == 0
     printed = capsys.readouterr().out
     assert "30 frames" in printed and "end of source" in printed and "video written to" in printed
@@ -229,7 +229,7 @@ def test_cli_writes_video_and_jsonl(onnx, video, tmp_path, capsys):
     assert [line["frame"] for line in lines] == list(range(30))
     assert set(lines[0]["latency_ms"]) == set(STAGES) and lines[0]["timestamp"] > 1e9
     assert all(d["score"] >= 0.3 and d["name"] in ("cat", "dog", "bird") for line in lines for d in line["detections"])
-    assert sorted(p.name for p in out.parent.iterdir()) == ["annotated.mp4", "frames.jsonl"]  # no temporary left
+    assert sorted(p.name for p in out.parent.iterdir()) == ["clip.mp4", "predictions.jsonl"]  # no temporary left
 
 
 def test_cli_ctrl_c_keeps_what_was_recorded(onnx, video, tmp_path, capsys, monkeypatch):
@@ -241,8 +241,8 @@ def test_cli_ctrl_c_keeps_what_was_recorded(onnx, video, tmp_path, capsys, monke
         return draw(self, item)
 
     monkeypatch.setattr(Stream, "draw", interrupted_at_frame_3)
-    out, log = tmp_path / "a.avi", tmp_path / "a.jsonl"
-    assert main(["run", str(onnx), "--source", str(video), "--save", str(out), "--jsonl", str(log)]) == 130
+    out, log = tmp_path / "clip.mp4", tmp_path / "predictions.jsonl"
+    assert main(["predict", str(onnx), "--source", str(video), "--save", "--json", "--out", str(tmp_path)]) == 130
     printed = capsys.readouterr().out
     assert "4 frames" in printed and "interrupted" in printed
     assert int(cv2.VideoCapture(str(out)).get(cv2.CAP_PROP_FRAME_COUNT)) == 3
@@ -253,13 +253,18 @@ def test_cli_ctrl_c_keeps_what_was_recorded(onnx, video, tmp_path, capsys, monke
 def test_cli_show_without_display(onnx, video, monkeypatch, capsys):
     monkeypatch.delenv("DISPLAY", raising=False)
     monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
-    assert main(["run", str(onnx), "--source", str(video), "--show"]) == 2
+    assert main(["predict", str(onnx), "--source", str(video), "--show"]) == 2
     assert "--show needs a display" in capsys.readouterr().err
 
 
-def test_cli_bad_save_suffix(onnx, video, tmp_path, capsys):
-    assert main(["run", str(onnx), "--source", str(video), "--save", str(tmp_path / "x.gif")]) == 2
-    assert "must end in .mp4 or .avi" in capsys.readouterr().err
+def test_cli_outputs_go_to_numbered_run_folders(onnx, video, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for _ in range(2):
+        assert main(["predict", str(onnx), "--source", str(video), "--json", "--max-frames", "2"]) == 0
+    assert sorted(p.name for p in (tmp_path / "runs" / "predict").iterdir()) == ["exp", "exp2"]
+    assert len((tmp_path / "runs" / "predict" / "exp2" / "predictions.jsonl").read_text().splitlines()) == 2
+    assert main(["predict", str(onnx), "--source", str(video), "--max-frames", "2"]) == 0  # nothing to write
+    assert not (tmp_path / "runs" / "predict" / "exp3").exists()
 
 
 def test_cli_classifier(tmp_path, video, capsys):
@@ -272,9 +277,9 @@ def test_cli_classifier(tmp_path, video, capsys):
                       opset_version=17, dynamo=False)
     ModelSpec(task="classify", names=("a", "b", "c"), imgsz=(32, 32), output_layout="logits", output_names=("logits",),
               preprocess="center_crop").save(sidecar_path(path))
-    log = tmp_path / "c.jsonl"
-    assert main(["run", str(path), "--source", str(video), "--jsonl", str(log), "--max-frames", "4",
-                 "--save", str(tmp_path / "c.avi")]) == 0
+    log = tmp_path / "out" / "predictions.jsonl"
+    assert main(["predict", str(path), "--source", str(video), "--json", "--max-frames", "4", "--save",
+                 "--out", str(log.parent)]) == 0
     lines = [json.loads(line) for line in log.read_text().splitlines()]
     assert len(lines) == 4 and "max_frames" in capsys.readouterr().out
     assert [c["name"] for c in lines[0]["classes"]] and {c["name"] for c in lines[0]["classes"]} <= {"a", "b", "c"}
@@ -300,10 +305,10 @@ def test_memory_stays_flat(onnx, tmp_path):
     assert growth < 25, f"RSS grew by {growth:.1f} MB over 250 frames"
 
 
-def test_stream_and_run_do_not_import_torch():
+def test_stream_and_predict_do_not_import_torch():
     code = (
         "import sys\n"
-        "import lite_deploy.runtime.stream, lite_deploy.commands.run\n"
+        "import lite_deploy.runtime.stream, lite_deploy.commands.predict\n"
         "from lite_deploy import stream\n"
         "bad = sorted(m for m in sys.modules if m == 'torch' or m.startswith(('torch.', 'lite_deploy.models')))\n"
         "assert not bad, bad\n"
@@ -362,8 +367,8 @@ def test_cli_folder_with_unreadable_files_processes_the_rest(onnx, tmp_path, cap
         cv2.imwrite(str(folder / name), np.full((40, 60, 3), 90, np.uint8))
     (folder / "b.jpg").write_text("not an image")
     (folder / "d.png").write_bytes(b"")
-    log = tmp_path / "frames.jsonl"
-    assert main(["run", str(onnx), "--source", str(folder), "--jsonl", str(log)]) == 0
+    log = tmp_path / "out" / "predictions.jsonl"
+    assert main(["predict", str(onnx), "--source", str(folder), "--json", "--out", str(log.parent)]) == 0
     printed = capsys.readouterr().out
     assert "3 frames" in printed and "2 skipped" in printed and "unreadable: b.jpg, d.png" in printed
     assert [json.loads(line)["frame"] for line in log.read_text().splitlines()] == [0, 2, 4]
@@ -373,7 +378,7 @@ def test_cli_folder_with_unreadable_files_processes_the_rest(onnx, tmp_path, cap
                                            ("noise.mp4", b"\x00\x00\x00\x18ftypmp42" + bytes(4000))])
 def test_cli_source_without_one_readable_frame_is_an_error(onnx, tmp_path, capsys, name, content):
     (tmp_path / name).write_bytes(content)
-    assert main(["run", str(onnx), "--source", str(tmp_path / name), "--jsonl", str(tmp_path / "x.jsonl")]) == 2
+    assert main(["predict", str(onnx), "--source", str(tmp_path / name), "--json", "--out", str(tmp_path / "x")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: ")
     assert "give a video or images OpenCV can read" in err[0] or "not a video OpenCV can decode" in err[0]
@@ -388,9 +393,9 @@ def test_cli_error_on_a_frame_keeps_what_was_recorded(onnx, video, tmp_path, cap
         return draw(self, item)
 
     monkeypatch.setattr(Stream, "draw", fails_at_frame_3)
-    out, log = tmp_path / "a.mp4", tmp_path / "a.jsonl"
+    out, log = tmp_path / "clip.mp4", tmp_path / "predictions.jsonl"
     try:
-        code = main(["run", str(onnx), "--source", str(video), "--save", str(out), "--jsonl", str(log)])
+        code = main(["predict", str(onnx), "--source", str(video), "--save", "--json", "--out", str(tmp_path)])
     except RuntimeError:
         code = None
     assert code != 0
@@ -398,5 +403,5 @@ def test_cli_error_on_a_frame_keeps_what_was_recorded(onnx, video, tmp_path, cap
     assert capture.isOpened() and int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) == 3 and capture.read()[0]
     capture.release()
     assert [json.loads(line)["frame"] for line in log.read_text().splitlines()] == [0, 1, 2, 3]
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.jsonl", "a.mp4"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.mp4", "predictions.jsonl"]
     assert not capture_threads()
