@@ -26,53 +26,54 @@ REPO = Path(__file__).resolve().parents[2]
 
 @needs_ort
 def test_predict_detector_writes_json_and_drawings(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    out = tmp_path / "dets.json"
-    assert main(["predict", YOLO, "--source", str(IMAGES), "--json", str(out), "--save", str(tmp_path / "draw")]) == 0
-    report = json.loads(out.read_text())
-    assert len(report) == 6 and sum(len(v) for v in report.values()) > 0
-    assert len(list((tmp_path / "draw").iterdir())) == 6
+    out = tmp_path / "draw"
+    assert main(["predict", YOLO, "--source", str(IMAGES), "--json", "--save", "--out", str(out)]) == 0
+    report = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
+    assert len(report) == 6 and sum(len(line["detections"]) for line in report) > 0
+    assert len(list(out.iterdir())) == 6 + 1  # the drawings and predictions.jsonl
     assert "ms infer" in capsys.readouterr().out
 
 
 @needs_ort
 def test_predict_classifier_prints_top_classes(tmp_path: Path, capsys: pytest.CaptureFixture,
                                                reference: Dict[str, Any]) -> None:
-    out = tmp_path / "classes.json"
-    assert main(["predict", str(MODELS / "classifier_fp16.onnx"), "--source", str(IMAGES), "--json", str(out)]) == 0
-    report = json.loads(out.read_text())
+    out = tmp_path / "classes"
+    assert main(["predict", str(MODELS / "classifier_fp16.onnx"), "--source", str(IMAGES), "--json", "--out",
+                 str(out)]) == 0
+    report = {line["image"]: line["classes"] for line in map(json.loads, (out / "predictions.jsonl").open())}
     first = report[str(IMAGES / reference["images"][0])]
     assert len(first) == 5 and first[0]["name"] in reference["names"]
-    np.testing.assert_allclose(first[0]["prob"], reference["arrays"]["classifier/top/0/probs"][0], atol=0.01)
+    np.testing.assert_allclose(first[0]["score"], reference["arrays"]["classifier/top/0/probs"][0], atol=0.01)
     assert capsys.readouterr().out.startswith(reference["images"][0] + ": ")
 
 
 @needs_ort
-def test_run_on_a_video(tmp_path: Path) -> None:
+def test_predict_on_a_video(tmp_path: Path) -> None:
     video = tmp_path / "clip.avi"
     writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 10, (128, 96))
     assert writer.isOpened(), "this OpenCV cannot write MJPG video"
     for path in sorted(IMAGES.iterdir()) * 2:
         writer.write(cv2.resize(cv2.imread(str(path)), (128, 96)))
     writer.release()
-    jsonl = tmp_path / "out.jsonl"
-    assert main(["run", YOLO, "--source", str(video), "--jsonl", str(jsonl), "--save", str(tmp_path / "out.avi")]) == 0
-    lines = [json.loads(line) for line in jsonl.read_text().splitlines()]
+    out = tmp_path / "out"
+    assert main(["predict", YOLO, "--source", str(video), "--json", "--save", "--out", str(out)]) == 0
+    lines = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
     assert len(lines) == 12
-    assert (tmp_path / "out.avi").stat().st_size > 0
+    assert (out / "clip.mp4").stat().st_size > 0
 
 
 @needs_ort
 def test_profile(tmp_path: Path) -> None:
-    out = tmp_path / "profile.json"
-    assert main(["profile", YOLO, "--runs", "3", "--warmup", "1", "--layer-runs", "2", "--json", str(out)]) == 0
-    result = json.loads(out.read_text())
+    assert main(["profile", YOLO, "--runs", "3", "--warmup", "1", "--layer-runs", "2", "--json", "--out",
+                 str(tmp_path)]) == 0
+    result = json.loads((tmp_path / "profile.json").read_text())
     assert json.dumps(result).count("p50") >= 1
 
 
 @needs_ort
 @pytest.mark.parametrize("name", ["yolo", "centernet"])
 def test_val_matches_pytorch(name: str, reference: Dict[str, Any], tmp_path: Path) -> None:
-    assert main(["val", str(MODELS / f"{name}.onnx"), "--data", str(DATA_YAML), "--save-json", str(tmp_path)]) == 0
+    assert main(["val", str(MODELS / f"{name}.onnx"), "--data", str(DATA_YAML), "--json", "--out", str(tmp_path)]) == 0
     metrics = json.loads((tmp_path / "results.json").read_text())
     for key, value in reference["models"][name]["val"].items():
         assert abs(float(metrics[key]) - value) < 0.005, (key, metrics[key], value)
