@@ -35,7 +35,7 @@ _EXPORTS = {
     "load_spec": "lite_deploy.runtime:load_spec",
     "letterbox": "lite_deploy.runtime:letterbox",
     "nms": "lite_deploy.runtime:nms",
-    "profile": "lite_deploy.runtime.profile:profile",
+    "profile": "lite_deploy.runtime.profiling.profile:profile",
     "stream": "lite_deploy.runtime.stream:stream",
 }
 

@@ -97,7 +97,7 @@ def backend_table(title: str, weights: Path, imgsz: int, targets: Sequence[str],
 def detector_split(runs: int, threads: int) -> None:
     """The Detector's pre / infer / post around YOLOv5 export.py's ONNX, against bare ``session.run``."""
     from lite_deploy.runtime import Detector
-    from lite_deploy.runtime.profile import synthetic_frame
+    from lite_deploy.runtime.profiling.profile import synthetic_frame
 
     model = FIXTURES / "yolov5n-v7-nc80.export-opset12.onnx"
     frame = synthetic_frame()
@@ -158,7 +158,7 @@ def main() -> None:
 
     from lite_deploy.assets import DEMO_DATA_IMGSZ, DEMO_IMGSZ, demo_weights
     from lite_deploy.data.shapes import generate_shapes
-    from lite_deploy.runtime.machine import device_facts, free_cores
+    from lite_deploy.runtime.profiling.machine import device_facts, free_cores
 
     facts = device_facts()
     print(f"machine: {facts['cpu']}, {facts['cores']} cores, {free_cores()} free now")

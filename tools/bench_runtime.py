@@ -17,7 +17,7 @@ from typing import Callable, List
 import numpy as np
 
 from lite_deploy.runtime import Detector
-from lite_deploy.runtime.postprocess import candidates_boxes_scores, candidates_yolov5, select
+from lite_deploy.runtime.pipeline.postprocess import candidates_boxes_scores, candidates_yolov5, select
 
 
 def median_ms(fn: Callable[[], object], runs: int, warmup: int = 3) -> float:

@@ -27,8 +27,8 @@ from typing import List, NamedTuple, Optional, Tuple
 import numpy as np
 
 from lite_deploy.runtime import Detector, load_runtime
-from lite_deploy.runtime.preprocess import Preprocessor
-from lite_deploy.runtime.profile import profile, synthetic_frame
+from lite_deploy.runtime.pipeline.preprocess import Preprocessor
+from lite_deploy.runtime.profiling.profile import profile, synthetic_frame
 
 TOLERANCE = 0.15
 E2E_TARGET = 1.10

@@ -59,7 +59,7 @@ def _det_agreement(reference: Path, artifact: Path, images: List[Any], imgsz: in
     """(confident .pt boxes, of them matched with IoU >= 0.99, smallest matched IoU) at conf 0.25."""
     import numpy as np
 
-    from lite_deploy.export.verify import match_detections
+    from lite_deploy.runtime.compare import match_detections
     from lite_deploy.runtime import Detector
 
     with Detector.load(reference, conf=0.25, imgsz=imgsz) as ref, Detector.load(artifact, conf=0.25) as art:

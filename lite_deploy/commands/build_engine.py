@@ -45,11 +45,14 @@ def run(args: argparse.Namespace) -> int:
     if args.int8 != (args.calib is not None):
         print("error: --int8 and --calib go together: build-engine MODEL.onnx --int8 --calib IMAGES", file=sys.stderr)
         return 2
-    from ..runtime.tensorrt.build import build_engine
+    from ..quantize.calibration import find_images
+    from ..runtime.backends.tensorrt.build import build_engine
+    from ..runtime.calibration import DEFAULT_SIZE
 
     try:
+        calib = find_images(args.calib, args.calib_size or DEFAULT_SIZE) if args.calib is not None else None
         engine, report = build_engine(
-            args.onnx, args.out, half=args.half, calib=args.calib, calib_size=args.calib_size,
+            args.onnx, args.out, half=args.half, calib=calib,
             workspace_gb=args.workspace, min_batch=args.min_batch, opt_batch=args.opt_batch,
             max_batch=args.max_batch, timing_cache=args.timing_cache, verify=not args.no_verify,
         )

@@ -26,7 +26,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Print the report; status 1 when an error was found."""
-    from ..export.check import check_model
+    from ..runtime.check import check_model
 
     try:
         report = check_model(args.model, args.target)

@@ -41,7 +41,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Profile ``args.model`` and print the report."""
-    from ..runtime.profile import plot_histogram, profile
+    from ..runtime.profiling.profile import plot_histogram, profile
 
     path = Path(args.model)
     out = run_dir("profile", args.out) if args.json or args.plots else None

@@ -1,7 +1,7 @@
 """Benchmark a checkpoint across deployment targets and precisions: export, verify, validate, profile, one table.
 
 For each target x precision the checkpoint is exported (:func:`lite_deploy.export.exporter.export`, which verifies
-every artifact against PyTorch), scored on a dataset and timed (:func:`lite_deploy.runtime.profile.profile` on a
+every artifact against PyTorch), scored on a dataset and timed (:func:`lite_deploy.runtime.profiling.profile.profile` on a
 1280x720 frame). The task the checkpoint declares (its spec's ``task``) picks the score: a detector (YOLO or
 CenterNet) gets mAP50-95 on a YOLO data.yaml or COCO JSON (:func:`lite_deploy.eval.validate.validate`) and is timed
 frame -> Detections; a classifier gets top-1 accuracy on an image folder's val split
@@ -283,7 +283,7 @@ def _export(
 def _measure(row: BenchmarkRow, path: Path, reference_score: Optional[float], *, task: str, data: Any, imgsz: int,
              runs: int, warmup: int, threads: Optional[int], progress: bool) -> None:
     """Score (when there is data) and profile one model into ``row``; a failure goes into its status."""
-    from ..runtime.profile import profile
+    from ..runtime.profiling.profile import profile
 
     model_imgsz = imgsz if path.suffix.lower() == ".pt" else None
     if data is not None:

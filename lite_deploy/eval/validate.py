@@ -223,7 +223,7 @@ def rect_input(
         ``(canvas, (gain_x, gain_y), (left, top))``: the (h, w, 3) input, the resize gain along each axis (resized
         over original pixels) and the padding left of and above the image, in pixels.
     """
-    from ..runtime.preprocess import letterbox, plan_letterbox
+    from ..runtime.pipeline.preprocess import letterbox, plan_letterbox
 
     h0, w0 = frame.shape[:2]
     r = imgsz / max(h0, w0)
@@ -267,7 +267,7 @@ class RectDetector:
 
     def __call__(self, frames: Any) -> Any:
         """Detections of one frame, or a list of them for a list of frames (one model call per input shape)."""
-        from ..runtime.detections import Detections
+        from ..runtime.pipeline.detections import Detections
 
         single = not isinstance(frames, (list, tuple))
         frames = [frames] if single else list(frames)

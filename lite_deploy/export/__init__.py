@@ -2,9 +2,9 @@
 
 ``lite_deploy.export(weights, target="onnx", ...)`` is :func:`lite_deploy.export.exporter.export`. This package
 is itself callable, so ``lite_deploy.export(...)`` works whether or not a submodule was imported first, and it
-imports nothing heavy itself: ``lite_deploy.export.check`` and ``lite_deploy.export.verify`` run on a device
+imports nothing heavy itself: ``lite_deploy.runtime.check`` and ``lite_deploy.export.verify`` run on a device
 without torch (``check``, and ``build-engine``'s engine check on a Jetson; the TensorRT build itself is in
-:mod:`lite_deploy.runtime.tensorrt`).
+:mod:`lite_deploy.runtime.backends.tensorrt`).
 
 Modules: :mod:`.exporter` (the pipeline), :mod:`.onnx`, :mod:`.openvino`, :mod:`.tflite` (one per target;
 TensorRT's ONNX is the ONNX exporter's, its engine is built on the device), :mod:`.nms` (in-graph NMS,

@@ -43,7 +43,7 @@ from . import onnx as onnx_export
 from .describe import OUTPUT_NAMES, describe, output_layout
 
 if TYPE_CHECKING:
-    from ..quantize.calibration import CalibrationSet
+    from ..runtime.calibration import CalibrationSet
 
 LOGGER = logging.getLogger(__name__)
 
@@ -522,7 +522,7 @@ class _Job:
 
     def calibration(self, spec: ModelSpec) -> "CalibrationSet":
         """The calibration images, pre-processed for ``spec``."""
-        from ..quantize.calibration import CalibrationSet
+        from ..runtime.calibration import CalibrationSet
 
         return CalibrationSet(self.calib_images, spec)
 
@@ -731,7 +731,7 @@ class _Job:
         return [path, sidecar_path(path)], seconds, "", gate
 
     def _trt(self) -> _TargetOutcome:
-        from ..runtime.tensorrt.build import build_command, build_engine
+        from ..runtime.backends.tensorrt.build import build_command, build_engine
 
         o = self.options
         if o.opset > 17:

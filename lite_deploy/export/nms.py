@@ -18,7 +18,7 @@ float first (torchvision's NMS kernel has no Half, and EfficientNMS is meant to 
   is added). One ``EfficientNMS_TRT`` node whose attributes follow the plugin's README (TensorRT
   ``plugin/efficientNMSPlugin``): ``background_class=-1``, ``box_coding=0`` (xyxy), ``score_activation=0``,
   ``plugin_version="1"``; TensorRT's ONNX parser maps unknown node types to the plugin of that name (the plugins
-  must be initialised, which :mod:`lite_deploy.runtime.tensorrt.api` does).
+  must be initialised, which :mod:`lite_deploy.runtime.backends.tensorrt.api` does).
 
 EfficientNMS keeps at most the 4096 best-scoring boxes above ``score_threshold`` before NMS (its
 ``numSelectedBoxes``); the host NMS keeps every candidate. :func:`efficient_nms_reference` computes EfficientNMS's
@@ -184,7 +184,7 @@ def efficient_nms_reference(boxes: np.ndarray, scores: np.ndarray, *, conf: floa
     Returns:
         (K,) indices into ``boxes``, best first.
     """
-    from ..runtime.postprocess import nms
+    from ..runtime.pipeline.postprocess import nms
 
     cls = scores.argmax(1)
     best = scores[np.arange(len(scores)), cls]

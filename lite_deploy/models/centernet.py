@@ -11,7 +11,7 @@ connections from the backbone). The last layer is a :class:`CenterNetHead` with 
 In training the model returns ``(hm logits, wh, reg)``; in eval mode (and so in every export) ``(hm, wh, reg)``
 with the sigmoid applied. The sigmoid is the last node before the ``hm`` output, so INT8 tools can keep it in float
 by naming that node. The runtime decodes these outputs by 3x3 peak extraction and top-k
-(:mod:`lite_deploy.runtime.centernet`), declared by the spec's output layout ``centernet``.
+(:mod:`lite_deploy.runtime.pipeline.centernet`), declared by the spec's output layout ``centernet``.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """Calibration images for INT8: found from a folder or a data.yaml, fed through exactly the runtime's pre-processing.
 
 The network sees calibration images the way it will see frames on the device: :class:`~lite_deploy.runtime.
-preprocess.Preprocessor` built from the artifact's own spec does the letterbox (size, stride, pad value, centring),
-the BGR -> RGB swap, the scaling to [0, 1] and any mean/std, in the spec's layout. There is no default calibration
+calibration.CalibrationSet` (device side, with :func:`~lite_deploy.runtime.calibration.input_range`) feeds them
+through the runtime's own pre-processing for the artifact's spec. There is no default calibration
 set: INT8 without ``--calib`` is refused, and so is a source with fewer than :data:`MIN_IMAGES` images unless
 ``calib_size`` explicitly asks for fewer.
 
@@ -15,29 +15,24 @@ where the median image reaches 8; min/max ranges gave 35.52, the mean 65.79 (the
 a histogram over all images did worse than the mean: 56.18 and 61.26 at conf 0.25, where FP32 gave 63.87). On the
 x1.0 detector: min/max 55.04, the mean 55.91 (FP32 56.31).
 
-Torch-free (numpy, OpenCV, PyYAML): the TensorRT entropy calibrator uses it on the device.
+Torch-free (numpy, OpenCV, PyYAML).
 """
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional, Sequence, Union
+from typing import List, Union
 
 import numpy as np
 
-from ..io import read_image
 from ..data.yolo import list_images, load_data_config
 from ..errors import ExportError
-from ..runtime.preprocess import Preprocessor
-from ..spec import ModelSpec
+from ..runtime.calibration import DEFAULT_SIZE, HOW_TO_CALIBRATE, NO_SOURCE
 
 LOGGER = logging.getLogger(__name__)
 
 MIN_IMAGES = 100  # fewer calibration images than this need an explicit, smaller --calib-size
-DEFAULT_SIZE = 300
-HOW_TO_CALIBRATE = "pass --calib with a folder of images or a data.yaml (its train split is used)"
-NO_SOURCE = "INT8 needs calibration images like the ones the model will see: " + HOW_TO_CALIBRATE + "."
 
 
 def find_images(source: Union[str, Path, None], size: int = DEFAULT_SIZE, *, seed: int = 0) -> List[Path]:
@@ -90,55 +85,3 @@ def find_images(source: Union[str, Path, None], size: int = DEFAULT_SIZE, *, see
         pick = np.random.default_rng(seed).choice(len(images), size, replace=False)
         images = [images[i] for i in sorted(pick)]
     return images
-
-
-def input_range(spec: ModelSpec) -> Dict[str, np.float32]:
-    """The network input's full value range, ``{"rmin": ..., "rmax": ...}``: pixels 0-255 after the spec's scaling to
-    [0, 1] and mean/std. The input's int8 range is pinned to it rather than calibrated, so no pixel is ever clipped."""
-    low = [(0.0 - m) / s for m, s in zip(spec.mean, spec.std)]
-    high = [(1.0 - m) / s for m, s in zip(spec.mean, spec.std)]
-    return {"rmin": np.float32(min(low)), "rmax": np.float32(max(high))}
-
-
-class CalibrationSet:
-    """Calibration images as network input blobs, pre-processed as the runtime does for ``spec``.
-
-    Args:
-        images: image files (see :func:`find_images`).
-        spec: the spec of the artifact being calibrated (letterbox, normalisation, layout).
-    """
-
-    def __init__(self, images: Sequence[Path], spec: ModelSpec) -> None:
-        if not images:
-            raise ExportError(NO_SOURCE)
-        self.images = list(images)
-        self.spec = spec
-
-    @classmethod
-    def from_source(cls, source: Union[str, Path, None], spec: ModelSpec, size: int = DEFAULT_SIZE) -> "CalibrationSet":
-        """:func:`find_images` of ``source``, for ``spec``."""
-        return cls(find_images(source, size), spec)
-
-    def with_spec(self, spec: ModelSpec) -> "CalibrationSet":
-        """The same images for another artifact's spec (e.g. the NHWC TFLite input)."""
-        return CalibrationSet(self.images, spec)
-
-    def __len__(self) -> int:
-        return len(self.images)
-
-    def batches(self, batch: int = 1, limit: Optional[int] = None) -> Iterator[np.ndarray]:
-        """Float32 blobs of ``batch`` images, (B, 3, H, W) or (B, H, W, 3) as the spec's layout says.
-
-        Each blob is a new array. The last, partial batch is filled up by repeating its last image.
-
-        Args:
-            batch: images per blob.
-            limit: use only the first ``limit`` images.
-        """
-        preprocess = Preprocessor(self.spec, np.float32)
-        paths = self.images[:limit] if limit is not None else self.images
-        for start in range(0, len(paths), batch):
-            chunk = [read_image(p) for p in paths[start : start + batch]]
-            chunk += [chunk[-1]] * (batch - len(chunk))
-            blob, _ = preprocess(chunk)
-            yield blob.copy()

@@ -24,7 +24,7 @@ import numpy as np
 
 from ..errors import VerificationError
 from ..spec import ModelSpec
-from .calibration import CalibrationSet
+from ..runtime.calibration import CalibrationSet
 
 LOGGER = logging.getLogger(__name__)
 

@@ -33,7 +33,7 @@ import onnx
 
 from ..errors import BackendUnavailableError, ExportError
 from ..spec import ModelSpec
-from .calibration import CalibrationSet, input_range
+from ..runtime.calibration import CalibrationSet, input_range
 from .float_tail import float_tail
 
 QUANTIZED_OPS = ("Conv", "Concat")

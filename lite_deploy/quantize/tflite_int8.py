@@ -31,10 +31,10 @@ import torch
 from torch import nn
 
 from ..errors import BackendUnavailableError, ExportError
-from ..models.torch_runtime import set_torch_threads
+from ..export.torch_runtime import set_torch_threads
 from ..spec import SPEC_KEY, ModelSpec, sidecar_path
 from ..io import atomic_write_bytes
-from .calibration import CalibrationSet, input_range
+from ..runtime.calibration import CalibrationSet, input_range
 from .float_tail import float_tail
 
 IO_DTYPES = ("int8", "float32")

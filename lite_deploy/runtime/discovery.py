@@ -18,25 +18,11 @@ from typing import Any, Dict, Mapping, Sequence, Tuple, Union
 
 from ..errors import SpecError
 from ..spec import SPEC_KEY, ModelSpec, sidecar_path
-from .base import TensorInfo, load_runtime
+from .tensors import TensorInfo
 
 LOGGER = logging.getLogger(__name__)
 
 TARGETS = {".onnx": "onnx", ".xml": "openvino", ".tflite": "tflite", ".engine": "tensorrt", ".plan": "tensorrt"}
-
-
-def load_spec(artifact: Union[str, Path]) -> ModelSpec:
-    """The spec of ``artifact``: its sidecar if present, else what the artifact itself says.
-
-    Raises:
-        FileNotFoundError: ``artifact`` does not exist.
-        SpecError: no sidecar, nothing embedded, and not a recognisable YOLOv5 export.
-    """
-    sidecar = sidecar_path(artifact)
-    if sidecar.is_file():
-        return ModelSpec.load(sidecar)
-    with load_runtime(artifact) as runtime:
-        return runtime.spec
 
 
 def resolve_spec(

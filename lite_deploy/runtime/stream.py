@@ -31,7 +31,6 @@ from __future__ import annotations
 import dataclasses
 import glob
 import logging
-import random
 import re
 import threading
 import time
@@ -44,10 +43,12 @@ import cv2
 import numpy as np
 
 from ..errors import LiteDeployError
-from .base import load_runtime
-from .detections import Detections
-from .detector import Classifier, Detector
-from .preprocess import check_image
+from ..io import IMAGE_SUFFIXES
+from .pipeline.detections import Detections
+from .pipeline.detector import Classifier, Detector
+from .pipeline.preprocess import check_image
+from .profiling.latency import LatencyReservoir, LatencyStats
+from .registry import load_runtime
 
 LOGGER = logging.getLogger(__name__)
 
@@ -61,12 +62,10 @@ Opener = Callable[[Union[int, str], int], Any]
 STAGES = ("capture", "pre", "infer", "post", "total")
 LIVE_PREFIXES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://", "tcp://")
 GLOB_CHARS = ("*", "?", "[")
-IMAGE_SUFFIXES = (".bmp", ".jpeg", ".jpg", ".png", ".tif", ".tiff", ".webp")
 FILE_END_READS = 10  # failed reads in a row that end a video file whose frame count is unknown or reached
 MAX_LISTED = 20  # unreadable files named in a summary; the rest are counted
 POLL_S = 0.1  # how often blocked waits look at the stop flag
 JOIN_TIMEOUT_S = 10.0
-RESERVOIR_SIZE = 4096
 
 
 @dataclass(frozen=True)
@@ -166,52 +165,6 @@ class StreamResult(NamedTuple):
 
 
 @dataclass(frozen=True)
-class StageStats:
-    """Latency of one stage over a stream, milliseconds (NaN when no frame was processed)."""
-
-    mean_ms: float
-    p50_ms: float
-    p99_ms: float
-    max_ms: float
-
-
-class LatencyStats:
-    """Running mean and maximum of one latency, and a uniform reservoir sample of fixed size for percentiles.
-
-    Memory is O(``capacity``) however many values are added; percentiles are exact up to ``capacity`` values and
-    estimated from the sample beyond.
-    """
-
-    def __init__(self, capacity: int = RESERVOIR_SIZE, seed: int = 0) -> None:
-        self.count = 0
-        self.total = 0.0
-        self.max = float("-inf")
-        self._sample = np.empty(capacity, np.float64)
-        self._rng = random.Random(seed)
-
-    def add(self, value: float) -> None:
-        """Record one value (Algorithm R: the sample stays a uniform draw of everything added)."""
-        capacity = self._sample.shape[0]
-        if self.count < capacity:
-            self._sample[self.count] = value
-        else:
-            slot = self._rng.randrange(self.count + 1)
-            if slot < capacity:
-                self._sample[slot] = value
-        self.count += 1
-        self.total += value
-        self.max = max(self.max, value)
-
-    def stats(self) -> StageStats:
-        """Mean, median, 99th percentile and maximum so far."""
-        if not self.count:
-            nan = float("nan")
-            return StageStats(nan, nan, nan, nan)
-        p50, p99 = np.percentile(self._sample[: min(self.count, self._sample.shape[0])], [50, 99])
-        return StageStats(self.total / self.count, float(p50), float(p99), self.max)
-
-
-@dataclass(frozen=True)
 class StreamSummary:
     """What a stream did.
 
@@ -226,7 +179,7 @@ class StreamSummary:
         reconnects: times a live source was reopened after it stopped delivering.
         seconds: wall time from the first request for a frame to the last result.
         fps: ``frames / seconds``.
-        latency: :class:`StageStats` per stage (see :attr:`StreamResult.latency`).
+        latency: :class:`~.profiling.latency.LatencyStats` per stage (see :attr:`StreamResult.latency`).
     """
 
     source: str
@@ -238,7 +191,7 @@ class StreamSummary:
     reconnects: int
     seconds: float
     fps: float
-    latency: Dict[str, StageStats]
+    latency: Dict[str, LatencyStats]
 
     def to_dict(self) -> Dict[str, Any]:
         """The summary as plain JSON-ready values."""
@@ -254,7 +207,7 @@ class StreamSummary:
         if self.frames:
             lines.append(f"  {'latency ms':<10} {'mean':>8} {'p50':>8} {'p99':>8} {'max':>8}")
             for stage, s in self.latency.items():
-                lines.append(f"  {stage:<10} {s.mean_ms:8.2f} {s.p50_ms:8.2f} {s.p99_ms:8.2f} {s.max_ms:8.2f}")
+                lines.append(f"  {stage:<10} {s.mean:8.2f} {s.p50:8.2f} {s.p99:8.2f} {s.max:8.2f}")
         return "\n".join(lines)
 
 
@@ -532,7 +485,7 @@ class Stream:
             raise
         self.max_frames = max_frames
         self.fps = 0.0  # smoothed frames per second, for overlays
-        self._latency = {stage: LatencyStats() for stage in STAGES}
+        self._latency = {stage: LatencyReservoir() for stage in STAGES}
         self._frames = 0
         self._started: Optional[float] = None
         self._last: Optional[float] = None

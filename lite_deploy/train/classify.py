@@ -30,7 +30,7 @@ from torch import nn
 
 from ..data.image_folder import ImageFolder
 from ..errors import CheckpointError, ConfigError
-from ..runtime.preprocess import center_crop
+from ..runtime.pipeline.preprocess import center_crop
 from .augment import augment_hsv
 from .distributed import DistContext, resolve_device
 from .trainer import ModelEMA, lr_lambda, make_optimizer

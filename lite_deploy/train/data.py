@@ -10,7 +10,7 @@ import torch
 
 from ..boxes import xywhn_to_xyxy
 from ..data.yolo import YoloDataset
-from ..runtime.preprocess import letterbox, plan_letterbox
+from ..runtime.pipeline.preprocess import letterbox, plan_letterbox
 from .augment import augment_hsv, mosaic, random_affine, resize_long_side
 
 

@@ -3,8 +3,9 @@ that got imported and every forbidden one (torch, the host-side model zoo).
 
     python tests/device/device_session.py
 
-Used by test_device_no_torch.py (nothing forbidden may load) and by tests/runtime/test_rt_imports.py (vermin
-checks each imported module for Python 3.8): the set of modules that run on a device is what this imports.
+Then it imports every module of the device folder (``lite_deploy/runtime``; a backend only where its library is
+installed). Used by test_device_imports.py: nothing forbidden may load, and vermin checks each imported module for
+Python 3.8 (with every file of the device folder), so the set of modules that run on a device is what this imports.
 """
 
 from __future__ import annotations
@@ -24,6 +25,12 @@ HERE = Path(__file__).resolve().parent
 MODELS = HERE / "fixtures" / "models"
 SHAPES = HERE / "fixtures" / "shapes"
 FORBIDDEN = ("torch", "torchvision", "lite_deploy.models", "lite_deploy.train", "lite_deploy.export.exporter")
+# backend modules that import their library at import time -> that library (test_device_imports.LIBRARY_BACKENDS)
+BACKEND_MODULES = {
+    "lite_deploy.runtime.backends.onnxruntime.runtime": "onnxruntime",
+    "lite_deploy.runtime.backends.openvino.runtime": "openvino",
+    "lite_deploy.runtime.backends.tflite.runtime": "ai_edge_litert",
+}
 
 
 def _image_folder(tmp: Path) -> Path:
@@ -37,7 +44,8 @@ def _image_folder(tmp: Path) -> Path:
 
 
 def run_commands(tmp: Path) -> None:
-    """predict, run, profile, val, check, info and build-engine (each backend and package that is installed)."""
+    """predict (with its JSON lines and saved images), profile, val, check, info and build-engine (each backend and
+    package that is installed)."""
     from lite_deploy.cli import main
 
     images = SHAPES / "images" / "val"
@@ -47,7 +55,8 @@ def run_commands(tmp: Path) -> None:
             ["predict", str(MODELS / "yolo.onnx"), "--source", str(images)],
             ["predict", str(MODELS / "classifier_fp16.onnx"), "--source", str(images)],
             ["predict", str(MODELS / "centernet.onnx"), "--source", str(images)],
-            ["run", str(MODELS / "gsconv.onnx"), "--source", str(images), "--jsonl", str(tmp / "run.jsonl")],
+            ["predict", str(MODELS / "gsconv.onnx"), "--source", str(images), "--json", "--save", "--out",
+             str(tmp / "predict")],
             ["profile", str(MODELS / "yolo.onnx"), "--runs", "2", "--warmup", "1", "--layer-runs", "1"],
             ["val", str(MODELS / "yolo.onnx"), "--data", str(SHAPES / "data.yaml")],
             ["val", str(MODELS / "classifier_fp16.onnx"), "--task", "classify", "--data", str(_image_folder(tmp))],
@@ -66,9 +75,11 @@ def run_commands(tmp: Path) -> None:
 def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         run_commands(Path(tmp))
-    import lite_deploy.runtime.tensorrt as trt_package  # build-engine's and the .engine backend's modules
+    import lite_deploy.runtime as device_folder  # every module of the device folder, beyond what the commands ran
 
-    for info in pkgutil.iter_modules(trt_package.__path__, trt_package.__name__ + "."):
+    for info in pkgutil.walk_packages(device_folder.__path__, device_folder.__name__ + "."):
+        if info.name in BACKEND_MODULES and importlib.util.find_spec(BACKEND_MODULES[info.name]) is None:
+            continue  # a backend whose library is not installed here (the device install has no TFLite)
         importlib.import_module(info.name)
 
     modules = sorted(m for m in sys.modules if m == "lite_deploy" or m.startswith("lite_deploy."))

@@ -114,7 +114,7 @@ def test_build_engine_without_tensorrt_says_where_it_comes_from() -> None:
 
 
 def test_tensorrt_modules_import_without_tensorrt() -> None:
-    import lite_deploy.runtime.tensorrt as package
+    import lite_deploy.runtime.backends.tensorrt as package
 
     names = [m.name for m in pkgutil.iter_modules(package.__path__, package.__name__ + ".")]
     assert len(names) >= 3
@@ -131,7 +131,7 @@ def test_engine_without_tensorrt_says_where_it_comes_from(tmp_path: Path) -> Non
 
 
 def test_tensorrt_version_and_dtype_helpers() -> None:
-    from lite_deploy.runtime.tensorrt.compat import same_version
+    from lite_deploy.runtime.backends.tensorrt.compat import same_version
 
     assert same_version("8.5.2.2", "8.5.2")
     assert not same_version("8.5.2", "8.6.1")

@@ -298,7 +298,7 @@ def test_fp16_near_tie_passes_verification(tmp_path):
 
 
 def test_near_tie_excuse_needs_the_candidate_within_tolerance():
-    from lite_deploy.export.verify import match_detections
+    from lite_deploy.runtime.compare import match_detections
 
     box = np.array([[10.0, 10, 50, 50]])
     reference = (box, np.array([0.08482]), np.array([0]))

@@ -11,9 +11,9 @@ import numpy as np
 import onnx
 import pytest
 
-from lite_deploy.export.check import check_model
+from lite_deploy.runtime.check import check_model
 from lite_deploy.export.tflite import read_metadata
-from lite_deploy.export.verify import sample_images
+from lite_deploy.runtime.compare import sample_images
 from lite_deploy.runtime import Detector, load_runtime, load_spec
 from lite_deploy.spec import SPEC_KEY, ModelSpec, sidecar_path
 
@@ -22,7 +22,7 @@ IMGSZ = 128  # as in conftest.py
 
 def _same_detections(a, b, iou_min: float = 0.99) -> None:
     """Same count, and every box paired with one of the same class at IoU >= iou_min."""
-    from lite_deploy.export.verify import match_detections
+    from lite_deploy.runtime.compare import match_detections
 
     assert len(a.boxes) == len(b.boxes) > 0
     m = match_detections((a.boxes, a.scores, a.class_ids), (b.boxes, b.scores, b.class_ids), iou=iou_min,
@@ -106,7 +106,7 @@ def _conf_between(scores: np.ndarray, k: int) -> float:
 
 def _same_fp16(ref, got) -> None:
     """FP16: most boxes find a partner (near-equal scores of an untrained model may reorder NMS)."""
-    from lite_deploy.export.verify import match_detections
+    from lite_deploy.runtime.compare import match_detections
 
     m = match_detections((ref.boxes, ref.scores, ref.class_ids), (got.boxes, got.scores, got.class_ids), iou=0.9,
                          conf=0.0, margin=0.0)

@@ -10,9 +10,9 @@ import numpy as np
 import onnx
 import pytest
 
-from lite_deploy.export.check import check_model
+from lite_deploy.runtime.check import check_model
 from lite_deploy.export.exporter import export_targets
-from lite_deploy.runtime.tensorrt.verify import reference_model
+from lite_deploy.runtime.backends.tensorrt.verify import reference_model
 from lite_deploy.spec import ModelSpec, sidecar_path
 
 NMS_OUTPUTS = ["num_dets", "det_boxes", "det_scores", "det_classes"]
@@ -88,7 +88,7 @@ def test_int8_with_nms_is_a_tensorrt_valid_qdq_model(tmp_path, tiny_detector, ca
 def test_build_engine_verification_table_against_onnx_runtime(tmp_path, tiny_detector):
     """The engine check build-engine runs (an in-graph ONNX NMS model stands in for the engine, which cannot run
     here): the EfficientNMS ONNX is cut before the plugin and its boxes/scores go through the host NMS."""
-    from lite_deploy.runtime.tensorrt.verify import verify_engine
+    from lite_deploy.runtime.backends.tensorrt.verify import verify_engine
 
     model = tiny_detector().eval()
     kw = dict(imgsz=64, nms=True, max_det=20, conf=0.2, iou=0.5, out=tmp_path, name="tiny")
@@ -108,7 +108,7 @@ def test_build_engine_keeps_nothing_that_disagrees_with_its_onnx(tmp_path, tiny_
     from fake_trt import FakeCuda, fake_tensorrt  # tests/trt
 
     from lite_deploy.errors import VerificationError
-    from lite_deploy.runtime.tensorrt import api, build, cuda, engine
+    from lite_deploy.runtime.backends.tensorrt import api, build, cuda, engine
 
     path = export_targets(tiny_detector().eval(), "trt", imgsz=64, out=tmp_path, name="tiny")[0].files[0]
     io = [("images", "INPUT", (1, 3, 64, 64), "FLOAT"), ("boxes", "OUTPUT", (1, 64, 4), "FLOAT"),

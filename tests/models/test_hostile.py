@@ -128,7 +128,7 @@ def _python_entry_points(path: Path, tmp: Path):
     from lite_deploy.export.exporter import export
     from lite_deploy.models.backbones import build_classifier, load_torchvision_backbone
     from lite_deploy.models.backbones.torchvision_weights import read_state_dict
-    from lite_deploy.models.torch_runtime import TorchRuntime
+    from lite_deploy.export.torch_runtime import TorchRuntime
     from lite_deploy.runtime import load_runtime
     from lite_deploy.train.classify import load_start_weights
 

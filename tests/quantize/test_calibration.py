@@ -10,8 +10,9 @@ import pytest
 
 from lite_deploy.data.shapes import generate_shapes
 from lite_deploy.errors import ExportError
-from lite_deploy.quantize.calibration import MIN_IMAGES, CalibrationSet, find_images
-from lite_deploy.runtime.preprocess import Preprocessor
+from lite_deploy.quantize.calibration import MIN_IMAGES, find_images
+from lite_deploy.runtime.calibration import CalibrationSet
+from lite_deploy.runtime.pipeline.preprocess import Preprocessor
 from lite_deploy.spec import ModelSpec
 
 

@@ -13,8 +13,8 @@ from torch import nn
 
 from lite_deploy.io import read_image
 from lite_deploy.data.yolo import YoloDataset
-from lite_deploy.export.verify import box_iou
-from lite_deploy.quantize.calibration import CalibrationSet
+from lite_deploy.boxes import box_iou
+from lite_deploy.runtime.calibration import CalibrationSet
 from lite_deploy.quantize.qdq_onnx import check_qdq, decode_nodes, quantizable_convs
 from lite_deploy.runtime import Detector, load_runtime
 from lite_deploy.spec import ModelSpec, sidecar_path

@@ -126,7 +126,7 @@ def test_layer_sensitivity_ranks_every_quantized_convolution(tmp_path: Path, gsc
                                                               calib_images: list) -> None:
     import onnx
 
-    from lite_deploy.quantize.calibration import CalibrationSet
+    from lite_deploy.runtime.calibration import CalibrationSet
     from lite_deploy.quantize.gate import layer_sensitivity
     from lite_deploy.quantize.qdq_onnx import quantizable_convs
     from lite_deploy.spec import ModelSpec, sidecar_path

@@ -10,7 +10,8 @@ import onnx
 import pytest
 from onnx import numpy_helper
 
-from lite_deploy.quantize.calibration import CalibrationSet, find_images
+from lite_deploy.quantize.calibration import find_images
+from lite_deploy.runtime.calibration import CalibrationSet
 from lite_deploy.quantize.qdq_onnx import check_qdq, decode_nodes, quantize_qdq
 from lite_deploy.spec import ModelSpec, sidecar_path
 

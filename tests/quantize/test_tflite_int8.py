@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lite_deploy.quantize.calibration import CalibrationSet
+from lite_deploy.runtime.calibration import CalibrationSet
 from lite_deploy.quantize.tflite_int8 import conv_input_types, module_of_node, torch_to_tflite_int8
 from lite_deploy.spec import ModelSpec, sidecar_path
 

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from lite_deploy.runtime import Detector
-from lite_deploy.runtime.centernet import decode_centernet, max_pool3x3
-from lite_deploy.runtime.preprocess import plan_letterbox
+from lite_deploy.runtime.pipeline.centernet import decode_centernet, max_pool3x3
+from lite_deploy.runtime.pipeline.preprocess import plan_letterbox
 from lite_deploy.spec import ModelSpec, sidecar_path
 
 

@@ -14,9 +14,10 @@ import pytest
 from lite_deploy.cli import main
 from lite_deploy.runtime import load_runtime
 from lite_deploy.runtime.base import LayerTime, mean_layer_times
-from lite_deploy.runtime.flops import onnx_gflops, openvino_gflops
-from lite_deploy.runtime.machine import device_facts, peak_rss_mb, sgemm_peak_gflops
-from lite_deploy.runtime.profile import FRAME_SHAPE, LatencyStats, plot_histogram, profile, synthetic_frame
+from lite_deploy.runtime.profiling.flops import onnx_gflops, openvino_gflops
+from lite_deploy.runtime.profiling.machine import device_facts, peak_rss_mb, sgemm_peak_gflops
+from lite_deploy.runtime.profiling.latency import LatencyStats
+from lite_deploy.runtime.profiling.profile import FRAME_SHAPE, plot_histogram, profile, synthetic_frame
 
 # the tiny detector of conftest.py at 64x64: three 3x3 stride-2 convolutions (3->8->16->16) and a 1x1 head (16->7)
 TINY_MACS = 8 * 32 * 32 * 3 * 9 + 16 * 16 * 16 * 8 * 9 + 16 * 8 * 8 * 16 * 9 + 7 * 8 * 8 * 16
@@ -144,7 +145,7 @@ def test_tensorrt_layer_profiler_on_a_stand_in() -> None:
     """TensorRT's documented IProfiler callback (report_layer_time(layer_name, ms), once per layer per execution)."""
     import types
 
-    from lite_deploy.runtime.tensorrt import engine
+    from lite_deploy.runtime.backends.tensorrt import engine
 
     class IProfiler:
         def __init__(self) -> None:
@@ -169,7 +170,7 @@ def test_profile_modules_do_not_import_torch() -> None:
 
     code = (
         "import sys\n"
-        "import lite_deploy.runtime.profile, lite_deploy.runtime.flops, lite_deploy.runtime.machine\n"
+        "import lite_deploy.runtime.profiling.profile, lite_deploy.runtime.profiling.flops, lite_deploy.runtime.profiling.machine\n"
         "import lite_deploy.commands.profile\n"
         "bad = sorted(m for m in sys.modules if m == 'torch' or m.startswith(('torch.', 'lite_deploy.models')))\n"
         "assert not bad, bad\n"
@@ -188,7 +189,7 @@ def test_classifier_checkpoint_is_timed_at_imgsz(tmp_path: Path) -> None:
 
 
 def test_matmul_peak_is_measured_once_per_machine(tmp_path: Path, monkeypatch) -> None:
-    from lite_deploy.runtime import machine
+    from lite_deploy.runtime.profiling import machine
 
     rates = iter([50.0, 10.0, 90.0, 60.0, 55.0, 1.0, 1.0, 1.0, 1.0, 1.0])
     calls = []
@@ -205,8 +206,9 @@ def test_matmul_peak_is_measured_once_per_machine(tmp_path: Path, monkeypatch) -
 
 def test_unstable_timings_are_flagged(tiny_artifacts: Dict[str, Path], tmp_path: Path, monkeypatch) -> None:
     import dataclasses
+    import importlib
 
-    from lite_deploy.eval import benchmark as bench
+    bench = importlib.import_module("lite_deploy.benchmark")  # the module; lite_deploy.benchmark is the function
 
     steady = LatencyStats.of([10.0] * 99 + [12.0])
     jumpy = LatencyStats.of([10.0] * 97 + [400.0] * 3)
@@ -218,7 +220,7 @@ def test_unstable_timings_are_flagged(tiny_artifacts: Dict[str, Path], tmp_path:
     lines = result.table().splitlines()
     assert [line.split()[0] for line in lines if line.endswith("unstable (p99/p50 40.0)")] == ["end-to-end", "infer"]
     # the benchmark table's status says so too
-    monkeypatch.setattr("lite_deploy.runtime.profile.profile", lambda *a, **k: dataclasses.replace(result))
+    monkeypatch.setattr("lite_deploy.runtime.profiling.profile.profile", lambda *a, **k: dataclasses.replace(result))
     row = bench.BenchmarkRow("onnx", "fp32")
     bench._measure(row, tiny_artifacts["onnx"], None, task="detect", data=None, imgsz=64, runs=4, warmup=1,
                    threads=None, progress=False)

@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 
 from lite_deploy.errors import BackendUnavailableError, CheckpointError
-from lite_deploy.runtime import Detector, base, load_runtime, load_spec, registered_suffixes
-from lite_deploy.runtime.base import register_backend, runtime_class
-from lite_deploy.runtime.tensorrt.api import TENSORRT_INSTALL
+from lite_deploy.runtime import Detector, load_runtime, load_spec, registered_suffixes
+from lite_deploy.runtime import registry
+from lite_deploy.runtime.registry import register_backend, runtime_class
+from lite_deploy.runtime.backends.tensorrt.api import TENSORRT_INSTALL
 from lite_deploy.spec import ModelSpec, sidecar_path
 
 BACKENDS = ("onnx", "openvino", "tflite")
@@ -116,7 +117,7 @@ def test_registry_errors(tmp_path, monkeypatch):
         runtime_class(tmp_path / "model.engine")
     assert TENSORRT_INSTALL in str(err.value) and "pip install" not in str(err.value)
     # a backend that pip installs: the error names the extra
-    monkeypatch.setitem(base._BACKENDS, ".fake", base._BACKENDS[".onnx"]._replace(module="absent_module"))
+    monkeypatch.setitem(registry._BACKENDS, ".fake", registry._BACKENDS[".onnx"]._replace(module="absent_module"))
     with pytest.raises(BackendUnavailableError, match=r"'absent_module' module.*pip install 'lite-deploy\[onnxruntime\]'"):
         runtime_class(tmp_path / "model.fake")
 

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lite_deploy.runtime import nms
-from lite_deploy.runtime.postprocess import candidates_boxes_scores, candidates_yolov5, decode_nms_outputs, select
+from lite_deploy.runtime.pipeline.postprocess import candidates_boxes_scores, candidates_yolov5, decode_nms_outputs, select
 
 torch = pytest.importorskip("torch")
 torchvision = pytest.importorskip("torchvision")
@@ -192,8 +192,8 @@ def test_nan_scores_are_dropped_before_nms():
 
 def test_nan_never_reaches_nms_inside_the_detector(monkeypatch):
     """NaN model outputs (both layouts) are filtered out by the confidence test before NMS is called."""
-    from lite_deploy.runtime import Detector, postprocess
-    from lite_deploy.runtime.base import Runtime, TensorInfo
+    from lite_deploy.runtime import Detector, Runtime, TensorInfo
+    from lite_deploy.runtime.pipeline import postprocess
     from lite_deploy.spec import ModelSpec
 
     rng = np.random.default_rng(7)

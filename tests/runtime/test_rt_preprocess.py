@@ -12,8 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lite_deploy.runtime import letterbox
-from lite_deploy.runtime.postprocess import scale_boxes
-from lite_deploy.runtime.preprocess import Geometry, Preprocessor, center_crop, check_image, plan_letterbox
+from lite_deploy.runtime.pipeline.postprocess import scale_boxes
+from lite_deploy.runtime.pipeline.preprocess import Geometry, Preprocessor, center_crop, check_image, plan_letterbox
 from lite_deploy.spec import ModelSpec
 
 

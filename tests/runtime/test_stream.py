@@ -18,7 +18,8 @@ import pytest
 from lite_deploy.cli import main
 from lite_deploy.errors import LiteDeployError
 from lite_deploy.runtime import Detections, Detector
-from lite_deploy.runtime.stream import FILE_END_READS, STAGES, LatencyStats, Stream, stream
+from lite_deploy.runtime.profiling.latency import LatencyReservoir
+from lite_deploy.runtime.stream import FILE_END_READS, STAGES, Stream, stream
 from lite_deploy.spec import ModelSpec, sidecar_path
 
 REPO = Path(__file__).resolve().parents[2]
@@ -58,7 +59,7 @@ def test_file_frames_in_order(onnx, video):
     summary = s.summary
     assert (summary.frames, summary.dropped, summary.skipped, summary.reconnects) == (30, 0, 0, 0)
     assert summary.end == "end of source" and summary.fps > 0
-    assert all(st.p50_ms <= st.p99_ms <= st.max_ms for st in summary.latency.values())
+    assert all(st.min <= st.p50 <= st.p90 <= st.p99 <= st.max for st in summary.latency.values())
     assert "30 frames" in str(summary) and "p99" in str(summary)
     assert not capture_threads()
     with Detector.load(onnx) as det:
@@ -199,15 +200,15 @@ def test_bad_model_and_options(video, tmp_path, onnx):
 
 
 def test_latency_reservoir_is_bounded_and_exact_below_capacity():
-    stats = LatencyStats(capacity=100)
+    stats = LatencyReservoir(capacity=100)
     for v in range(100):
         stats.add(float(v))
-    assert stats.stats().p50_ms == pytest.approx(49.5) and stats.stats().max_ms == 99
+    assert stats.stats().p50 == pytest.approx(49.5) and stats.stats().max == 99
     for v in range(100, 10_000):
         stats.add(float(v))
     result = stats.stats()
-    assert stats._sample.shape == (100,) and result.mean_ms == pytest.approx(4999.5) and result.max_ms == 9999
-    assert 2000 < result.p50_ms < 8000  # a uniform sample of 0..9999, not the first 100 values
+    assert stats._sample.shape == (100,) and result.mean == pytest.approx(4999.5) and result.max == 9999
+    assert result.min == 0 and 2000 < result.p50 < 8000  # a uniform sample of 0..9999, not the first 100 values
 
 
 def test_cli_writes_video_and_jsonl(onnx, video, tmp_path, capsys):

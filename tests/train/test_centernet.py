@@ -12,7 +12,7 @@ import torch
 
 from lite_deploy.cli import main
 from lite_deploy.data.shapes import CLASSES, generate_shapes
-from lite_deploy.export.verify import match_detections, sample_images
+from lite_deploy.runtime.compare import match_detections, sample_images
 from lite_deploy.models import build_model, list_configs, load_model
 from lite_deploy.models.centernet import CenterNetModel
 from lite_deploy.runtime import Detector

@@ -20,7 +20,7 @@ from lite_deploy.models import load_model
 from lite_deploy.models.backbones import IMAGENET_MEAN, IMAGENET_STD, build_classifier
 from lite_deploy.models.checkpoint import save_checkpoint
 from lite_deploy.runtime import Classifier
-from lite_deploy.runtime.preprocess import Preprocessor
+from lite_deploy.runtime.pipeline.preprocess import Preprocessor
 from lite_deploy.train.classify import ClassifyConfig, ClassifyDataset, load_start_weights, train_classifier
 
 IMGSZ = 64

@@ -18,7 +18,7 @@ def use_trt(monkeypatch):
     reason = tables_present()
     if reason:
         pytest.skip(reason)
-    from lite_deploy.runtime.tensorrt import api, cuda, engine
+    from lite_deploy.runtime.backends.tensorrt import api, cuda, engine
 
     def install(version: str, **behaviour):
         trt = fake_tensorrt(version, **behaviour)

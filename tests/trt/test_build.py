@@ -4,13 +4,14 @@ the version lacks raises AttributeError, as the real module would). No GPU: the 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import List
 
 import cv2
 import numpy as np
 import pytest
 
 from lite_deploy.errors import BackendUnavailableError, ExportError
-from lite_deploy.runtime.tensorrt import build as trt_build
+from lite_deploy.runtime.backends.tensorrt import build as trt_build
 from lite_deploy.spec import ModelSpec, sidecar_path
 
 NMS_LAYERS = [("CONVOLUTION", ["FLOAT"]), ("PLUGIN_V2", ["INT32", "FLOAT", "FLOAT", "INT32"])]
@@ -76,7 +77,7 @@ def test_tensorrt_11_takes_precision_from_the_onnx(tmp_path, use_trt, version):
         assert ModelSpec.load(sidecar_path(engine)).precision == precision
     assert flags_set(trt) == [] and not calls(trt, "ILayer.precision=")
     with pytest.raises(ExportError, match="no INT8 calibrator .*--int8 --calib"):
-        trt_build.build_engine(write_onnx(tmp_path, "fp32"), calib=tmp_path, verify=False)
+        trt_build.build_engine(write_onnx(tmp_path, "fp32"), calib=[tmp_path / "0.png"], verify=False)
 
 
 @pytest.mark.parametrize("version", ["8.5", "8.6", "10.3", "10.16"])
@@ -86,22 +87,21 @@ def test_qdq_onnx_builds_with_the_int8_flag(tmp_path, use_trt, version):
     assert flags_set(trt) == ["INT8"] and ModelSpec.load(sidecar_path(engine)).precision == "int8"
     assert not calls(trt, "IBuilderConfig.int8_calibrator=")
     with pytest.raises(ExportError, match="already quantized"):
-        trt_build.build_engine(write_onnx(tmp_path, "int8"), calib=tmp_path, verify=False)
+        trt_build.build_engine(write_onnx(tmp_path, "int8"), calib=[tmp_path / "0.png"], verify=False)
 
 
-def calibration_images(folder: Path, n: int = 3) -> Path:
+def calibration_images(folder: Path, n: int = 3) -> List[Path]:
     folder.mkdir()
     for i in range(n):
         cv2.imwrite(str(folder / f"{i}.png"), np.full((40, 60, 3), 40 * i, np.uint8))
-    return folder
+    return sorted(folder.iterdir())
 
 
 @pytest.mark.parametrize("version", ["8.5", "8.6", "10.3", "10.16"])
 def test_implicit_int8_attaches_the_calibrator_and_its_profile(tmp_path, use_trt, version):
     trt = use_trt(version, input_shape=DYNAMIC, layers=NMS_LAYERS)
     images = calibration_images(tmp_path / "calib")
-    engine, _ = trt_build.build_engine(write_onnx(tmp_path, "fp32", nms=True), calib=images, calib_size=3,
-                                       max_batch=2, verify=False)
+    engine, _ = trt_build.build_engine(write_onnx(tmp_path, "fp32", nms=True), calib=images, max_batch=2, verify=False)
     calibrator = calls(trt, "IBuilderConfig.int8_calibrator=")[0][0]
     assert isinstance(calibrator, trt.IInt8EntropyCalibrator2) and calibrator.get_batch_size() == 2
     profile = calls(trt, "IBuilderConfig.add_optimization_profile")[0][0]

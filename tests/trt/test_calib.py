@@ -9,8 +9,8 @@ from typing import List
 
 import numpy as np
 
-from lite_deploy.quantize.calibration import CalibrationSet
-from lite_deploy.runtime.tensorrt.calib import cache_mismatch, cache_sidecar, entropy_calibrator, read_cache, write_cache
+from lite_deploy.runtime.calibration import CalibrationSet
+from lite_deploy.runtime.backends.tensorrt.calib import cache_mismatch, cache_sidecar, entropy_calibrator, read_cache, write_cache
 from lite_deploy.spec import ModelSpec
 
 

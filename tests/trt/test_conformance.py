@@ -43,8 +43,8 @@ ALLOWED_DEPRECATED = {
 def run_every_route(version: str, use_trt, tmp_path: Path) -> Set[str]:
     """Run all routes this version has on its stand-in; the names they used."""
     from lite_deploy.errors import ExportError
-    from lite_deploy.runtime.tensorrt.build import build_engine, strongly_typed_only
-    from lite_deploy.runtime.tensorrt.engine import TensorRTRuntime
+    from lite_deploy.runtime.backends.tensorrt.build import build_engine, strongly_typed_only
+    from lite_deploy.runtime.backends.tensorrt.engine import TensorRTRuntime
     from test_build import calibration_images, write_onnx
     from test_engine import write_engine
 
@@ -59,8 +59,7 @@ def run_every_route(version: str, use_trt, tmp_path: Path) -> Set[str]:
         folder = tmp_path / f"{version}-{i}"
         folder.mkdir()
         images = calibration_images(folder / "calib") if calib else None
-        build_engine(write_onnx(folder, precision, nms=True), half=half, calib=images, calib_size=3 if calib else None,
-                     max_batch=2, verify=False)
+        build_engine(write_onnx(folder, precision, nms=True), half=half, calib=images, max_batch=2, verify=False)
         assert strongly_typed_only(trt) == strong
         used |= trt.used
     trt = use_trt(version, parse_ok=False)

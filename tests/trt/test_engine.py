@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from lite_deploy.errors import BackendUnavailableError, EngineMismatchError
-from lite_deploy.runtime.tensorrt import cuda as trt_cuda
-from lite_deploy.runtime.tensorrt.engine import TensorRTRuntime
+from lite_deploy.runtime.backends.tensorrt import cuda as trt_cuda
+from lite_deploy.runtime.backends.tensorrt.engine import TensorRTRuntime
 from lite_deploy.spec import ModelSpec, sidecar_path
 
 NMS_IO = [("images", "INPUT", (-1, 3, 64, 64), "FLOAT"), ("num_dets", "OUTPUT", (-1, 1), "INT32"),

@@ -24,8 +24,8 @@ from typing import Any, Dict, Iterator, List, Optional, Union
 
 import numpy as np
 
-from ...quantize.calibration import CalibrationSet
-from ...io import atomic_write_bytes
+from ....io import atomic_write_bytes
+from ...calibration import CalibrationSet
 
 LOGGER = logging.getLogger(__name__)
 

@@ -14,9 +14,10 @@ from typing import Any, Dict, List, Optional, Union
 import numpy as np
 import openvino as ov
 
-from ..errors import BackendUnavailableError
-from ..spec import SPEC_KEY, ModelSpec
-from .base import LayerTime, Runtime, TensorInfo, invalid_artifact, mean_layer_times
+from ....errors import BackendUnavailableError
+from ....spec import SPEC_KEY, ModelSpec
+from ...base import LayerTime, Runtime, invalid_artifact, mean_layer_times
+from ...tensors import TensorInfo
 
 LOGGER = logging.getLogger(__name__)
 

@@ -18,53 +18,23 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Optional, Tuple, Union
 
 import cv2
 import numpy as np
 
-from ..errors import LiteDeployError
-from ..io import atomic_write_bytes
-from .base import LayerTime, backend_for, load_runtime, runtime_class
-from .detector import Classifier, Detector
+from ...errors import LiteDeployError
+from ...io import atomic_write_bytes
+from ..base import LayerTime
+from ..pipeline.detector import Classifier, Detector
+from ..registry import backend_for, load_runtime, runtime_class
 from .flops import model_gflops
+from .latency import LatencyStats
 from .machine import device_facts, matmul_peak_gflops, peak_rss_mb
 
 STAGES = ("pre", "infer", "post")
 FRAME_SHAPE = (720, 1280)  # height, width of the generated frame
 TOP_LAYERS = 10
-UNSTABLE_RATIO = 3.0  # p99 / p50 above which a timing is flagged unstable
-
-
-@dataclass(frozen=True)
-class LatencyStats:
-    """Summary of latency samples, all in milliseconds."""
-
-    mean: float
-    p50: float
-    p90: float
-    p99: float
-    min: float
-    max: float
-
-    @classmethod
-    def of(cls, samples_ms: Sequence[float]) -> "LatencyStats":
-        """Statistics of ``samples_ms`` (percentiles linearly interpolated, so min <= p50 <= p90 <= p99 <= max)."""
-        a = np.asarray(samples_ms, np.float64)
-        if a.size == 0:
-            raise ValueError("no latency samples")
-        p50, p90, p99 = np.percentile(a, [50, 90, 99])
-        return cls(float(a.mean()), float(p50), float(p90), float(p99), float(a.min()), float(a.max()))
-
-    @property
-    def unstable(self) -> bool:
-        """Whether the timing is too unsteady to quote: p99 more than :data:`UNSTABLE_RATIO` times p50 (another
-        job on the machine, thermal throttling, swapping)."""
-        return self.p99 > UNSTABLE_RATIO * self.p50
-
-    def flag(self) -> str:
-        """``"unstable (p99/p50 N.N)"`` for an unstable timing, else ``""``."""
-        return f"unstable (p99/p50 {self.p99 / self.p50:.1f})" if self.unstable and self.p50 > 0 else ""
 
 
 @dataclass
@@ -91,7 +61,7 @@ class ProfileResult:
         gflops_source: where ``gflops`` comes from, or why it is unknown.
         achieved_gflops: ``gflops`` x frames / mean inference time (GFLOP/s).
         sgemm_gflops: the machine's measured float32 matrix-multiply rate (GFLOP/s).
-        device: :func:`~lite_deploy.runtime.machine.device_facts`.
+        device: :func:`~lite_deploy.runtime.profiling.machine.device_facts`.
         samples_ms: every timed call's latency (ms), in order.
     """
 
@@ -228,7 +198,7 @@ def profile(
         layers: run the backend's per-layer profiler (ONNX Runtime, OpenVINO, TensorRT).
         layer_runs: inferences profiled per layer (after one untimed inference).
         peak: give the numpy float32 matrix-multiply rate (measured about a second once per machine, then cached;
-            see :func:`~lite_deploy.runtime.machine.matmul_peak_gflops`).
+            see :func:`~lite_deploy.runtime.profiling.machine.matmul_peak_gflops`).
         facts: read the device facts.
         gflops: the model's GFLOPs per frame when known otherwise; default: counted from its graph.
         gflops_source: where a given ``gflops`` comes from, for the report.

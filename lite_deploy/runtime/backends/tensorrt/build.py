@@ -31,9 +31,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, List, Optional, Sequence, Tuple, Union
 
-from ...errors import ExportError, VerificationError
-from ...spec import ModelSpec, file_records, sidecar_path
-from ...io import atomic_write_bytes
+from ....errors import ExportError, VerificationError
+from ....io import atomic_write_bytes, read_image
+from ....spec import ModelSpec, file_records, sidecar_path
 from .api import open_tensorrt
 
 LOGGER = logging.getLogger(__name__)
@@ -220,7 +220,7 @@ def engine_spec(spec: ModelSpec, *, precision: str, trt_version: str, gpu: str, 
 
 def build_engine(
     onnx_path: Union[str, Path], engine_path: Optional[Union[str, Path]] = None, *, half: bool = False,
-    calib: Optional[Union[str, Path]] = None, calib_size: Optional[int] = None,
+    calib: Optional[Sequence[Path]] = None,
     workspace_gb: float = DEFAULT_WORKSPACE_GB, min_batch: int = 1, opt_batch: Optional[int] = None,
     max_batch: Optional[int] = None, timing_cache: Optional[Union[str, Path]] = None, verify: bool = True,
 ) -> Tuple[Path, Any]:
@@ -235,9 +235,9 @@ def build_engine(
         onnx_path: the TensorRT-ready ONNX (``lite-deploy export --target trt``) with its ``.json`` beside it.
         engine_path: destination; default ``<onnx stem>.engine`` beside the ONNX.
         half: FP16 (see :func:`plan_build`).
-        calib: implicit INT8 calibration images (a folder or a data.yaml) for an FP32 ONNX, TensorRT <= 10.x;
-            the calibration cache is ``<engine>.calib.cache`` (reused only for the same ONNX and TensorRT).
-        calib_size: calibration images to use (default :data:`~lite_deploy.quantize.calibration.DEFAULT_SIZE`).
+        calib: implicit INT8 calibration image files for an FP32 ONNX, TensorRT <= 10.x (``build-engine`` picks
+            them from a folder or a data.yaml with :func:`lite_deploy.quantize.calibration.find_images`); the
+            calibration cache is ``<engine>.calib.cache`` (reused only for the same ONNX and TensorRT).
         workspace_gb: builder workspace limit in GiB.
         min_batch, opt_batch, max_batch: the optimization profile of a dynamic-batch ONNX.
         timing_cache: timing cache file, read if present and rewritten after the build; default
@@ -276,10 +276,10 @@ def build_engine(
                                  max_batch=max_batch)
         calibrator = calib_set = None
         if plan.calibrate:
-            from ...quantize.calibration import DEFAULT_SIZE, CalibrationSet
+            from ...calibration import CalibrationSet
             from .calib import entropy_calibrator
 
-            calib_set = CalibrationSet.from_source(calib, spec, calib_size or DEFAULT_SIZE)
+            calib_set = CalibrationSet(calib, spec)
             calibrator = entropy_calibrator(
                 trt, calib_set, batch=profile[1][0] if profile is not None else (spec.batch or 1),
                 cache=engine_path.with_name(engine_path.name + ".calib.cache"),
@@ -310,7 +310,6 @@ def build_engine(
 def _verify(engine: Path, onnx_path: Path, spec: ModelSpec, image_files: Optional[Sequence[Path]]) -> Any:
     """Compare the staged engine with its ONNX on ``image_files`` (default: generated scenes); raise for an
     FP32/FP16 engine beyond tolerance."""
-    from ...io import read_image
     from .verify import verify_engine
 
     images = [read_image(p) for p in image_files] if image_files else None

@@ -12,8 +12,9 @@ from typing import Any, Dict, List, Optional, Union
 import numpy as np
 from ai_edge_litert.interpreter import Interpreter
 
-from ..spec import ModelSpec
-from .base import Runtime, TensorInfo, dynamic_dim, invalid_artifact
+from ....spec import ModelSpec
+from ...base import Runtime, invalid_artifact
+from ...tensors import TensorInfo, dynamic_dim
 
 _QUANTIZED = (np.int8, np.uint8, np.int16)
 

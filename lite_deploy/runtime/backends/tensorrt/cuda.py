@@ -16,7 +16,7 @@ from typing import Any, List, Tuple
 
 import numpy as np
 
-from ...errors import BackendUnavailableError
+from ....errors import BackendUnavailableError
 
 LOGGER = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Optional, Sequence, Tuple, Union
 
-from ..spec import ModelSpec
+from ...spec import ModelSpec
 
 Dims = Sequence[Optional[int]]
 

@@ -1,6 +1,6 @@
 """Check a freshly built engine against the ONNX it came from, on ONNX Runtime (on the device, torch-free).
 
-The same comparison and table as ``lite-deploy export`` prints (:func:`lite_deploy.export.verify.
+The same comparison and table as ``lite-deploy export`` prints (:func:`lite_deploy.runtime.compare.
 compare_with_reference`), with ONNX Runtime running the ONNX as the reference. An ONNX ending in
 ``EfficientNMS_TRT`` (which ONNX Runtime cannot run) is cut before that node: the reference gives boxes and scores,
 which go through the host NMS and are matched with the engine's in-graph NMS detections.
@@ -13,8 +13,9 @@ from typing import Callable, List, Optional, Sequence, Union
 
 import numpy as np
 
-from ...errors import BackendUnavailableError
-from ...spec import ModelSpec
+from ....errors import BackendUnavailableError
+from ....spec import ModelSpec
+from ...compare import VerificationReport, compare_with_reference
 
 NMS_PLUGIN = "EfficientNMS_TRT"
 
@@ -56,7 +57,7 @@ def onnxruntime_reference(onnx_path: Union[str, Path]) -> Callable[[np.ndarray],
 
 
 def verify_engine(engine: Union[str, Path], onnx_path: Union[str, Path], spec: ModelSpec,
-                  images: Optional[Sequence[np.ndarray]] = None):
+                  images: Optional[Sequence[np.ndarray]] = None) -> VerificationReport:
     """Run the engine and the ONNX (ONNX Runtime) on the same letterboxed images and compare.
 
     Args:
@@ -66,9 +67,7 @@ def verify_engine(engine: Union[str, Path], onnx_path: Union[str, Path], spec: M
         images: BGR images; default the generated sample scenes.
 
     Returns:
-        The :class:`~lite_deploy.export.verify.VerificationReport` (``table()``, ``raise_for_failure()``).
+        The :class:`~lite_deploy.runtime.compare.VerificationReport` (``table()``, ``raise_for_failure()``).
     """
-    from ...export.verify import compare_with_reference
-
     return compare_with_reference(engine, onnxruntime_reference(onnx_path), spec, images=images,
                                   reference_name=f"ONNX Runtime ({Path(onnx_path).name})")

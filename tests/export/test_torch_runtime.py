@@ -8,9 +8,9 @@ import sys
 import torch
 
 from lite_deploy.assets import demo_weights
-from lite_deploy.models import torch_runtime
-from lite_deploy.models.torch_runtime import TorchRuntime, set_torch_threads
-from lite_deploy.runtime import machine
+from lite_deploy.export import torch_runtime
+from lite_deploy.export.torch_runtime import TorchRuntime, set_torch_threads
+from lite_deploy.runtime.profiling import machine
 
 
 def test_runtime_takes_the_free_cores(monkeypatch) -> None:
@@ -28,7 +28,7 @@ def test_runtime_takes_the_free_cores(monkeypatch) -> None:
 
 def test_one_inter_op_thread() -> None:
     code = ("import torch; from lite_deploy.assets import demo_weights; "
-            "from lite_deploy.models.torch_runtime import TorchRuntime; "
+            "from lite_deploy.export.torch_runtime import TorchRuntime; "
             "TorchRuntime(demo_weights(), imgsz=64); print(torch.get_num_interop_threads())")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True)
     assert out.stdout.strip().splitlines()[-1] == "1"

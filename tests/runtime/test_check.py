@@ -10,7 +10,7 @@ from onnx import TensorProto, helper
 from torch import nn
 
 from lite_deploy.cli import main
-from lite_deploy.export.check import check_model
+from lite_deploy.runtime.check import check_model
 
 
 class Shuffle3D(nn.Module):
@@ -103,7 +103,7 @@ def test_int32_bias_dequantize_is_refused_for_tensorrt(tmp_path, target):
 
 
 def test_trt10_is_the_10_3_table_and_trt86_exists():
-    from lite_deploy.export.check import TARGETS
+    from lite_deploy.runtime.check import TARGETS
 
     assert "STFT" not in TARGETS["trt10"].ops and "HannWindow" not in TARGETS["trt10"].ops
     assert "LayerNormalization" in TARGETS["trt10"].ops and "STFT" in TARGETS["trt11"].ops

@@ -13,9 +13,10 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 import onnxruntime as ort
 
-from ..errors import BackendUnavailableError
-from ..spec import ModelSpec
-from .base import LayerTime, Runtime, TensorInfo, dynamic_dim, invalid_artifact, mean_layer_times
+from ....errors import BackendUnavailableError
+from ....spec import ModelSpec
+from ...base import LayerTime, Runtime, invalid_artifact, mean_layer_times
+from ...tensors import TensorInfo, dynamic_dim
 
 LOGGER = logging.getLogger(__name__)
 

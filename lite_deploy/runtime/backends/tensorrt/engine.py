@@ -16,10 +16,9 @@ from typing import Any, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 
-from ...spec import ModelSpec, sidecar_path
-from ..base import LayerTime, Runtime, mean_layer_times
+from ....spec import ModelSpec, sidecar_path
+from ...base import LayerTime, Runtime, mean_layer_times
 from .api import open_tensorrt
-from .cuda import open_cuda
 from .compat import (
     check_engine_compat,
     check_input_shape,
@@ -28,6 +27,7 @@ from .compat import (
     require_tensor_api,
     resolved_output_shapes,
 )
+from .cuda import open_cuda
 
 LOGGER = logging.getLogger(__name__)
 

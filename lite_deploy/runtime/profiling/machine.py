@@ -12,12 +12,13 @@ import platform
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Dict, Optional, Union
 
 import numpy as np
+
+from ...io import atomic_write_bytes
 
 CPUINFO_KEYS = ("model name", "Hardware", "Processor", "cpu model")
 
@@ -107,10 +108,7 @@ def matmul_peak_gflops(cache_dir: Optional[Union[str, Path]] = None) -> float:
     gflops = float(np.median([sgemm_peak_gflops(seconds=0.2) for _ in range(5)]))
     cache[key] = round(gflops, 2)
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile("w", dir=folder, prefix=".matmul-peak.", delete=False) as tmp:
-            json.dump(cache, tmp, indent=1, sort_keys=True)
-        os.replace(tmp.name, path)
+        atomic_write_bytes(path, json.dumps(cache, indent=1, sort_keys=True).encode())
     except OSError:
         pass
     return gflops

@@ -8,8 +8,10 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from ..errors import LiteDeployError
-from .base import Runtime, load_runtime
+from ...boxes import to_hw
+from ...errors import LiteDeployError
+from ..base import Runtime
+from ..registry import load_runtime
 from .centernet import TOP_K, decode_centernet
 from .detections import Detections
 from .postprocess import Candidates, candidates_boxes_scores, candidates_yolov5, decode_nms_outputs, scale_boxes, select
@@ -33,7 +35,7 @@ class _Model:
         if len(runtime.inputs) != 1 or len(runtime.inputs[0].shape) != 4:
             raise ValueError(f"{runtime.path.name}: expected one 4-D image input, got {runtime.inputs}")
         if imgsz is not None:
-            spec = spec.replace(imgsz=(imgsz, imgsz) if isinstance(imgsz, int) else tuple(imgsz))
+            spec = spec.replace(imgsz=to_hw(imgsz))
         info = runtime.inputs[0]
         fixed = info.shape[2:4] if spec.layout == "NCHW" else info.shape[1:3]
         if any(f is not None and f != s for f, s in zip(fixed, spec.imgsz)):
@@ -103,7 +105,7 @@ class Detector(_Model):
     """Detect objects in BGR frames with any artifact lite-deploy can load.
 
     Thresholds follow YOLOv5's ``non_max_suppression``. CenterNet-style artifacts (output layout ``centernet``)
-    are decoded by heatmap peaks instead (:mod:`lite_deploy.runtime.centernet`): ``conf``, ``classes`` and
+    are decoded by heatmap peaks instead (:mod:`lite_deploy.runtime.pipeline.centernet`): ``conf``, ``classes`` and
     ``max_det`` (at most 100 peaks) apply, ``iou``, ``agnostic`` and ``multi_label`` do not.
 
     Args:

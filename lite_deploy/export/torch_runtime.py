@@ -2,7 +2,8 @@
 
 It loads any supported checkpoint, applies the export rewrites (:func:`~lite_deploy.models.deploy.prepare_for_export`)
 and runs the export-mode model, so its outputs are exactly what the exported artifacts are compared against.
-Host side only (needs torch); the runtime registry imports it by dotted name.
+Host side (it needs torch and knows both the models and the runtime); the runtime registry names it by dotted path
+only, so nothing on the device imports it.
 """
 
 from __future__ import annotations
@@ -13,8 +14,9 @@ from typing import Dict, Optional, Sequence, Union
 import numpy as np
 import torch
 
-from ..runtime.base import Runtime, TensorInfo
-from ..runtime.machine import free_cores
+from ..boxes import to_hw
+from ..runtime import Runtime, TensorInfo
+from ..runtime.profiling.machine import free_cores
 from ..spec import ModelSpec
 
 
@@ -26,7 +28,7 @@ def set_torch_threads(threads: Optional[int] = None) -> int:
     with 2.5 s stalls, one thread at a steady 28.5 ms.
 
     Args:
-        threads: intra-op threads; ``None``: the cores free now (:func:`lite_deploy.runtime.machine.free_cores`).
+        threads: intra-op threads; ``None``: the cores free now (:func:`lite_deploy.runtime.profiling.machine.free_cores`).
 
     Returns:
         The intra-op thread count set.
@@ -60,15 +62,14 @@ class TorchRuntime(Runtime):
         self, path: Union[str, Path], spec: Optional[ModelSpec] = None, *, imgsz: Union[int, Sequence[int]] = 640,
         threads: Optional[int] = None, shuffle: Optional[str] = None,
     ) -> None:
-        from . import load_model
-        from .deploy import prepare_for_export
+        from ..models import load_model
+        from ..models.deploy import prepare_for_export
 
         model = load_model(path, shuffle=shuffle)
         if spec is None:
-            from ..export.describe import describe
+            from .describe import describe
 
-            hw = (int(imgsz), int(imgsz)) if isinstance(imgsz, int) else tuple(int(v) for v in imgsz)
-            spec = describe(model, imgsz=hw, target="torch", batch=None, source=path)
+            spec = describe(model, imgsz=to_hw(imgsz), target="torch", batch=None, source=path)
         super().__init__(path, spec)
         set_torch_threads(threads)
         self.model = prepare_for_export(model)

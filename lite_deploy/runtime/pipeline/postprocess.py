@@ -13,6 +13,7 @@ from typing import Optional, Sequence, Tuple
 
 import numpy as np
 
+from ...boxes import box_iou
 from .preprocess import Geometry
 
 MAX_WH = 7680.0  # class offset in pixels for class-aware NMS (YOLOv5's max_wh)
@@ -88,21 +89,6 @@ def nms(
     return keep[np.lexsort((keep, -scores[keep]))].astype(np.int64)
 
 
-def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """(len(a), len(b)) float32 IoU, computed in the order of torchvision's CPU kernel.
-
-    Two zero-area boxes have IoU 0/0 = NaN, which is above no threshold (torchvision's kernel too); numpy is asked
-    not to warn of it.
-    """
-    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
-    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-    w = np.maximum(np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0]), np.float32(0))
-    h = np.maximum(np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1]), np.float32(0))
-    inter = w * h
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return inter / (area_a[:, None] + area_b[None, :] - inter)
-
-
 def _greedy(boxes: np.ndarray, threshold: np.float64, first: np.ndarray) -> np.ndarray:
     """Greedy NMS over boxes in visiting order; returns the kept positions.
 
@@ -117,11 +103,11 @@ def _greedy(boxes: np.ndarray, threshold: np.float64, first: np.ndarray) -> np.n
         block = np.arange(start, min(start + _BLOCK, n))
         kept_before = first[start] + np.flatnonzero(keep[first[start] : start])
         if kept_before.size:
-            overlapped = (_iou(boxes[kept_before], boxes[block]) > threshold).any(axis=0)
+            overlapped = (box_iou(boxes[kept_before], boxes[block]) > threshold).any(axis=0)
             block = block[~overlapped]
         if block.size == 0:
             continue
-        suppresses = np.triu(_iou(boxes[block], boxes[block]) > threshold, k=1)
+        suppresses = np.triu(box_iou(boxes[block], boxes[block]) > threshold, k=1)
         alive = np.ones(block.size, bool)
         while True:
             updated = ~suppresses[alive].any(axis=0)

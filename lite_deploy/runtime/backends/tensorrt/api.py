@@ -12,7 +12,7 @@ import logging
 from types import ModuleType
 from typing import Any, Optional, Tuple
 
-from ...errors import BackendUnavailableError
+from ....errors import BackendUnavailableError
 
 LOGGER = logging.getLogger("lite_deploy.tensorrt")
 

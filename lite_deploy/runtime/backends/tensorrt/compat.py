@@ -14,8 +14,8 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ...errors import BackendUnavailableError, EngineMismatchError
-from ..base import Shape, TensorInfo, dynamic_dim
+from ....errors import BackendUnavailableError, EngineMismatchError
+from ...tensors import Shape, TensorInfo, dynamic_dim
 
 # TensorRT DataType member name -> numpy dtype (BF16, FP8, INT4 have no numpy type)
 _DTYPES = {

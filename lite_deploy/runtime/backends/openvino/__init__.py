@@ -1,0 +1,1 @@
+"""The OpenVINO backend (``.xml`` + ``.bin``): :class:`.runtime.OpenVINORuntime`."""

@@ -1,0 +1,1 @@
+"""The TFLite / LiteRT backend (``.tflite``): :class:`.runtime.TFLiteRuntime`."""

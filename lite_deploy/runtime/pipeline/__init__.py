@@ -1,0 +1,1 @@
+"""The pre/post pipeline shared by every backend: letterbox, decode, NMS, :class:`~.detector.Detector`."""
