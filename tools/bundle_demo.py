@@ -1,7 +1,8 @@
 """Make a training run's ``best.pt`` the bundled demo detector (``lite_deploy/assets/shapes-demo.pt``).
 
 The checkpoint is copied with its weights, metrics and training settings unchanged; only the machine-specific paths
-in its provenance are replaced by the command that recreates the dataset, so the shipped file names no local folder.
+in its provenance are replaced by the command that recreates the dataset, so the shipped file names no local folder,
+and it records the size the demo serves at (DEMO_IMGSZ, what val, predict and export use by default).
 
     python tools/bundle_demo.py runs/train/demo --imgsz 224
 """
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from lite_deploy.assets import DEMO_WEIGHTS
+from lite_deploy.assets import DEMO_IMGSZ, DEMO_WEIGHTS
 from lite_deploy.io import atomic_write_bytes
 
 
@@ -28,6 +29,7 @@ def main() -> None:
     ckpt["provenance"]["data"] = dataset
     config = ckpt["extra"]["train_config"]
     config.update(data=dataset, project="runs/train", name="demo")
+    ckpt["serve_imgsz"] = [DEMO_IMGSZ, DEMO_IMGSZ]
     buffer = io.BytesIO()
     torch.save(ckpt, buffer)
     atomic_write_bytes(DEMO_WEIGHTS, buffer.getvalue())

@@ -1,4 +1,4 @@
-"""``lite-deploy demo``: the whole job on the bundled demo detector, in a few minutes on a laptop-class CPU.
+"""lite-deploy demo: the whole job on the bundled demo detector, in a few minutes on a laptop-class CPU.
 
 Generates a small synthetic shapes validation set and a calibration set, exports the demo detector to every target
 and precision this machine can run (each verified against PyTorch), scores and times every artifact, prints the
@@ -12,6 +12,7 @@ from pathlib import Path
 
 from ..assets import DEMO_DATA_IMGSZ, DEMO_IMGSZ
 from . import args as arg_types
+from .outputs import add_out, run_dir
 
 VAL_IMAGES = 100
 CALIB_IMAGES = 100
@@ -27,8 +28,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "verified against PyTorch), score and time each on a generated shapes set, print the benchmark table and "
         "write one annotated image.",
     )
-    p.add_argument("--out", default="lite_deploy_demo", metavar="DIR",
-                   help="output folder (default ./lite_deploy_demo)")
+    add_out(p, "demo", "the shapes set, the artifacts, the table, the chart and the annotated image")
     # another checkpoint for the shapes set, run at DEMO_IMGSZ
     p.add_argument("--weights", type=arg_types.existing_file, help=argparse.SUPPRESS)
     p.set_defaults(func=run)
@@ -43,10 +43,10 @@ def run(args: argparse.Namespace) -> int:
     from ..data.shapes import generate_shapes, render_image
     from ..errors import LiteDeployError
     from ..eval.benchmark import benchmark
-    from ..runtime import Detector
     from ..io import atomic_write_bytes
+    from ..runtime import Detector
 
-    out = Path(args.out)
+    out = run_dir("demo", args.out)
     weights = Path(args.weights) if args.weights else demo_weights()
     if args.weights:  # refuse an unreadable checkpoint before anything is written
         from ..models import load_model
