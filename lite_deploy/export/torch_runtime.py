@@ -28,7 +28,8 @@ def set_torch_threads(threads: Optional[int] = None) -> int:
     with 2.5 s stalls, one thread at a steady 28.5 ms.
 
     Args:
-        threads: intra-op threads; ``None``: the cores free now (:func:`lite_deploy.runtime.profiling.machine.free_cores`).
+        threads: intra-op threads; ``None``: the cores free now
+            (:func:`lite_deploy.runtime.profiling.machine.free_cores`).
 
     Returns:
         The intra-op thread count set.

@@ -114,9 +114,11 @@ class VerificationReport:
                  f"IoU >= {self.tolerance.iou:g}) against {self.reference}"]
         lines.append(f"  {'output':<12} {'max abs diff':>13} {'range':>10} {'rel':>10}  ok")
         for d in self.outputs:
-            lines.append(f"  {d.name:<12} {d.max_abs:13.3g} {d.value_range:10.4g} {d.rel:10.2e}  {'yes' if d.ok else 'NO'}")
+            lines.append(f"  {d.name:<12} {d.max_abs:13.3g} {d.value_range:10.4g} {d.rel:10.2e}  "
+                         f"{'yes' if d.ok else 'NO'}")
         if self.detections:
-            lines.append(f"  {'image':<6} {'ref':>6} {'artifact':>9} {'matched':>8} {'min IoU':>8} {'missing':>8} {'extra':>6}")
+            lines.append(f"  {'image':<6} {'ref':>6} {'artifact':>9} {'matched':>8} {'min IoU':>8} {'missing':>8} "
+                         f"{'extra':>6}")
             for i, m in enumerate(self.detections):
                 lines.append(f"  {i:<6} {m.reference:6d} {m.artifact:9d} {m.matched:8d} {m.min_iou:8.4f} "
                              f"{m.missing:8d} {m.extra:6d}")

@@ -87,7 +87,8 @@ def runtime_class(path: Union[str, Path]) -> type:
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
-        raise BackendUnavailableError(f"{Path(path).name} needs {backend.module}, which failed to import ({exc}): {hint}") from exc
+        raise BackendUnavailableError(
+            f"{Path(path).name} needs {backend.module}, which failed to import ({exc}): {hint}") from exc
     return getattr(module, attr)
 
 
@@ -129,10 +130,14 @@ def load_spec(artifact: Union[str, Path]) -> ModelSpec:
         return runtime.spec
 
 
-register_backend(".onnx", target="lite_deploy.runtime.backends.onnxruntime.runtime:OnnxRuntime", module="onnxruntime", extra="onnxruntime")
-register_backend(".xml", target="lite_deploy.runtime.backends.openvino.runtime:OpenVINORuntime", module="openvino", extra="openvino")
-register_backend(".tflite", target="lite_deploy.runtime.backends.tflite.runtime:TFLiteRuntime", module="ai_edge_litert", extra="tflite")
-register_backend(".engine", ".plan", target="lite_deploy.runtime.backends.tensorrt.engine:TensorRTRuntime", module="tensorrt",
+_BACKENDS_PACKAGE = "lite_deploy.runtime.backends"
+register_backend(".onnx", target=f"{_BACKENDS_PACKAGE}.onnxruntime.runtime:OnnxRuntime", module="onnxruntime",
+                 extra="onnxruntime")
+register_backend(".xml", target=f"{_BACKENDS_PACKAGE}.openvino.runtime:OpenVINORuntime", module="openvino",
+                 extra="openvino")
+register_backend(".tflite", target=f"{_BACKENDS_PACKAGE}.tflite.runtime:TFLiteRuntime", module="ai_edge_litert",
+                 extra="tflite")
+register_backend(".engine", ".plan", target=f"{_BACKENDS_PACKAGE}.tensorrt.engine:TensorRTRuntime", module="tensorrt",
                  install=TENSORRT_INSTALL)
 # the PyTorch reference backend lives host-side (it needs torch and the models), registered by name only
 register_backend(".pt", target="lite_deploy.export.torch_runtime:TorchRuntime", module="torch", extra="export")

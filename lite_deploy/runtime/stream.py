@@ -199,8 +199,8 @@ class StreamSummary:
 
     def __str__(self) -> str:
         lines = [
-            f"{self.source}: {self.frames} frames in {self.seconds:.1f} s ({self.fps:.1f} FPS), {self.dropped} dropped, "
-            f"{self.skipped} skipped (unreadable), {self.reconnects} reconnects; {self.end}",
+            f"{self.source}: {self.frames} frames in {self.seconds:.1f} s ({self.fps:.1f} FPS), "
+            f"{self.dropped} dropped, {self.skipped} skipped (unreadable), {self.reconnects} reconnects; {self.end}",
         ]
         if self.unreadable:
             lines.append(f"  unreadable: {name_list(self.unreadable)}")

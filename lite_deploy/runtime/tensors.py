@@ -24,7 +24,8 @@ class TensorInfo(NamedTuple):
 
 
 
-def check_feed(feed: Union[np.ndarray, Mapping[str, np.ndarray]], inputs: Tuple[TensorInfo, ...]) -> Dict[str, np.ndarray]:
+def check_feed(feed: Union[np.ndarray, Mapping[str, np.ndarray]],
+               inputs: Tuple[TensorInfo, ...]) -> Dict[str, np.ndarray]:
     """Check a feed against the model inputs and return it as a dict.
 
     Raises:

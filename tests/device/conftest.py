@@ -12,7 +12,6 @@ from typing import Any, Dict, List
 import cv2
 import numpy as np
 import pytest
-
 from devicekit import FIXTURES, IMAGES
 
 

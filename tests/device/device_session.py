@@ -84,7 +84,8 @@ def main() -> None:
 
     modules = sorted(m for m in sys.modules if m == "lite_deploy" or m.startswith("lite_deploy."))
     forbidden = sorted(m for m in sys.modules if m.startswith(FORBIDDEN) and sys.modules[m] is not None)
-    files = sorted({str(Path(sys.modules[m].__file__).resolve()) for m in modules if getattr(sys.modules[m], "__file__", None)})
+    files = sorted({str(Path(sys.modules[m].__file__).resolve()) for m in modules
+                    if getattr(sys.modules[m], "__file__", None)})
     print(json.dumps({"modules": modules, "files": files, "forbidden": forbidden}))
 
 

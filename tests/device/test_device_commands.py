@@ -15,8 +15,8 @@ from typing import Any, Dict
 import cv2
 import numpy as np
 import pytest
-
 from devicekit import DATA_YAML, IMAGES, MODELS, has_module
+
 from lite_deploy.cli import main
 
 needs_ort = pytest.mark.skipif(not has_module("onnxruntime"), reason="onnxruntime is not installed")

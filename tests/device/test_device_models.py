@@ -8,8 +8,8 @@ from typing import Any, Dict, List
 
 import numpy as np
 import pytest
-
 from devicekit import MODELS, backend_available
+
 from lite_deploy import Classifier, Detector, letterbox, nms
 
 DETECTORS = ["yolo.onnx", "yolo.xml", "gsconv.onnx", "gsconv.xml", "centernet.onnx"]

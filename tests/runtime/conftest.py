@@ -45,8 +45,8 @@ def _tiny_detector():
 
 def _spec(target: str, input_name: str, output_names) -> ModelSpec:
     return ModelSpec(
-        task="detect", names=NAMES, imgsz=(IMGSZ, IMGSZ), output_layout="boxes_scores", output_names=tuple(output_names),
-        input_name=input_name, stride=8, target=target,
+        task="detect", names=NAMES, imgsz=(IMGSZ, IMGSZ), output_layout="boxes_scores",
+        output_names=tuple(output_names), input_name=input_name, stride=8, target=target,
     )
 
 
@@ -71,9 +71,8 @@ def tiny_artifacts(tmp_path_factory: pytest.TempPathFactory) -> Dict[str, Path]:
     _spec("openvino", "images", ("boxes", "scores")).save(sidecar_path(xml_path))
     tflite_path = folder / "tiny.tflite"
     litert_torch.convert(model, (sample,)).export(str(tflite_path))
-    _spec("tflite", "serving_default_args_0", ("serving_default_output_0_output", "serving_default_output_1_output")).save(
-        sidecar_path(tflite_path)
-    )
+    outputs = ("serving_default_output_0_output", "serving_default_output_1_output")
+    _spec("tflite", "serving_default_args_0", outputs).save(sidecar_path(tflite_path))
     with torch.no_grad():
         expected = [t.numpy() for t in model(sample)]
     np.savez(folder / "reference.npz", x=sample.numpy(), boxes=expected[0], scores=expected[1])

@@ -15,8 +15,8 @@ from lite_deploy.cli import main
 from lite_deploy.runtime import load_runtime
 from lite_deploy.runtime.base import LayerTime, mean_layer_times
 from lite_deploy.runtime.profiling.flops import onnx_gflops, openvino_gflops
-from lite_deploy.runtime.profiling.machine import device_facts, peak_rss_mb, sgemm_peak_gflops
 from lite_deploy.runtime.profiling.latency import LatencyStats
+from lite_deploy.runtime.profiling.machine import device_facts, peak_rss_mb, sgemm_peak_gflops
 from lite_deploy.runtime.profiling.profile import FRAME_SHAPE, plot_histogram, profile, synthetic_frame
 
 # the tiny detector of conftest.py at 64x64: three 3x3 stride-2 convolutions (3->8->16->16) and a 1x1 head (16->7)
@@ -170,7 +170,8 @@ def test_profile_modules_do_not_import_torch() -> None:
 
     code = (
         "import sys\n"
-        "import lite_deploy.runtime.profiling.profile, lite_deploy.runtime.profiling.flops, lite_deploy.runtime.profiling.machine\n"
+        "import lite_deploy.runtime.profiling.profile, lite_deploy.runtime.profiling.flops\n"
+        "import lite_deploy.runtime.profiling.machine\n"
         "import lite_deploy.commands.profile\n"
         "bad = sorted(m for m in sys.modules if m == 'torch' or m.startswith(('torch.', 'lite_deploy.models')))\n"
         "assert not bad, bad\n"

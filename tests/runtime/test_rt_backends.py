@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from lite_deploy.errors import BackendUnavailableError, CheckpointError
-from lite_deploy.runtime import Detector, load_runtime, load_spec, registered_suffixes
-from lite_deploy.runtime import registry
-from lite_deploy.runtime.registry import register_backend, runtime_class
+from lite_deploy.runtime import Detector, load_runtime, load_spec, registered_suffixes, registry
 from lite_deploy.runtime.backends.tensorrt.api import TENSORRT_INSTALL
+from lite_deploy.runtime.registry import register_backend, runtime_class
 from lite_deploy.spec import ModelSpec, sidecar_path
 
 BACKENDS = ("onnx", "openvino", "tflite")
@@ -118,7 +116,8 @@ def test_registry_errors(tmp_path, monkeypatch):
     assert TENSORRT_INSTALL in str(err.value) and "pip install" not in str(err.value)
     # a backend that pip installs: the error names the extra
     monkeypatch.setitem(registry._BACKENDS, ".fake", registry._BACKENDS[".onnx"]._replace(module="absent_module"))
-    with pytest.raises(BackendUnavailableError, match=r"'absent_module' module.*pip install 'lite-deploy\[onnxruntime\]'"):
+    hint = r"'absent_module' module.*pip install 'lite-deploy\[onnxruntime\]'"
+    with pytest.raises(BackendUnavailableError, match=hint):
         runtime_class(tmp_path / "model.fake")
 
 
@@ -153,7 +152,8 @@ def test_wrong_output_names_are_reported(tiny_artifacts, tmp_path):
     path = tmp_path / "renamed.onnx"
     shutil.copy(tiny_artifacts["onnx"], path)
     ModelSpec.load(sidecar_path(tiny_artifacts["onnx"])).replace(output_names=("b", "s")).save(sidecar_path(path))
-    with Detector.load(path) as det, pytest.raises(ValueError, match=r"names outputs \['b', 's'\].*has \['boxes', 'scores'\]"):
+    mismatch = r"names outputs \['b', 's'\].*has \['boxes', 'scores'\]"
+    with Detector.load(path) as det, pytest.raises(ValueError, match=mismatch):
         det(_frame())
 
 

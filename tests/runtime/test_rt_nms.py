@@ -10,7 +10,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lite_deploy.runtime import nms
-from lite_deploy.runtime.pipeline.postprocess import candidates_boxes_scores, candidates_yolov5, decode_nms_outputs, select
+from lite_deploy.runtime.pipeline.postprocess import (
+    candidates_boxes_scores,
+    candidates_yolov5,
+    decode_nms_outputs,
+    select,
+)
 
 torch = pytest.importorskip("torch")
 torchvision = pytest.importorskip("torchvision")

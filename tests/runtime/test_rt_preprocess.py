@@ -123,7 +123,10 @@ def test_center_crop(shape):
     crop = center_crop(image, (224, 224), 0.875)
     assert crop.shape == (224, 224, 3)
     short = min(shape)
-    resized_shape = (256, int(256 * shape[1] / shape[0])) if shape[0] <= shape[1] else (int(256 * shape[0] / shape[1]), 256)
+    if shape[0] <= shape[1]:
+        resized_shape = (256, int(256 * shape[1] / shape[0]))
+    else:
+        resized_shape = (int(256 * shape[0] / shape[1]), 256)
     resized = cv2.resize(image, resized_shape[::-1], interpolation=cv2.INTER_LINEAR) if short != 256 else image
     top, left = round((resized_shape[0] - 224) / 2), round((resized_shape[1] - 224) / 2)
     np.testing.assert_array_equal(crop, resized[top : top + 224, left : left + 224])

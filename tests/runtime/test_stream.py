@@ -1,4 +1,5 @@
-"""The inference loop: files in order, corrupt frames, images, a camera that drops out, limits, Ctrl-C, the CLI, memory."""
+"""The inference loop: files in order, corrupt frames, images, a camera that drops out, limits, Ctrl-C, the CLI,
+memory."""
 
 from __future__ import annotations
 

@@ -9,8 +9,14 @@ from typing import List
 
 import numpy as np
 
+from lite_deploy.runtime.backends.tensorrt.calib import (
+    cache_mismatch,
+    cache_sidecar,
+    entropy_calibrator,
+    read_cache,
+    write_cache,
+)
 from lite_deploy.runtime.calibration import CalibrationSet
-from lite_deploy.runtime.backends.tensorrt.calib import cache_mismatch, cache_sidecar, entropy_calibrator, read_cache, write_cache
 from lite_deploy.spec import ModelSpec
 
 

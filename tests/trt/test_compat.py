@@ -102,7 +102,8 @@ def test_input_shape_checks():
     info = TensorInfo("images", (None, 3, 640, 640), np.dtype(np.float32))
     profile = ((1, 3, 640, 640), (4, 3, 640, 640), (8, 3, 640, 640))
     check_input_shape(info, (8, 3, 640, 640), profile)
-    with pytest.raises(ValueError, match=r"outside the engine's optimization profile \(min \(1, 3, 640, 640\), max \(8"):
+    outside = r"outside the engine's optimization profile \(min \(1, 3, 640, 640\), max \(8"
+    with pytest.raises(ValueError, match=outside):
         check_input_shape(info, (9, 3, 640, 640), profile)
     with pytest.raises(ValueError, match=r"got shape \(1, 3, 320, 320\), the engine takes \('\?', 3, 640, 640\)"):
         check_input_shape(info, (1, 3, 320, 320), profile)
@@ -158,7 +159,8 @@ def test_jetpack5_engine_named_differently_by_pycuda_loads_with_a_warning():
     """Build time recorded the device-tree name, pycuda reports "Orin": same compute capability, so it loads."""
     extra = {"tensorrt": "8.5.2.2", "gpu": "NVIDIA Jetson AGX Orin Developer Kit", "compute_capability": "8.7"}
     warnings = check_engine_compat(extra, "8.5.2.2", "Orin", "8.7", "m.engine")
-    assert len(warnings) == 1 and "named 'NVIDIA Jetson AGX Orin Developer Kit', this one is named 'Orin'" in warnings[0]
+    assert len(warnings) == 1
+    assert "named 'NVIDIA Jetson AGX Orin Developer Kit', this one is named 'Orin'" in warnings[0]
 
 
 def test_engine_compat_unknown_facts_warn():

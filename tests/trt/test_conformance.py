@@ -22,7 +22,6 @@ from typing import Dict, Set
 
 import numpy as np
 import pytest
-
 from fake_trt import VERSIONS, api_table
 
 PACKAGE = Path(__file__).resolve().parents[2] / "lite_deploy" / "runtime" / "tensorrt"
@@ -42,11 +41,12 @@ ALLOWED_DEPRECATED = {
 
 def run_every_route(version: str, use_trt, tmp_path: Path) -> Set[str]:
     """Run all routes this version has on its stand-in; the names they used."""
+    from test_build import calibration_images, write_onnx
+    from test_engine import write_engine
+
     from lite_deploy.errors import ExportError
     from lite_deploy.runtime.backends.tensorrt.build import build_engine, strongly_typed_only
     from lite_deploy.runtime.backends.tensorrt.engine import TensorRTRuntime
-    from test_build import calibration_images, write_onnx
-    from test_engine import write_engine
 
     used: Set[str] = set()
     strong = version.startswith("11.")

@@ -235,7 +235,8 @@ class Classifier(_Model):
                  imgsz: Optional[Union[int, Tuple[int, int]]] = None) -> None:
         super().__init__(runtime, imgsz)
         if self.spec.output_layout != "logits":
-            raise ValueError(f"{runtime.path.name}: a classifier needs output layout 'logits', got {self.spec.output_layout!r}")
+            raise ValueError(f"{runtime.path.name}: a classifier needs output layout 'logits', "
+                             f"got {self.spec.output_layout!r}")
         self.top_k = top_k
 
     @classmethod

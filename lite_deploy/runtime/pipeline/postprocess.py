@@ -146,7 +146,8 @@ def candidates_yolov5(
 
 
 def candidates_boxes_scores(
-    boxes: np.ndarray, scores: np.ndarray, conf: float, multi_label: bool = False, classes: Optional[Sequence[int]] = None
+    boxes: np.ndarray, scores: np.ndarray, conf: float, multi_label: bool = False,
+    classes: Optional[Sequence[int]] = None,
 ) -> Candidates:
     """Candidates from one image's ``boxes`` (N, 4) xyxy and ``scores`` (N, nc) (objectness x class score).
 

@@ -81,7 +81,8 @@ def check_image(image: object) -> np.ndarray:
 
 
 def plan_letterbox(
-    shape: Tuple[int, int], new_shape: Size, stride: int = 32, auto: bool = False, scaleup: bool = True, center: bool = True
+    shape: Tuple[int, int], new_shape: Size, stride: int = 32, auto: bool = False, scaleup: bool = True,
+    center: bool = True,
 ) -> LetterboxPlan:
     """Scale, resized size and padding of a letterbox, without touching pixels.
 
@@ -225,7 +226,8 @@ class Preprocessor:
         plans = []
         if letterbox_mode:
             plans = [
-                plan_letterbox(f.shape[:2], (height, width), self.spec.stride, auto, self.spec.scaleup, self.spec.letterbox_center)
+                plan_letterbox(f.shape[:2], (height, width), self.spec.stride, auto, self.spec.scaleup,
+                               self.spec.letterbox_center)
                 for f in frames
             ]
             if auto:

@@ -87,7 +87,8 @@ class OpenVINORuntime(Runtime):
         if not virtual:
             actual = self.compiled.get_property("INFERENCE_PRECISION_HINT")
             if getattr(ov.Type, hint) != actual:
-                LOGGER.warning("%s asked for %s inference precision on %s but runs %s", self.path.name, hint, device, actual)
+                LOGGER.warning("%s asked for %s inference precision on %s but runs %s", self.path.name, hint, device,
+                               actual)
         self.request = self.compiled.create_infer_request()
         self.precision_hint = hint
 

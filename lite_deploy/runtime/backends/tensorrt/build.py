@@ -255,7 +255,8 @@ def build_engine(
     """
     onnx_path = Path(onnx_path)
     if not onnx_path.is_file():
-        raise ExportError(f"ONNX model {onnx_path} not found; export one with `lite-deploy export WEIGHTS --target trt`")
+        raise ExportError(
+            f"ONNX model {onnx_path} not found; export one with `lite-deploy export WEIGHTS --target trt`")
     trt, logger = open_tensorrt()  # plugins registered before parsing
     spec = read_onnx_spec(onnx_path)
     plan = plan_build(trt, onnx_precision=spec.precision, half=half, calibrate=calib is not None)

@@ -73,7 +73,8 @@ def cache_mismatch(cache: Union[str, Path], *, trt_version: str, model_sha256: s
 
 
 def read_cache(cache: Union[str, Path], *, trt_version: str, model_sha256: str) -> Optional[bytes]:
-    """The cache bytes when :func:`cache_mismatch` finds nothing against them, else ``None`` (with the reason logged)."""
+    """The cache bytes when :func:`cache_mismatch` finds nothing against them, else ``None`` (with the reason
+    logged)."""
     reason = cache_mismatch(cache, trt_version=trt_version, model_sha256=model_sha256)
     if reason is not None:
         LOGGER.info("calibrating again: %s", reason)

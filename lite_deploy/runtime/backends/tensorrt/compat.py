@@ -137,7 +137,8 @@ def describe_io(engine: Any, trt: ModuleType) -> Tuple[Tuple[TensorInfo, ...], T
     for i in range(engine.num_io_tensors):
         name = engine.get_tensor_name(i)
         info = TensorInfo(
-            name, tuple(dynamic_dim(int(d)) for d in engine.get_tensor_shape(name)), numpy_dtype(engine.get_tensor_dtype(name))
+            name, tuple(dynamic_dim(int(d)) for d in engine.get_tensor_shape(name)),
+            numpy_dtype(engine.get_tensor_dtype(name)),
         )
         (inputs if engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT else outputs).append(info)
     return tuple(inputs), tuple(outputs)
