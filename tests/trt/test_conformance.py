@@ -6,7 +6,7 @@ Two halves:
    EfficientNMS plugin, a failed parse, the layer profiler) run against each version's stand-in, generated from
    that version's API table: a name the version lacks raises AttributeError there, exactly as in TensorRT;
    every name used is recorded, and checked again against the table here;
-2. an AST walk over ``lite_deploy/runtime/tensorrt`` collects every ``trt.X.Y`` chain and every attribute
+2. an AST walk over ``lite_deploy/runtime/backends/tensorrt`` collects every ``trt.X.Y`` chain and every attribute
    accessed on any object that is a TensorRT class member name: each must have been exercised on some version
    in (1), so no TensorRT call in the package escapes the tables.
 
@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 from fake_trt import VERSIONS, api_table
 
-PACKAGE = Path(__file__).resolve().parents[2] / "lite_deploy" / "runtime" / "tensorrt"
+PACKAGE = Path(__file__).resolve().parents[2] / "lite_deploy" / "runtime" / "backends" / "tensorrt"
 NMS_LAYERS = [("CONVOLUTION", ["FLOAT"]), ("PLUGIN_V2", ["INT32", "FLOAT", "FLOAT", "INT32"])]
 IO = [("images", "INPUT", (-1, 3, 64, 64), "FLOAT"), ("boxes", "OUTPUT", (-1, 84, 4), "FLOAT"),
       ("scores", "OUTPUT", (-1, 84, 2), "HALF")]
@@ -124,6 +124,7 @@ def test_every_tensorrt_name_in_the_package_was_exercised(used_per_version):
         pytest.skip("needs the per-version route runs above (run the whole module)")
     used = set().union(*used_per_version.values())
     names = package_names()
+    assert len(names["chains"]) > 20, f"no trt names found under {PACKAGE}"
     used_chains = {".".join(name.split(".")[:k]) for name in used for k in range(1, len(name.split(".")) + 1)}
     unexercised = {c for c in names["chains"] if c not in used_chains and not c.startswith("__")}
     assert not unexercised, f"trt names never run against any version's table: {sorted(unexercised)}"
