@@ -68,6 +68,7 @@ class _Parser(argparse.ArgumentParser):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("formatter_class", _PlainHelpFormatter)
+        kwargs.setdefault("allow_abbrev", False)  # one spelling per option: --target is not --targets
         super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:

@@ -68,7 +68,7 @@ def test_train_interrupt_resume_and_checkpoints(tiny_data: Path, tmp_path: Path,
     with pytest.raises(CheckpointError, match="cannot be resumed"):
         train(resume=results["last"], progress=False)
     # `lite-deploy val` on last.pt gives the numbers the trainer reported for it
-    assert main(["val", results["last"], "--data", str(tiny_data), "--imgsz", "96", "--save-json",
+    assert main(["val", results["last"], "--data", str(tiny_data), "--imgsz", "96", "--json", "--out",
                  str(tmp_path / "val")]) == 0
     saved = json.loads((tmp_path / "val" / "results.json").read_text())
     assert saved["map50_95"] == results["map50_95"] and saved["map50"] == results["map50"]
