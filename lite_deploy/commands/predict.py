@@ -13,12 +13,10 @@ backend.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
-import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Dict, Optional, Sequence, TextIO, Union
+from typing import TYPE_CHECKING, Dict, Optional, Sequence, Union
 
 from ..errors import LiteDeployError
 from . import args as arg_types
@@ -26,11 +24,11 @@ from .outputs import add_out, run_dir
 
 if TYPE_CHECKING:
     from ..runtime import Classifier, Detector
-    from ..runtime.stream import Stream, StreamResult
+    from ..runtime.sinks import JsonlSink, VideoSink
+    from ..runtime.stream import SourceInfo, Stream, StreamResult
 
 WINDOW = "lite-deploy"
-VIDEO_SUFFIX, VIDEO_FOURCC = ".mp4", "mp4v"  # a codec OpenCV's FFmpeg writes everywhere
-DEFAULT_FPS = 30.0  # frame rate of a saved video when the source does not report one
+VIDEO_SUFFIX = ".mp4"  # VideoSink's codec (mp4v) is one OpenCV's FFmpeg writes everywhere
 JSONL_NAME = "predictions.jsonl"
 
 
@@ -66,105 +64,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    "(YOLOv5 detect.py's auto), instead of the square; needs a .pt or an artifact with a dynamic "
                    "height/width")
     p.set_defaults(func=run)
-
-
-class _AtomicPath:
-    """A temporary file beside ``path`` (same suffix) that becomes ``path`` by an atomic rename on :meth:`commit`."""
-
-    def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=str(path.parent))
-        os.close(fd)
-        self.path = path
-        self.tmp = Path(tmp)
-
-    def commit(self) -> None:
-        os.chmod(self.tmp, 0o644)  # mkstemp creates 0600; outputs are ordinary files
-        os.replace(self.tmp, self.path)
-
-    def discard(self) -> None:
-        if self.tmp.exists():
-            self.tmp.unlink()
-
-
-class _VideoOutput:
-    """Annotated frames into a video, opened at the first frame (its size is the video's)."""
-
-    def __init__(self, path: Path, fps: Optional[float]) -> None:
-        self.file = _AtomicPath(path)
-        self.fps = fps or DEFAULT_FPS
-        self.writer: Any = None
-        self.size = (0, 0)
-        self.frames = 0
-
-    def write(self, frame: Any) -> None:
-        import cv2
-
-        if self.writer is None:
-            self.size = (frame.shape[1], frame.shape[0])
-            fourcc = cv2.VideoWriter_fourcc(*VIDEO_FOURCC)
-            self.writer = cv2.VideoWriter(str(self.file.tmp), fourcc, self.fps, self.size)
-            if not self.writer.isOpened():
-                raise LiteDeployError(f"OpenCV cannot write the video {self.file.path}: this OpenCV has no MP4 "
-                                      "writer; install opencv-python-headless from pip")
-        if (frame.shape[1], frame.shape[0]) != self.size:  # images of other sizes: the video has one size
-            frame = cv2.resize(frame, self.size)
-        self.writer.write(frame)
-        self.frames += 1
-
-    def close(self) -> bool:
-        """Finish the video and move it to its name if it has frames. Returns whether it was kept."""
-        if self.writer is not None:
-            self.writer.release()
-        if self.frames:
-            self.file.commit()
-            return True
-        self.file.discard()
-        return False
-
-
-class _JsonlOutput:
-    """One JSON object per line, written through a temporary file."""
-
-    def __init__(self, path: Path) -> None:
-        self.file = _AtomicPath(path)
-        self.handle: TextIO = open(self.file.tmp, "w", encoding="utf-8")
-        self.lines = 0
-
-    def write(self, record: Dict[str, Any]) -> None:
-        self.handle.write(json.dumps(record) + "\n")
-        self.lines += 1
-
-    def close(self) -> None:
-        """Finish the file and move it to its name."""
-        self.handle.close()
-        self.file.commit()
-
-
-def frame_record(item: "StreamResult", names: Sequence[str], image: Optional[Path] = None) -> Dict[str, Any]:
-    """The JSON line of one :class:`~lite_deploy.runtime.stream.StreamResult`.
-
-    Keys: ``frame`` (index in the source), ``image`` (the file, for image sources), ``timestamp`` (capture time,
-    seconds since the epoch), ``latency_ms`` (per stage) and ``detections`` (:meth:`Detections.to_list`) or, for a
-    classifier, ``classes`` (top-k ``class_id``, ``name``, ``score``).
-    """
-    from ..runtime import Detections
-    from ..runtime.stream import class_label
-
-    record: Dict[str, Any] = {"frame": item.index}
-    if image is not None:
-        record["image"] = str(image)
-    record["timestamp"] = round(item.timestamp, 6)
-    record["latency_ms"] = {stage: round(ms, 3) for stage, ms in item.latency.items()}
-    if isinstance(item.result, Detections):
-        record["detections"] = item.result.to_list()
-    else:
-        ids, probs = item.result
-        record["classes"] = [
-            {"class_id": int(i), "name": class_label(names, int(i)), "score": round(float(p), 5)}
-            for i, p in zip(ids, probs)
-        ]
-    return record
 
 
 def check_display() -> None:
@@ -224,14 +123,14 @@ class _Outputs:
     Args:
         out: the output folder.
         save: write annotated images (image sources) or one annotated video (other sources).
-        json: write one JSON line per frame.
+        json: write one JSON line per frame (predictions.jsonl).
         source: the resolved source (:class:`~lite_deploy.runtime.stream.SourceInfo`).
     """
 
-    def __init__(self, out: Path, save: bool, json: bool, source: Any) -> None:
+    def __init__(self, out: Path, save: bool, json: bool, source: "SourceInfo") -> None:
         self.out, self.save, self.json, self.source = out, save, json, source
-        self.video: Optional[_VideoOutput] = None
-        self.jsonl: Optional[_JsonlOutput] = None
+        self.video: Optional["VideoSink"] = None
+        self.jsonl: Optional["JsonlSink"] = None
         self.images = 0
 
     def add(self, stream: "Stream", item: "StreamResult", image: Optional[Path]) -> None:
@@ -239,11 +138,12 @@ class _Outputs:
         import cv2
 
         from ..io import atomic_write_bytes
+        from ..runtime.sinks import JsonlSink, VideoSink
 
         if self.json and self.jsonl is None:
-            self.jsonl = _JsonlOutput(self.out / JSONL_NAME)
+            self.jsonl = JsonlSink(self.out / JSONL_NAME, stream.model.names)
         if self.jsonl is not None:
-            self.jsonl.write(frame_record(item, stream.model.names, image))
+            self.jsonl.append(item, image)
         if self.save and image is not None:  # the drawing under the image's name, without the FPS overlay
             canvas = item.result.draw(item.frame) if hasattr(item.result, "draw") else stream.draw(item)
             ok, encoded = cv2.imencode(image.suffix if cv2.haveImageWriter(image.name) else ".jpg", canvas)
@@ -254,18 +154,18 @@ class _Outputs:
         elif self.save:
             if self.video is None:
                 stem = Path(self.source.description).stem if self.source.kind == "video" else "stream"
-                self.video = _VideoOutput(self.out / f"{stem}{VIDEO_SUFFIX}", stream.source_fps)
-            self.video.write(stream.draw(item))
+                self.video = VideoSink(self.out / f"{stem}{VIDEO_SUFFIX}", stream.source_fps)
+            self.video.append(stream.draw(item))
 
     def close(self) -> None:
         """Finish the video and the JSON lines (kept however the run ended) and say where everything went."""
         if self.images:
             print(f"{self.images} annotated images written to {self.out}")
         if self.video is not None and self.video.close():
-            print(f"video written to {self.video.file.path} ({self.video.frames} frames)")
+            print(f"video written to {self.video.path} ({self.video.frames} frames)")
         if self.jsonl is not None:
             self.jsonl.close()
-            print(f"{self.jsonl.lines} JSON lines written to {self.jsonl.file.path}")
+            print(f"{self.jsonl.lines} JSON lines written to {self.jsonl.path}")
 
 
 def run(args: argparse.Namespace) -> int:
