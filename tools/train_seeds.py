@@ -59,15 +59,15 @@ def _det_agreement(reference: Path, artifact: Path, images: List[Any], imgsz: in
     """(confident .pt boxes, of them matched with IoU >= 0.99, smallest matched IoU) at conf 0.25."""
     import numpy as np
 
-    from lite_deploy.runtime.compare import match_detections
     from lite_deploy.runtime import Detector
+    from lite_deploy.runtime.compare import pair_detections
 
     with Detector.load(reference, conf=0.25, imgsz=imgsz) as ref, Detector.load(artifact, conf=0.25) as art:
         total = matched = 0
         worst = 1.0
         for r, a in zip(ref(images), art(images)):
-            m = match_detections((r.boxes, r.scores, r.class_ids), (a.boxes, a.scores, a.class_ids), iou=0.99,
-                                 conf=0.25, margin=1e-4)
+            m = pair_detections((r.boxes, r.scores, r.class_ids), (a.boxes, a.scores, a.class_ids), iou=0.99,
+                                conf=0.25, margin=1e-4)
             total, matched, worst = total + len(r), matched + m.matched, min(worst, m.min_iou)
     return total, matched, float(np.float32(worst))
 

@@ -199,9 +199,9 @@ Dets = Tuple[np.ndarray, np.ndarray, np.ndarray]  # boxes (N, 4) xyxy, scores (N
 Candidates = Tuple[np.ndarray, np.ndarray]  # one image's outputs before NMS: boxes (N, 4) xyxy, scores (N, nc)
 
 
-def match_detections(reference: Dets, artifact: Dets, *, iou: float, conf: float, margin: float,
-                     nms_iou: float = 0.45, reference_candidates: Optional[Candidates] = None,
-                     artifact_candidates: Optional[Candidates] = None) -> DetectionMatch:
+def pair_detections(reference: Dets, artifact: Dets, *, iou: float, conf: float, margin: float,
+                    nms_iou: float = 0.45, reference_candidates: Optional[Candidates] = None,
+                    artifact_candidates: Optional[Candidates] = None) -> DetectionMatch:
     """Greedily pair same-class detections by IoU, best scores first.
 
     An unpaired detection is not counted against the artifact when it scores below ``conf + margin`` (it may
@@ -408,7 +408,7 @@ def _check_nms(report: VerificationReport, reference: Dict[str, np.ndarray], out
 def _add_match(report: VerificationReport, ref_dets: Dets, art_dets: Dets, tolerance: Tolerance, conf: float,
                margin: float, nms_iou: float, ref_candidates: Optional[Candidates] = None,
                art_candidates: Optional[Candidates] = None) -> None:
-    match = match_detections(ref_dets, art_dets, iou=tolerance.iou, conf=conf, margin=margin, nms_iou=nms_iou,
+    match = pair_detections(ref_dets, art_dets, iou=tolerance.iou, conf=conf, margin=margin, nms_iou=nms_iou,
                              reference_candidates=ref_candidates, artifact_candidates=art_candidates)
     report.detections.append(match)
     if not match.ok:

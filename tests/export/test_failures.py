@@ -298,7 +298,7 @@ def test_fp16_near_tie_passes_verification(tmp_path):
 
 
 def test_near_tie_excuse_needs_the_candidate_within_tolerance():
-    from lite_deploy.runtime.compare import match_detections
+    from lite_deploy.runtime.compare import pair_detections
 
     box = np.array([[10.0, 10, 50, 50]])
     reference = (box, np.array([0.08482]), np.array([0]))
@@ -306,9 +306,9 @@ def test_near_tie_excuse_needs_the_candidate_within_tolerance():
     close = (box, np.array([[0.08487, 0.08488]]))
     far = (box, np.array([[0.05, 0.08488]]))  # the artifact scores that star far lower: a real difference
     kwargs = dict(iou=0.9, conf=0.01, margin=0.005)
-    assert match_detections(reference, nothing, artifact_candidates=close, **kwargs).missing == 0
-    assert match_detections(reference, nothing, artifact_candidates=far, **kwargs).missing == 1
-    assert match_detections(reference, nothing, **kwargs).missing == 1
+    assert pair_detections(reference, nothing, artifact_candidates=close, **kwargs).missing == 0
+    assert pair_detections(reference, nothing, artifact_candidates=far, **kwargs).missing == 1
+    assert pair_detections(reference, nothing, **kwargs).missing == 1
 
 
 def test_planted_wrong_weight_fails_fp16_verification(tmp_path, yolov5n_pt):

@@ -22,11 +22,11 @@ IMGSZ = 128  # as in conftest.py
 
 def _same_detections(a, b, iou_min: float = 0.99) -> None:
     """Same count, and every box paired with one of the same class at IoU >= iou_min."""
-    from lite_deploy.runtime.compare import match_detections
+    from lite_deploy.runtime.compare import pair_detections
 
     assert len(a.boxes) == len(b.boxes) > 0
-    m = match_detections((a.boxes, a.scores, a.class_ids), (b.boxes, b.scores, b.class_ids), iou=iou_min,
-                         conf=0.0, margin=0.0)
+    m = pair_detections((a.boxes, a.scores, a.class_ids), (b.boxes, b.scores, b.class_ids), iou=iou_min,
+                        conf=0.0, margin=0.0)
     assert m.matched == len(a.boxes) and m.min_iou >= iou_min, m
 
 
@@ -106,10 +106,10 @@ def _conf_between(scores: np.ndarray, k: int) -> float:
 
 def _same_fp16(ref, got) -> None:
     """FP16: most boxes find a partner (near-equal scores of an untrained model may reorder NMS)."""
-    from lite_deploy.runtime.compare import match_detections
+    from lite_deploy.runtime.compare import pair_detections
 
-    m = match_detections((ref.boxes, ref.scores, ref.class_ids), (got.boxes, got.scores, got.class_ids), iou=0.9,
-                         conf=0.0, margin=0.0)
+    m = pair_detections((ref.boxes, ref.scores, ref.class_ids), (got.boxes, got.scores, got.class_ids), iou=0.9,
+                        conf=0.0, margin=0.0)
     assert m.matched >= 0.9 * len(ref.boxes) > 0, m
 
 

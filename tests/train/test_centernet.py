@@ -12,10 +12,10 @@ import torch
 
 from lite_deploy.cli import main
 from lite_deploy.data.shapes import CLASSES, generate_shapes
-from lite_deploy.runtime.compare import match_detections, sample_images
 from lite_deploy.models import build_model, list_configs, load_model
 from lite_deploy.models.centernet import CenterNetModel
 from lite_deploy.runtime import Detector
+from lite_deploy.runtime.compare import pair_detections, sample_images
 from lite_deploy.train.centernet import CenterNetLoss, build_targets, draw_gaussian, gaussian_radius, train_detector
 from lite_deploy.train.trainer import TrainConfig
 
@@ -123,7 +123,7 @@ def _agree(reference, artifact, conf: float) -> None:
     """Every confident detection has a same-class partner with IoU >= 0.99 (near-ties of peaks excused)."""
     ref = (reference.boxes, reference.scores, reference.class_ids)
     art = (artifact.boxes, artifact.scores, artifact.class_ids)
-    match = match_detections(ref, art, iou=0.99, conf=conf, margin=1e-4)
+    match = pair_detections(ref, art, iou=0.99, conf=conf, margin=1e-4)
     assert match.ok and match.min_iou >= 0.99 and match.matched >= 0.9 * len(reference), match
 
 
