@@ -82,6 +82,10 @@ def _argv(args: argparse.Namespace) -> List[str]:
 def _run(args: argparse.Namespace) -> int:
     if args.task == "classify":
         return _classify(args)
+    if args.data and not args.resume:  # a bad data.yaml is refused before torch and the model load
+        from ..data.yolo import load_data_config
+
+        load_data_config(args.data)
     from ..train.centernet import train_detector as train
     from ..train.distributed import context_from_env, launch, parse_devices
     from ..train.trainer import TrainConfig

@@ -54,8 +54,9 @@ def _run(args: argparse.Namespace) -> int:
         imgsz = None if args.imgsz is None else args.imgsz[0]
         validate_classifier(args.model, args.data, split=args.split, imgsz=imgsz, batch=args.batch)
         return 0
-    from ..eval.validate import validate
+    from ..eval.validate import open_dataset, validate
 
+    dataset = open_dataset(args.data, args.split, args.images)  # a bad --data is refused before the model loads
     imgsz = args.imgsz
     if imgsz is None and Path(args.model).suffix.lower() == ".pt":
         from ..models.checkpoint import serving_imgsz
@@ -63,7 +64,7 @@ def _run(args: argparse.Namespace) -> int:
         imgsz = serving_imgsz(args.model)
     out = run_dir("val", args.out) if args.json or args.plots else None
     validate(
-        args.model, args.data, split=args.split, images=args.images, conf=args.conf, iou=args.iou,
+        args.model, dataset, split=args.split, images=args.images, conf=args.conf, iou=args.iou,
         max_det=args.max_det, multi_label=args.multi_label, rect=args.rect, imgsz=imgsz, batch=args.batch,
         save_json=out if args.json else None, plots=out if args.plots else None,
     )
