@@ -174,9 +174,9 @@ CASES: List[Case] = [
     Case("check {missing_onnx} --target trt10", held=True),
     Case("check {good_onnx} --target coreml"),
     # build-engine
-    Case("build-engine {missing_onnx} --out {root}/engine_out.engine", "engine_out.engine", held=True),
-    Case("build-engine {good_onnx} --min-batch 0 --out {root}/engine_out.engine", "engine_out.engine", held=True),
-    Case("build-engine {good_onnx} --workspace -1 --out {root}/engine_out.engine", "engine_out.engine", held=True),
+    Case("build-engine {missing_onnx} --out {root}/engine_out", "engine_out", held=True),
+    Case("build-engine {good_onnx} --min-batch 0 --out {root}/engine_out", "engine_out", held=True),
+    Case("build-engine {good_onnx} --workspace -1 --out {root}/engine_out", "engine_out", held=True),
     # predict
     Case("predict {missing_onnx} --source {image} --json --out {root}/pred_out", "pred_out"),
     Case("predict {random_onnx} --source {image} --json --out {root}/pred_out", "pred_out"),

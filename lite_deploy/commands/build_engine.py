@@ -1,9 +1,10 @@
-"""``lite-deploy build-engine MODEL.onnx``: build a TensorRT engine on the device that will run it, and verify it."""
+"""lite-deploy build-engine MODEL.onnx: build a TensorRT engine on the device that will run it, and verify it."""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from . import args as arg_types
 
@@ -19,7 +20,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("onnx", type=arg_types.existing_file, metavar="MODEL.onnx",
                    help="the TensorRT-ready ONNX and its .json beside it")
-    p.add_argument("--out", metavar="ENGINE", help="engine path (default: MODEL.engine beside the ONNX)")
+    p.add_argument("--out", metavar="DIR",
+                   help="folder for MODEL.engine (default: the ONNX's folder; an engine is built for this device)")
     p.add_argument("--half", action="store_true", help="FP16 engine (TensorRT 11: export the ONNX with --half)")
     p.add_argument("--int8", action="store_true",
                    help="INT8 by TensorRT's own calibration of an FP32 ONNX (TensorRT 8.5-10.x; needs --calib). "
@@ -51,8 +53,9 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         calib = find_images(args.calib, args.calib_size or DEFAULT_SIZE) if args.calib is not None else None
+        engine_path = None if args.out is None else Path(args.out) / f"{Path(args.onnx).stem}.engine"
         engine, report = build_engine(
-            args.onnx, args.out, half=args.half, calib=calib,
+            args.onnx, engine_path, half=args.half, calib=calib,
             workspace_gb=args.workspace, min_batch=args.min_batch, opt_batch=args.opt_batch,
             max_batch=args.max_batch, timing_cache=args.timing_cache, verify=not args.no_verify,
         )
