@@ -230,3 +230,22 @@ def test_pt_reference_backend_agrees_with_yolov5_export(yolov5_fixtures, yolov5_
     assert np.all(iou.max(axis=1) >= 0.99)
     np.testing.assert_array_equal(top.class_ids, from_pt.class_ids[best])
     np.testing.assert_allclose(top.scores, from_pt.scores[best], atol=1e-6)
+
+
+def test_tflite_spec_embedded_in_the_flatbuffer_is_read_without_a_sidecar(tiny_artifacts, tmp_path):
+    import shutil
+
+    from lite_deploy.errors import SpecError
+    from lite_deploy.export.tflite import embed_metadata
+    from lite_deploy.spec import SPEC_KEY
+
+    spec = ModelSpec.load(sidecar_path(tiny_artifacts["tflite"])).replace(precision="fp32")
+    path = tmp_path / "embedded.tflite"
+    path.write_bytes(embed_metadata(tiny_artifacts["tflite"].read_bytes(), {SPEC_KEY: spec.to_json().encode()}))
+    assert load_spec(path) == spec
+    with load_runtime(path) as runtime:
+        assert ModelSpec.from_json(runtime.embedded_metadata()[SPEC_KEY]) == spec
+    plain = tmp_path / "plain.tflite"
+    shutil.copy(tiny_artifacts["tflite"], plain)
+    with pytest.raises(SpecError, match="does not say what model it is"):
+        load_spec(plain)

@@ -1,7 +1,9 @@
 """TFLite backend (``.tflite``) on the LiteRT interpreter (``ai-edge-litert``) with its default XNNPACK delegate.
 
 Quantized (int8/uint8) inputs and outputs are converted with the tensors' own scale and zero point, so callers
-always feed and receive float32: ``q = round(x / scale) + zero_point``, ``x = (q - zero_point) * scale``.
+always feed and receive float32: ``q = round(x / scale) + zero_point``, ``x = (q - zero_point) * scale``. The spec
+embedded in the flatbuffer's metadata (under :data:`~lite_deploy.spec.SPEC_KEY`, as ``lite-deploy export`` writes
+it) is read when no sidecar is beside the file.
 """
 
 from __future__ import annotations
@@ -59,9 +61,41 @@ class TFLiteRuntime(Runtime):
         self.interpreter.invoke()
         return {d["name"]: dequantize(self.interpreter.get_tensor(d["index"]), d) for d in self._output_details}
 
+    def embedded_metadata(self) -> Dict[str, str]:
+        """The flatbuffer's metadata entries whose payload is UTF-8 text (the embedded spec among them)."""
+        entries = {}
+        for name, payload in metadata_entries(self.path.read_bytes()).items():
+            try:
+                entries[name] = payload.decode("utf-8")
+            except UnicodeDecodeError:  # binary entries (the converter's own) say nothing about the model
+                continue
+        return entries
+
     def close(self) -> None:
         """Drop the interpreter."""
         self.__dict__.pop("interpreter", None)
+
+
+def metadata_entries(flatbuffer: bytes) -> Dict[str, bytes]:
+    """``{name: payload}`` of every metadata entry of a TFLite flatbuffer (the ``.tflite`` file's bytes)."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    model = schema.Model.GetRootAsModel(flatbuffer, 0)
+    entries = {}
+    for i in range(model.MetadataLength()):
+        entry = model.Metadata(i)
+        data = model.Buffers(entry.Buffer()).DataAsNumpy()  # 0, not an array, for an empty buffer
+        entries[entry.Name().decode()] = data.tobytes() if isinstance(data, np.ndarray) else b""
+    return entries
+
+
+def read_metadata(flatbuffer: bytes, name: str) -> bytes:
+    """The payload of metadata entry ``name`` in a TFLite flatbuffer.
+
+    Raises:
+        KeyError: no such entry.
+    """
+    return metadata_entries(flatbuffer)[name]
 
 
 def quantize(array: np.ndarray, detail: Dict[str, Any]) -> np.ndarray:
