@@ -63,7 +63,8 @@ def test_every_imgsz_is_one_form() -> None:
         assert parsed.imgsz == (64, 64), name
         with pytest.raises(UsageError, match="one size"):
             action(sub, parsed, [64, 64, 64], "--imgsz")
-    assert parser.parse_args(["predict", "m.onnx", "--source", "0", "--imgsz", "384", "640"]).imgsz == (384, 640)
+    predict = ["predict", str(demo_weights()), "--source", "0", "--imgsz", "384", "640"]
+    assert parser.parse_args(predict).imgsz == (384, 640)
     with pytest.raises(UsageError, match="works on squares"):
         parser.parse_args(["dataset", "shapes", "out", "--imgsz", "64", "96"])
 
