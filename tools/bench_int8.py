@@ -1,6 +1,7 @@
 """INT8 and FP16 against FP32: mAP50-95 drops per backend, and INT8 vs FP32 latency on OpenVINO CPU and ONNX Runtime.
 
-    .venv/bin/python tools/bench_int8.py WEIGHTS --data data.yaml [--calib DIR_OR_YAML] [--imgsz 320] [--speed-imgsz 640]
+    .venv/bin/python tools/bench_int8.py WEIGHTS --data data.yaml [--calib DIR_OR_YAML] [--imgsz 320]
+                                         [--speed-imgsz 640]
 
 1. Accuracy: exports WEIGHTS at --imgsz to each --targets backend as INT8 (calibrated on --calib, default the
    data.yaml's train split) and FP16, each judged by the export's accuracy gate (mAP50-95 on the data.yaml's val
@@ -25,30 +26,30 @@ import numpy as np
 
 def accuracy(args: argparse.Namespace, out: Path) -> List[str]:
     """INT8 and FP16 exports at ``--imgsz``, judged by the gate; one printable line per artifact."""
-    from lite_deploy.export.exporter import export_targets
+    from lite_deploy.export.each import export_each
 
-    lines = []
-    runs = [("int8", dict(int8=True, calib=args.calib or args.data, calib_size=args.calib_size)),
-            ("fp16", dict(half=True))]
-    for precision, options in runs:
-        targets = args.targets if precision == "int8" else ",".join(t for t in args.targets.split(",") if t != "trt")
-        results = export_targets(args.weights, targets, imgsz=args.imgsz, data=args.data, out=out / precision,
-                                 name="model", **options)
-        lines += [f"{r.target:<9} {r.gate.line() if r.ok else f'FAILED: {r.error}'}" for r in results
-                  if r.gate is not None or not r.ok]
-    return lines
+    results = export_each(
+        args.weights, args.targets, "fp16,int8", imgsz=args.imgsz, data=args.data, out=out / "accuracy", name="model",
+        skip=lambda target, options: "fp16 trt: judged on the device" if target.name == "trt"
+        and options.precision == "fp16" else "",
+        per_precision={"int8": {"calib": args.calib or args.data, "calib_size": args.calib_size}})
+    return [f"{r.target:<9} {r.gate.line() if r.ok else f'FAILED: {r.error}'}" for r in results
+            if r.gate is not None or r.error is not None]
 
 
 def speed(args: argparse.Namespace, out: Path) -> List[str]:
     """FP32 and INT8 ONNX / OpenVINO at ``--speed-imgsz``: median ms of ``infer`` and the FP32/INT8 ratio."""
-    from lite_deploy.export.exporter import export
+    from lite_deploy.export.each import export_each
     from lite_deploy.runtime import load_runtime
 
-    paths: Dict[str, Dict[str, Path]] = {}
-    common = dict(imgsz=args.speed_imgsz, verify=False, name="model")
-    paths["fp32"] = export(args.weights, "onnx,openvino", out=out / "speed_fp32", **common)
-    paths["int8"] = export(args.weights, "onnx,openvino", out=out / "speed_int8", int8=True,
-                           calib=args.calib or args.data, calib_size=args.speed_calib_size, **common)
+    paths: Dict[str, Dict[str, Path]] = {"fp32": {}, "int8": {}}
+    for r in export_each(args.weights, "onnx,openvino", "fp32,int8", imgsz=args.speed_imgsz, verify=False,
+                         name="model", out=out / "speed",
+                         per_precision={"int8": {"calib": args.calib or args.data,
+                                                 "calib_size": args.speed_calib_size}}):
+        if r.error is not None:
+            raise r.error
+        paths[r.precision][r.target] = r.files[0]
     blob = np.random.default_rng(0).random((1, 3, args.speed_imgsz, args.speed_imgsz), dtype=np.float32)
     lines = []
     for target, label in (("openvino", "OpenVINO CPU"), ("onnx", "ONNX Runtime CPU")):
@@ -63,7 +64,8 @@ def speed(args: argparse.Namespace, out: Path) -> List[str]:
                 rt.infer(blob)
                 times[precision].append(1e3 * (time.perf_counter() - start))
         fp32, int8 = (float(np.median(times[p])) for p in ("fp32", "int8"))
-        lines.append(f"{label:<17} {args.speed_imgsz}: FP32 {fp32:7.2f} ms  INT8 {int8:7.2f} ms  FP32/INT8 {fp32 / int8:.2f}x")
+        lines.append(f"{label:<17} {args.speed_imgsz}: FP32 {fp32:7.2f} ms  INT8 {int8:7.2f} ms  "
+                     f"FP32/INT8 {fp32 / int8:.2f}x")
         for rt in runtimes.values():
             rt.close()
     return lines

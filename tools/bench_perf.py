@@ -57,16 +57,15 @@ def bare_infer(path: Path, threads: int) -> Callable[[], object]:
 def export_pair(weights: Path, target: str, imgsz: int, out: Path, calib: Path, calib_size: int,
                 data: Path = None) -> Dict[str, object]:
     """FP32 and INT8 of one target: paths and export seconds (export + verify + gate)."""
-    from lite_deploy.export.exporter import export
+    from lite_deploy.export.each import export_each
 
     result: Dict[str, object] = {}
-    for precision in ("fp32", "int8"):
-        int8 = precision == "int8"
-        start = time.perf_counter()
-        paths = export(weights, target=target, imgsz=imgsz, out=out / precision, int8=int8,
-                       calib=calib if int8 else None, calib_size=calib_size, data=data if int8 else None)
-        result[f"{precision}_s"] = time.perf_counter() - start
-        result[precision] = Path(paths[target])
+    for r in export_each(weights, target, "fp32,int8", imgsz=imgsz, out=out,
+                         per_precision={"int8": {"calib": calib, "calib_size": calib_size, "data": data}}):
+        if r.error is not None:
+            raise r.error
+        result[f"{r.precision}_s"] = r.export_s + r.verify_s
+        result[r.precision] = r.files[0]
     return result
 
 

@@ -1,6 +1,6 @@
 """Export every bundled config (random weights) and the given checkpoints to every target in FP32 and FP16.
 
-    python tools/export_all.py [--imgsz 320] [--targets onnx,openvino,tflite,trt] [--precision fp32|fp16|both]
+    python tools/export_all.py [--imgsz 320] [--target onnx,openvino,tflite,trt] [--precision fp32,fp16]
                                [--out DIR] [WEIGHTS.pt ...]
 
 Each export is verified against PyTorch by the exporter itself; the table gives status, export and
@@ -21,39 +21,37 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("weights", nargs="*", help="extra checkpoints to include")
     parser.add_argument("--imgsz", type=int, default=320)
-    parser.add_argument("--targets", default="onnx,openvino,tflite,trt")
-    parser.add_argument("--precision", choices=("fp32", "fp16", "both"), default="both")
+    parser.add_argument("--target", default="onnx,openvino,tflite,trt", help="comma-separated targets or all")
+    parser.add_argument("--precision", default="fp32,fp16", help="comma-separated precisions (int8 needs calibration)")
     parser.add_argument("--out", help="keep the artifacts here (default: a temporary folder)")
     args = parser.parse_args()
 
     import torch
     from tqdm import tqdm
 
-    from lite_deploy.errors import LiteDeployError
-    from lite_deploy.export.exporter import export_targets, parse_targets
+    from lite_deploy.export.each import export_each
+    from lite_deploy.export.options import parse_precisions
+    from lite_deploy.export.targets import resolve_targets
     from lite_deploy.models import list_configs
 
     logging.basicConfig(level=logging.ERROR)
     torch.manual_seed(0)
     models = list_configs() + list(args.weights)
-    targets = parse_targets(args.targets)
-    halves = {"fp32": (False,), "fp16": (True,), "both": (False, True)}[args.precision]
-    jobs = [(m, t, half) for m in models for t in targets for half in halves]
+    pairs = len(resolve_targets(args.target)) * len(parse_precisions(args.precision))
     rows, failures = [], []
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, tqdm(total=len(models) * pairs, desc="export", unit="artifact") as bar:
         out_root = Path(args.out or tmp)
-        for model, target, half in tqdm(jobs, desc="export", unit="artifact"):
+        for model in models:
             name = Path(model).stem
-            precision = "fp16" if half else "fp32"
-            try:
-                result = export_targets(model, target, imgsz=args.imgsz, half=half, out=out_root / name)[0]
-            except (LiteDeployError, ValueError) as exc:
-                rows.append((name, target, precision, "FAIL", 0.0, 0.0, 0.0))
-                failures.append(f"{name} {target} {precision}: {str(exc).splitlines()[0]}")
-                continue
-            size = sum(f.stat().st_size for f in result.files if f.suffix != ".json") / 1e6
-            status = "onnx only" if target == "trt" and result.note else "ok"
-            rows.append((name, target, precision, status, result.export_s, result.verify_s, size))
+            for result in export_each(model, args.target, args.precision, imgsz=args.imgsz, out=out_root / name):
+                bar.update()
+                if not result.ok:
+                    rows.append((name, result.target, result.precision, "FAIL", 0.0, 0.0, 0.0))
+                    failures.append(f"{name} {result.target} {result.precision}: {str(result.error).splitlines()[0]}")
+                    continue
+                size = sum(f.stat().st_size for f in result.files if f.suffix != ".json") / 1e6
+                status = "onnx only" if result.target == "trt" and result.note else "ok"
+                rows.append((name, result.target, result.precision, status, result.export_s, result.verify_s, size))
     print(f"\n{'model':<26} {'target':<9} {'prec':<5} {'status':<10} {'export s':>9} {'verify s':>9} {'MB':>7}")
     for name, target, precision, status, export_s, verify_s, size in rows:
         print(f"{name:<26} {target:<9} {precision:<5} {status:<10} {export_s:9.1f} {verify_s:9.1f} {size:7.2f}")

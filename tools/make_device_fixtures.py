@@ -37,9 +37,9 @@ REPO = Path(__file__).resolve().parents[1]
 IMGSZ = 64
 SEED = 0
 NAMES = list(CLASSES)
-# model -> (targets, FP16): the two larger models ONNX only and the classifier FP16, to keep the files small
-ARTIFACTS = {"yolo": ("onnx,openvino", False), "gsconv": ("onnx,openvino", False), "centernet": ("onnx", False),
-             "classifier": ("onnx", True)}
+# model -> (targets, precision): the two larger models ONNX only and the classifier FP16, to keep the files small
+ARTIFACTS = {"yolo": ("onnx,openvino", "fp32"), "gsconv": ("onnx,openvino", "fp32"), "centernet": ("onnx", "fp32"),
+             "classifier": ("onnx", "fp16")}
 
 
 def _tiny_yolo(cfg: str) -> torch.nn.Module:
@@ -132,8 +132,8 @@ def main() -> None:
         reference["images"] = [p.name for p in images]
         for name, model in _models(frames).items():
             weights = save_checkpoint(model, tmp / f"{name}.pt", imgsz=IMGSZ)
-            targets, half = ARTIFACTS[name]
-            export(weights, targets, imgsz=IMGSZ, out=out / "models", name=name, opset=17, half=half)
+            targets, precision = ARTIFACTS[name]
+            export(weights, targets, imgsz=IMGSZ, out=out / "models", name=name, opset=17, precision=precision)
             task = "classify" if name == "classifier" else "detect"
             loader = Classifier if task == "classify" else Detector
             with loader.load(weights, imgsz=IMGSZ) as ref:

@@ -5,6 +5,12 @@ from __future__ import annotations
 import argparse
 
 from . import args as arg_types
+from .export import add_export_options, export_options, precision_list, target_list
+from .outputs import add_out, run_dir
+
+DEFAULT_TARGETS = ("onnx", "openvino", "tflite", "trt")
+# the export options a benchmark passes on (precision and the judging data are set per row)
+EXPORT_OPTIONS = ("imgsz", "opset", "simplifier", "calib", "calib_size", "tflite_io", "max_map_drop", "max_map50_drop")
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -20,39 +26,29 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("weights", type=arg_types.existing_file, metavar="WEIGHTS",
                    help="checkpoint (.pt): the FP32 reference")
-    p.add_argument("--targets", default="onnx,openvino,tflite,trt", help="comma-separated targets or all "
-                   "(default onnx,openvino,tflite,trt)")
-    p.add_argument("--precisions", default="fp32,fp16,int8", help="comma-separated (default fp32,fp16,int8)")
+    p.add_argument("--target", "--targets", dest="target", type=target_list, default=list(DEFAULT_TARGETS),
+                   help=f"comma-separated targets or all (default {','.join(DEFAULT_TARGETS)})")
+    p.add_argument("--precision", "--precisions", dest="precision", type=precision_list,
+                   default=["fp32", "fp16", "int8"], help="comma-separated (default fp32,fp16,int8)")
     p.add_argument("--data", type=arg_types.existing_path,
-                   help="detector: YOLO data.yaml or COCO JSON (mAP50-95 on its val split); classifier: "
-                   "image-folder dataset root with train/ and val/ (top-1 on val/); default: no score")
-    p.add_argument("--calib", type=arg_types.existing_path, metavar="DIR_OR_YAML",
-                   help="calibration images for INT8: a folder or a data.yaml")
-    p.add_argument("--calib-size", type=arg_types.positive_int, default=300,
-                   help="calibration images used at most (default 300)")
-    p.add_argument("--imgsz", type=arg_types.imgsz, default=640, help="export input size (default 640)")
+                   help="detector: YOLO data.yaml or COCO JSON (mAP50-95 on its val split; INT8 is judged on it "
+                   "too); classifier: image-folder dataset root with train/ and val/ (top-1 on val/); default: no "
+                   "score")
+    add_export_options(p, EXPORT_OPTIONS)
     p.add_argument("--runs", type=arg_types.positive_int, default=50, help="timed runs per artifact (default 50)")
     p.add_argument("--threads", type=arg_types.positive_int,
                    help="backend threads for the timing (default: each backend's)")
-    p.add_argument("--out", metavar="DIR", help="output folder (default <weights folder>/<stem>_benchmark)")
+    add_out(p, "benchmark", "the table, the chart and the artifacts")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """Run the benchmark and print the table."""
-    from ..errors import LiteDeployError
-    from ..eval.benchmark import benchmark, parse_precisions
-    from ..export.exporter import parse_targets
+    from ..benchmark import benchmark
 
-    try:
-        parse_targets(args.targets)
-        parse_precisions(args.precisions)
-    except ValueError as exc:
-        raise LiteDeployError(str(exc)) from None
-    report = benchmark(
-        args.weights, targets=args.targets, precisions=args.precisions, data=args.data, calib=args.calib,
-        calib_size=args.calib_size, imgsz=args.imgsz, out=args.out, runs=args.runs, threads=args.threads,
-    )
+    report = benchmark(args.weights, targets=args.target, precisions=args.precision, data=args.data,
+                       out=run_dir("benchmark", args.out), runs=args.runs, threads=args.threads,
+                       **export_options(args, EXPORT_OPTIONS))
     print(report.table())
     print(f"table written to {report.csv}" + (f", chart to {report.chart}" if report.chart else ""))
     return 0

@@ -40,9 +40,9 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
 
     from ..assets import demo_weights
+    from ..benchmark import benchmark
     from ..data.shapes import generate_shapes, render_image
     from ..errors import LiteDeployError
-    from ..eval.benchmark import benchmark
     from ..io import atomic_write_bytes
     from ..runtime import Detector
 

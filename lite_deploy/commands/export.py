@@ -1,11 +1,76 @@
-"""``lite-deploy export WEIGHTS --target onnx|openvino|tflite|trt[,...]|all``: verified deployment artifacts."""
+"""``lite-deploy export WEIGHTS --target onnx|openvino|tflite|trt[,...]|all``: verified deployment artifacts.
+
+The options come from :class:`lite_deploy.export.options.ExportOptions` (:func:`add_export_options`), which the
+``benchmark`` command shares; ``--target`` and ``--precision`` lists are checked before any model loads.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from . import args as arg_types
+from .outputs import add_out, run_dir
+
+_KINDS: Dict[str, Callable[[str], Any]] = {
+    "positive_int": arg_types.positive_int, "probability": arg_types.probability,
+    "non_negative_float": arg_types.non_negative_float, "existing_path": arg_types.existing_path,
+    "existing_file": arg_types.existing_file,
+}
+
+
+def target_list(text: str) -> List[str]:
+    """``--target`` value -> target names (aliases resolved), refused by argparse when unknown."""
+    from ..export.targets import resolve_targets
+
+    try:
+        return resolve_targets(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def precision_list(text: str) -> List[str]:
+    """A comma-separated ``--precision`` list -> precisions, refused by argparse when unknown."""
+    from ..export.options import parse_precisions
+
+    try:
+        return parse_precisions(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def add_export_options(parser: argparse.ArgumentParser, names: Optional[Sequence[str]] = None) -> None:
+    """Add the :class:`~lite_deploy.export.options.ExportOptions` fields ``names`` (default: all) as options.
+
+    Each field's metadata gives its help, value kind, choices and aliases (``--half`` for ``--precision fp16``; an
+    alias and its option are mutually exclusive); a boolean field is a flag (``--no-verify`` for ``verify``).
+    """
+    from ..export.options import cli_fields
+
+    for name, default, cli in cli_fields(names):
+        if cli.get("kind") == "imgsz":
+            arg_types.add_imgsz(parser, cli["help"], default=default)
+            continue
+        flag, aliases = cli.get("flag", "--" + name.replace("_", "-")), cli.get("aliases", {})
+        group = parser.add_mutually_exclusive_group() if aliases else parser
+        if isinstance(default, bool):
+            group.add_argument(flag, dest=name, action="store_false" if default else "store_true", help=cli["help"])
+        else:
+            extra = {k: cli[k] for k in ("choices", "metavar") if k in cli}
+            group.add_argument(flag, dest=name, default=default, type=_KINDS.get(cli.get("kind"), type(default)
+                                                                                 if default is not None else str),
+                               help=cli["help"], **extra)
+        for alias, value in aliases.items():
+            group.add_argument(alias, dest=name, action="store_const", const=value,
+                               help=cli.get("alias_help", {}).get(alias, f"the same as {flag} {value}"))
+
+
+def export_options(args: argparse.Namespace, names: Optional[Sequence[str]] = None) -> Dict[str, Any]:
+    """The :class:`~lite_deploy.export.options.ExportOptions` fields ``names`` (default: all) from parsed options."""
+    from ..export.options import cli_fields
+
+    return {name: getattr(args, name) for name, _, _ in cli_fields(names)}
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -20,50 +85,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "(random weights, for trying the tool).",
     )
     p.add_argument("weights", metavar="WEIGHTS", help="weights file or bundled config name")
-    p.add_argument("--target", default="onnx",
+    p.add_argument("--target", type=target_list, default=["onnx"],
                    help="onnx, openvino, tflite, trt, a comma-separated list, or all (default onnx)")
-    p.add_argument("--imgsz", type=arg_types.imgsz, nargs="+", default=[640], metavar="N",
-                   help="input size: one value (square) or height width, multiples of the stride (default 640)")
-    batch = p.add_mutually_exclusive_group()
-    batch.add_argument("--batch", type=arg_types.positive_int, default=1, help="fixed batch size (default 1)")
-    batch.add_argument("--dynamic", action="store_true",
-                       help="dynamic batch axis (ONNX, OpenVINO; TensorRT gets an optimization profile)")
-    p.add_argument("--half", action="store_true",
-                   help="FP16: FP16 ONNX with float32 I/O, FP16-compressed OpenVINO IR, TFLite FP16 weights, "
-                   "TensorRT FP16 engine")
-    p.add_argument("--int8", action="store_true",
-                   help="INT8 calibrated on --calib: Q/DQ ONNX (uint8 activations for ONNX Runtime, symmetric for TensorRT "
-                   "8.5-11), "
-                   "OpenVINO IR, TFLite with int8 activations (detection head in float everywhere)")
-    p.add_argument("--calib", type=arg_types.existing_path, metavar="DIR_OR_DATA_YAML",
-                   help="calibration images for --int8: a folder of images or a data.yaml (its train split)")
-    p.add_argument("--calib-size", type=arg_types.positive_int, default=300, metavar="N",
-                   help="calibration images used (default 300; fewer than 100 only when set explicitly)")
-    p.add_argument("--data", type=arg_types.existing_file, metavar="DATA_YAML",
-                   help="validation set judging --half/--int8 artifacts by mAP50 and mAP50-95 against the FP32 "
-                   "model (default with --int8: --calib when it is a data.yaml)")
-    p.add_argument("--max-map-drop", type=arg_types.non_negative_float, metavar="POINTS",
-                   help="fail when an artifact's mAP50-95 is more than POINTS below the FP32 model's on --data "
-                   "(default: no limit; INT8 keeps its most sensitive layers in float until within 1 point)")
-    p.add_argument("--max-map50-drop", type=arg_types.non_negative_float, metavar="POINTS",
-                   help="the same for mAP50 (default: no limit; INT8 falls back until within 1 point)")
-    p.add_argument("--tflite-io", choices=("int8", "float32"), default="int8",
-                   help="input type of the INT8 TFLite (default int8, quantized by the runtime); outputs are float32")
-    p.add_argument("--opset", type=arg_types.positive_int, default=17,
-                   help="ONNX opset (default 17, the newest TensorRT 8.5 parses)")
-    p.add_argument("--no-simplify", action="store_true", help="keep the ONNX graph as traced")
-    p.add_argument("--simplifier", choices=("onnxslim", "onnxsim"), default="onnxslim",
-                   help="ONNX simplifier (default onnxslim; onnxsim needs the onnxsim extra)")
-    p.add_argument("--nms", action="store_true",
-                   help="end the graph in NMS: ONNX NonMaxSuppression (ONNX, OpenVINO), EfficientNMS_TRT (trt)")
-    p.add_argument("--max-det", type=arg_types.positive_int, default=300,
-                   help="detections kept per image with --nms (default 300)")
-    p.add_argument("--conf", type=arg_types.probability, default=0.25, help="score threshold of --nms (default 0.25)")
-    p.add_argument("--iou", type=arg_types.probability, default=0.45, help="IoU threshold of --nms (default 0.45)")
-    p.add_argument("--out", metavar="DIR",
-                   help="output folder (default: <weights folder>/<stem>_export, or ./<config>_export)")
+    add_export_options(p)
+    add_out(p, "export", "the artifacts")
     p.add_argument("--name", help="file stem of the artifacts (default: the weights' stem)")
-    p.add_argument("--no-verify", action="store_true", help="skip the comparison with PyTorch")
     p.set_defaults(func=run)
 
 
@@ -74,17 +100,9 @@ def run(args: argparse.Namespace) -> int:
     """
     from ..export.exporter import export_targets
 
-    if len(args.imgsz) not in (1, 2):
-        print("error: --imgsz takes one size or a height and a width", file=sys.stderr)
-        return 2
     try:
-        results = export_targets(
-            args.weights, args.target, imgsz=args.imgsz, batch=args.batch, dynamic=args.dynamic, half=args.half,
-            opset=args.opset, simplifier=None if args.no_simplify else args.simplifier, nms=args.nms,
-            max_det=args.max_det, conf=args.conf, iou=args.iou, out=args.out, verify=not args.no_verify,
-            name=args.name, int8=args.int8, calib=args.calib, calib_size=args.calib_size, data=args.data,
-            max_map_drop=args.max_map_drop, max_map50_drop=args.max_map50_drop, tflite_io=args.tflite_io,
-        )
+        results = export_targets(args.weights, args.target, out=run_dir("export", args.out), name=args.name,
+                                 **export_options(args))
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

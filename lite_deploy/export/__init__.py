@@ -1,15 +1,15 @@
 """Export trained models to deployment formats.
 
-``lite_deploy.export(weights, target="onnx", ...)`` is :func:`lite_deploy.export.exporter.export`. This package
-is itself callable, so ``lite_deploy.export(...)`` works whether or not a submodule was imported first, and it
-imports nothing heavy itself: ``lite_deploy.runtime.check`` and ``lite_deploy.export.verify`` run on a device
-without torch (``check``, and ``build-engine``'s engine check on a Jetson; the TensorRT build itself is in
-:mod:`lite_deploy.runtime.backends.tensorrt`).
+``lite_deploy.export(weights, target="onnx", options=None, **overrides)`` is
+:func:`lite_deploy.export.exporter.export`; ``overrides`` are fields of :class:`~.options.ExportOptions`
+(``imgsz=320, precision="int8", calib="data.yaml"`` ...). This package is itself callable, so
+``lite_deploy.export(...)`` works whether or not a submodule was imported first, and it imports nothing heavy itself.
 
-Modules: :mod:`.exporter` (the pipeline), :mod:`.onnx`, :mod:`.openvino`, :mod:`.tflite` (one per target;
-TensorRT's ONNX is the ONNX exporter's, its engine is built on the device), :mod:`.nms` (in-graph NMS,
-EfficientNMS_TRT), :mod:`.describe` (the artifact's ModelSpec), :mod:`.verify` (parity with PyTorch),
-:mod:`.check` (static target-compatibility report).
+Modules: :mod:`.options` (the options, declared once: keywords and CLI flags), :mod:`.targets` (one module per
+target with its constraints and build, and the registry), :mod:`.exporter` (the orchestration: spec, tracing,
+verification, the accuracy gate), :mod:`.each` (the target x precision loop), :mod:`.prepare` (weights and options
+made concrete), :mod:`.staging` (staging and commit), :mod:`.onnx` and :mod:`.tflite` (converters), :mod:`.nms`
+(in-graph NMS, EfficientNMS_TRT), :mod:`.describe` (the artifact's ModelSpec), :mod:`.verify` (parity with PyTorch).
 """
 
 from __future__ import annotations
@@ -19,12 +19,14 @@ import sys
 import types
 from typing import Any
 
-__all__ = ["export", "export_targets", "TARGETS"]
+__all__ = ["export", "export_targets", "export_each", "ExportOptions", "TARGET_NAMES"]
+_HOMES = {"export": ".exporter", "export_targets": ".exporter", "export_each": ".each", "ExportOptions": ".options",
+          "TARGET_NAMES": ".targets"}
 
 
 def __getattr__(name: str) -> Any:
-    if name in __all__:
-        return getattr(importlib.import_module(".exporter", __name__), name)
+    if name in _HOMES:
+        return getattr(importlib.import_module(_HOMES[name], __name__), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

@@ -20,15 +20,14 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 
 from ..errors import BackendUnavailableError, ExportError
-from ..spec import SPEC_KEY, ModelSpec, sidecar_path
 from ..io import atomic_write_bytes
+from ..spec import SPEC_KEY, ModelSpec
 from .describe import INPUT_NAME
 from .locate import locate_aten_op
+from .options import DEFAULT_OPSET, SIMPLIFIERS
 
 LOGGER = logging.getLogger(__name__)
 
-DEFAULT_OPSET = 17
-SIMPLIFIERS = ("onnxslim", "onnxsim")
 
 
 class HalfPrecision(nn.Module):
@@ -244,7 +243,7 @@ def set_metadata(proto: onnx.ModelProto, spec: ModelSpec) -> None:
 
 
 def save(proto: onnx.ModelProto, path: Union[str, Path], spec: ModelSpec) -> Path:
-    """Embed ``spec``, check the model, and write it and its ``<path>.json`` sidecar atomically."""
+    """Embed ``spec``, check the model, and write it atomically (the export writes the JSON sidecar at commit)."""
     path = Path(path)
     set_metadata(proto, spec)
     try:
@@ -252,6 +251,5 @@ def save(proto: onnx.ModelProto, path: Union[str, Path], spec: ModelSpec) -> Pat
     except onnx.checker.ValidationError as exc:
         raise ExportError(f"the exported ONNX model is invalid: {str(exc).splitlines()[0]}") from exc
     atomic_write_bytes(path, proto.SerializeToString())
-    spec.save(sidecar_path(path))
     return path
 

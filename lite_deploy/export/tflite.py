@@ -1,10 +1,12 @@
 """Convert an export-mode torch model straight to TFLite with litert-torch (no ONNX, no TensorFlow).
 
-FP32, or FP16 weights through litert-torch's fp16 quantization recipe (weights stored as float16, dequantized
-to float32 at load time by the interpreter). The input is NHWC by default: a permute at the start of the graph
+FP32, FP16 weights through litert-torch's fp16 quantization recipe (weights stored as float16, dequantized
+to float32 at load time by the interpreter), or INT8 activations and weights from the graph
+:func:`lite_deploy.quantize.tflite_int8.quantize_pt2e` quantized (:func:`torch_to_tflite_int8`).
+The input is NHWC by default: a permute at the start of the graph
 takes NHWC images, which the runtime feeds without a transpose and XNNPACK runs without a layout change
 (measured by ``tools/tflite_layout.py``). The spec is embedded in the flatbuffer's metadata under
-:data:`~lite_deploy.spec.SPEC_KEY` and written beside it as JSON.
+:data:`~lite_deploy.spec.SPEC_KEY` (the export writes the JSON sidecar when it commits the file).
 """
 
 from __future__ import annotations
@@ -15,16 +17,19 @@ import logging
 import os
 import tempfile
 from pathlib import Path
-from typing import Dict, Iterator, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Dict, Iterator, Sequence, Tuple, Union
 
 import numpy as np
 import torch
 from torch import nn
 
 from ..errors import BackendUnavailableError, ExportError
-from ..spec import SPEC_KEY, ModelSpec, sidecar_path
 from ..io import atomic_write_bytes
+from ..spec import SPEC_KEY, ModelSpec
 from .describe import INPUT_NAME
+
+if TYPE_CHECKING:
+    from ..runtime.calibration import CalibrationSet
 
 # TensorFlow-style C++ logging of the converter: warnings and errors only
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -76,7 +81,7 @@ def torch_to_tflite(
     path: Union[str, Path],
     spec: ModelSpec,
 ) -> Path:
-    """Convert ``model`` to ``path`` (a ``.tflite``) as ``spec`` describes it, and write the spec JSON beside it.
+    """Convert ``model`` to ``path`` (a ``.tflite``) as ``spec`` describes it, the spec embedded.
 
     Args:
         model: export-mode module, eval mode, float32: forward(images (B, 3, H, W)) -> tuple of tensors.
@@ -104,7 +109,7 @@ def torch_to_tflite(
         with torch.no_grad(), _quiet_converter():
             converted = litert_torch.convert(wrapped, sample_kwargs={INPUT_NAME: torch.rand(shape)}, quant_config=quant)
     except Exception as exc:  # torch.export and the MLIR converter raise many unrelated types
-        raise ExportError(f"TFLite conversion failed: {_first_error_line(exc)}") from exc
+        raise ExportError(f"TFLite conversion failed: {first_error_line(exc)}") from exc
     path = Path(path)
     with tempfile.TemporaryDirectory(dir=str(path.parent) if path.parent.exists() else None) as tmp:
         raw = Path(tmp) / path.name
@@ -112,7 +117,64 @@ def torch_to_tflite(
             converted.export(str(raw))
         data = embed_metadata(raw.read_bytes(), {SPEC_KEY: spec.to_json().encode()})
     atomic_write_bytes(path, data)
-    spec.save(sidecar_path(path))
+    return path
+
+
+def torch_to_tflite_int8(model: nn.Module, path: Union[str, Path], spec: ModelSpec, calib: "CalibrationSet", *,
+                         float_modules: Sequence[str] = ()) -> Path:
+    """Quantize ``model`` on ``calib`` (:func:`lite_deploy.quantize.tflite_int8.quantize_pt2e`) and write the INT8
+    TFLite ``path``, the spec embedded.
+
+    Args:
+        model: export-mode detector, eval, float32: forward(images (B, 3, H, W)) -> its outputs.
+        path: destination ``.tflite``.
+        spec: the artifact's spec: ``precision`` ``int8``, fixed ``batch``, ``layout``, ``output_names``, and
+            ``input_dtype`` ``int8`` (the runtime quantizes the input) or ``float32`` (quantized inside the model).
+            Outputs are float32.
+        calib: calibration images, pre-processed with ``spec`` (its layout).
+        float_modules: qualified names (in ``model``) of more modules to keep in float; the graph's tail always is.
+
+    Raises:
+        BackendUnavailableError: litert-torch or torchao is not installed.
+        ExportError: the conversion failed, or a convolution outside the float modules is not int8.
+    """
+    try:
+        import litert_torch
+        from litert_torch.quantize.quant_config import QuantConfig
+    except ImportError as exc:
+        raise BackendUnavailableError("litert-torch is not installed: pip install 'lite-deploy[tflite]'") from exc
+    from ..quantize.tflite_int8 import IO_DTYPES, float_io, int8_problems, quantize_pt2e
+    from .torch_runtime import set_torch_threads
+
+    if spec.input_dtype not in IO_DTYPES:
+        raise ValueError(f"TFLite INT8 input type must be one of {IO_DTYPES}, got {spec.input_dtype!r}")
+    wrapped, shape = conversion_input(model, spec)
+    sample = {spec.input_name: torch.rand(shape)}
+    set_torch_threads()
+    try:
+        with torch.no_grad(), _quiet_converter():
+            converted, quantizer = quantize_pt2e(wrapped, sample, calib, spec, float_modules=float_modules)
+            edge = litert_torch.convert(converted, sample_kwargs=sample,
+                                        quant_config=QuantConfig(pt2e_quantizer=quantizer))
+    except BackendUnavailableError:
+        raise
+    except Exception as exc:  # torch.export, torchao and the MLIR converter raise many unrelated types
+        raise ExportError(f"TFLite INT8 conversion failed: {first_error_line(exc)}") from exc
+    path = Path(path)
+    raw = path.with_name(f".{path.name}.raw")
+    try:
+        with _quiet_converter():
+            edge.export(str(raw))
+        data = raw.read_bytes()
+    finally:
+        raw.unlink(missing_ok=True)
+    if spec.input_dtype == "float32":
+        data = float_io(data)
+    data = embed_metadata(data, {SPEC_KEY: spec.to_json().encode()})
+    problems = int8_problems(data, input_dtype=spec.input_dtype, float_convs=quantizer.float_convs)
+    if problems:
+        raise ExportError("the TFLite model is not the INT8 model asked for: " + "; ".join(problems[:5]))
+    atomic_write_bytes(path, data)
     return path
 
 
@@ -189,7 +251,8 @@ def _quiet_converter() -> Iterator[None]:
         root.setLevel(level)
 
 
-def _first_error_line(exc: BaseException) -> str:
+def first_error_line(exc: BaseException) -> str:
+    """The line of a converter's error that says what is unsupported, else its first line."""
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
     for line in lines:
         if "not supported" in line.lower() or "unsupported" in line.lower() or "failed to legalize" in line.lower():

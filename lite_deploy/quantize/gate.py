@@ -6,7 +6,8 @@ artifact that loses more than a limit on either metric fails the export with
 :class:`~lite_deploy.errors.VerificationError` (no limit by default). The two can disagree: an INT8 model may
 keep mAP50-95 and lose 1.4 mAP50 points.
 
-When INT8 loses too much (more than the limits, or :data:`INT8_TARGET_DROP` points on either metric without), :func:`layer_sensitivity` measures, for every quantized convolution, how much closer
+When INT8 loses too much (more than the limits, or :data:`INT8_TARGET_DROP` points on either metric without),
+:func:`layer_sensitivity` measures, for every quantized convolution, how much closer
 the Q/DQ model's outputs come to the FP32 model's when that one convolution alone is kept in float (calibration
 ranges are computed once and reused, so each trial is a re-quantization and a few inferences, not a
 calibration); the exporter then keeps the most sensitive ones in float, 1, 2, 4 ... at a time, until the drop is
@@ -23,8 +24,8 @@ from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from ..errors import VerificationError
-from ..spec import ModelSpec
 from ..runtime.calibration import CalibrationSet
+from ..spec import ModelSpec
 
 LOGGER = logging.getLogger(__name__)
 
@@ -167,14 +168,16 @@ def layer_sensitivity(
     reference = _run(ort, fp32_onnx, blobs)
 
     def error(float_nodes: Sequence[str]) -> float:
-        trial = quantize_qdq(fp32_onnx, work / "trial.onnx", calib, spec, float_nodes=float_nodes, cache=cache)
+        trial = work / "trial.onnx"
+        onnx.save(quantize_qdq(fp32_onnx, calib, spec, float_nodes=float_nodes, cache=cache, work=work), str(trial))
         outputs = _run(ort, trial, blobs)
         return sum(float(np.sum((outputs[k] - reference[k]) ** 2) / max(np.sum(reference[k] ** 2), 1e-12))
                    for k in reference)
 
     base = error(base_float)
     candidates = [n for n in quantizable_convs(onnx.load(str(fp32_onnx))) if n not in base_float]
-    gains = [(name, base - error([*base_float, name])) for name in tqdm(candidates, desc="layer sensitivity", unit="layer")]
+    gains = [(name, base - error([*base_float, name]))
+             for name in tqdm(candidates, desc="layer sensitivity", unit="layer")]
     return sorted(gains, key=lambda item: -item[1])
 
 

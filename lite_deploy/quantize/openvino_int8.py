@@ -20,35 +20,25 @@ NNCF 3.4 on this project's x86 CPU (FP32 mAP50-95 33.76 on 200 synthetic-shapes 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Union
 
 from ..errors import ExportError
-from ..export.openvino import onnx_to_openvino
-from ..spec import ModelSpec
 
 
-def qdq_to_openvino(qdq_onnx: Union[str, Path], xml_path: Union[str, Path], spec: ModelSpec) -> Path:
-    """Convert the Q/DQ ONNX to an INT8 IR at ``xml_path`` (``.bin`` and spec JSON beside it).
-
-    Args:
-        qdq_onnx: the Q/DQ ONNX from :func:`~lite_deploy.quantize.qdq_onnx.quantize_qdq` with
-            ``symmetric=False``.
-        xml_path: destination ``.xml``.
-        spec: the IR's spec (``precision`` ``int8``, ``target`` ``openvino``).
+def check_int8_ir(xml_path: Path, source: str) -> Path:
+    """Refuse an IR converted from the Q/DQ ONNX ``source`` (from :func:`~lite_deploy.quantize.qdq_onnx.quantize_qdq`
+    with ``symmetric=False``) that holds no ``FakeQuantize``: then it is not an INT8 model.
 
     Returns:
         ``xml_path``.
 
     Raises:
-        ExportError: the IR holds no ``FakeQuantize`` (the ONNX was not quantized), or OpenVINO cannot convert it.
+        ExportError: no ``FakeQuantize`` in the IR.
     """
     import openvino as ov
 
-    xml = onnx_to_openvino(qdq_onnx, xml_path, spec)
-    count = fake_quantize_count(ov.Core().read_model(str(xml)))
-    if count == 0:
-        raise ExportError(f"{Path(qdq_onnx).name} converted to an IR without FakeQuantize: it is not an INT8 model")
-    return xml
+    if fake_quantize_count(ov.Core().read_model(str(xml_path))) == 0:
+        raise ExportError(f"{source} converted to an IR without FakeQuantize: it is not an INT8 model")
+    return xml_path
 
 
 def fake_quantize_count(model) -> int:

@@ -32,8 +32,8 @@ from typing import Dict, Iterator, List, Optional, Sequence, Set, Tuple, Union
 import onnx
 
 from ..errors import BackendUnavailableError, ExportError
-from ..spec import ModelSpec
 from ..runtime.calibration import CalibrationSet, input_range
+from ..spec import ModelSpec
 from .float_tail import float_tail
 
 QUANTIZED_OPS = ("Conv", "Concat")
@@ -77,7 +77,6 @@ def quantizable_convs(model: onnx.ModelProto) -> List[str]:
 
 def quantize_qdq(
     fp32: Union[str, Path],
-    out: Union[str, Path],
     calib: CalibrationSet,
     spec: ModelSpec,
     *,
@@ -86,12 +85,12 @@ def quantize_qdq(
     symmetric: bool = True,
     float_bias: bool = False,
     ops: Sequence[str] = QUANTIZED_OPS,
-) -> Path:
-    """Write the symmetric Q/DQ INT8 model of the FP32 ONNX ``fp32`` to ``out`` (spec embedded and beside it).
+    work: Optional[Union[str, Path]] = None,
+) -> onnx.ModelProto:
+    """The Q/DQ INT8 model of the FP32 ONNX ``fp32`` (the caller embeds its spec and saves it).
 
     Args:
         fp32: the FP32 ONNX (lite-deploy export, one ``images`` input).
-        out: destination ``.onnx``.
         calib: calibration images (pre-processed with the FP32 model's spec).
         spec: the INT8 artifact's spec (``precision`` ``int8``).
         float_nodes: more node names to keep in float (besides the decode and the head's convolutions).
@@ -105,9 +104,10 @@ def quantize_qdq(
             ``QLinearConv``.
         ops: operator types to quantize: :data:`QUANTIZED_OPS` (portable: TensorRT, OpenVINO) or
             :data:`ORT_QUANTIZED_OPS` with ``symmetric=False`` (ONNX Runtime's fastest).
+        work: folder for the intermediate files (default: the system's temporary folder).
 
     Returns:
-        ``out``.
+        The quantized model.
 
     Raises:
         BackendUnavailableError: onnxruntime is not installed.
@@ -118,13 +118,11 @@ def quantize_qdq(
         from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     except ImportError as exc:
         raise BackendUnavailableError("INT8 ONNX needs onnxruntime: pip install 'lite-deploy[onnxruntime]'") from exc
-    from ..export import onnx as onnx_export
-
     model = onnx.load(str(fp32))
     _name_nodes(model)
     decode, heads = decode_nodes(model)
     batch = _fixed_batch(model)
-    with tempfile.TemporaryDirectory(prefix=".qdq.", dir=str(Path(out).parent)) as tmp, _quiet_ort():
+    with tempfile.TemporaryDirectory(prefix=".qdq.", dir=None if work is None else str(work)) as tmp, _quiet_ort():
         named = Path(tmp) / "named.onnx"
         onnx.save(model, str(named))
         quantized = Path(tmp) / "int8.onnx"
@@ -142,7 +140,7 @@ def quantize_qdq(
     problems = check_qdq(proto, int32_bias=not float_bias) if symmetric else []
     if problems:
         raise ExportError("the Q/DQ model is not symmetric int8: " + "; ".join(problems[:5]))
-    return onnx_export.save(proto, out, spec)
+    return proto
 
 
 def check_qdq(model: onnx.ModelProto, int32_bias: bool = True) -> List[str]:
@@ -171,7 +169,8 @@ def check_qdq(model: onnx.ModelProto, int32_bias: bool = True) -> List[str]:
         int32_ok = int32_bias and node.op_type == "DequantizeLinear"
         allowed = (onnx.TensorProto.INT8,) + ((onnx.TensorProto.INT32,) if int32_ok else ())
         if zero.data_type not in allowed:
-            problems.append(f"{node.name}: zero point of type {onnx.TensorProto.DataType.Name(zero.data_type)}, not int8")
+            kind = onnx.TensorProto.DataType.Name(zero.data_type)
+            problems.append(f"{node.name}: zero point of type {kind}, not int8")
         if values.size and values.any():
             problems.append(f"{node.name}: zero point {values.ravel()[:4].tolist()} is not 0")
     return problems

@@ -23,97 +23,59 @@ by the qualified names in that stack (the per-layer fallback's modules).
 from __future__ import annotations
 
 import functools
-from pathlib import Path
-from typing import Any, List, Sequence, Set, Union
+from typing import Any, Dict, List, Sequence, Set, Tuple
 
 import numpy as np
 import torch
 from torch import nn
 
-from ..errors import BackendUnavailableError, ExportError
-from ..export.torch_runtime import set_torch_threads
-from ..spec import SPEC_KEY, ModelSpec, sidecar_path
-from ..io import atomic_write_bytes
+from ..errors import BackendUnavailableError
 from ..runtime.calibration import CalibrationSet, input_range
+from ..spec import ModelSpec
 from .float_tail import float_tail
 
 IO_DTYPES = ("int8", "float32")
 
 
-def torch_to_tflite_int8(
-    model: nn.Module,
-    path: Union[str, Path],
-    spec: ModelSpec,
-    calib: CalibrationSet,
-    *,
-    float_modules: Sequence[str] = (),
-) -> Path:
-    """Quantize ``model`` on ``calib`` and write the INT8 TFLite ``path`` (spec embedded and beside it).
+def quantize_pt2e(model: nn.Module, sample: Dict[str, torch.Tensor], calib: CalibrationSet, spec: ModelSpec, *,
+                  float_modules: Sequence[str] = ()) -> Tuple[torch.fx.GraphModule, Any]:
+    """Quantize ``model`` on ``calib`` with litert-torch's PT2E quantizer: ``torch.export``, ``prepare_pt2e``,
+    calibration, the input's range pinned, ``convert_pt2e``.
 
     Args:
-        model: export-mode detector, eval, float32: forward(images (B, 3, H, W)) -> its outputs (``boxes``,
-            ``scores``, or CenterNet's ``hm``, ``wh``, ``reg``).
-        path: destination ``.tflite``.
-        spec: the artifact's spec: ``precision`` ``int8``, fixed ``batch``, ``layout``, ``output_names``, and
-            ``input_dtype`` ``int8`` (an int8 input the runtime quantizes with the tensor's scale and zero point)
-            or ``float32`` (a float input, quantized inside the model). Outputs are float32.
-        calib: calibration images, pre-processed with ``spec`` (its layout).
-        float_modules: qualified names (in ``model``) of more modules to keep in float; the graph's tail (last
-            convolutions and the decode after them) always is.
+        model: the module litert-torch converts (keyword input ``spec.input_name``, in the spec's layout), eval,
+            float32, its outputs float (``boxes``, ``scores``, or CenterNet's ``hm``, ``wh``, ``reg``).
+        sample: an example input, ``{spec.input_name: tensor}``.
+        calib: calibration images, pre-processed with ``spec`` (its layout and batch).
+        spec: the INT8 artifact's spec.
+        float_modules: qualified names (under ``model.model``, the export model) of more modules to keep in float;
+            the graph's tail (last convolutions and the decode after them) always is.
 
     Returns:
-        ``path``.
+        ``(converted graph, quantizer)``: convert the graph with ``QuantConfig(pt2e_quantizer=quantizer)``; the
+        quantizer's ``float_convs`` is the number of convolutions left in float.
 
     Raises:
         BackendUnavailableError: litert-torch or torchao is not installed.
-        ExportError: the conversion failed, or a convolution outside the float modules is not int8.
     """
     try:
-        import litert_torch
         from litert_torch.quantize import pt2e_quantizer
-        from litert_torch.quantize.quant_config import QuantConfig
-        from torchao.quantization.pt2e import quantize_pt2e
+        from torchao.quantization.pt2e import quantize_pt2e as pt2e
     except ImportError as exc:
         raise BackendUnavailableError("litert-torch is not installed: pip install 'lite-deploy[tflite]'") from exc
-    from ..export.tflite import _first_error_line, _quiet_converter, conversion_input, embed_metadata
 
-    if spec.input_dtype not in IO_DTYPES:
-        raise ValueError(f"TFLite INT8 input type must be one of {IO_DTYPES}, got {spec.input_dtype!r}")
-    wrapped, shape = conversion_input(model, spec)
-    sample = {spec.input_name: torch.rand(shape)}
     quantizer = _quantizer_class(pt2e_quantizer.PT2EQuantizer)([f"model.{name}" for name in float_modules])
     config = pt2e_quantizer.get_symmetric_quantization_config(is_per_channel=True)
     quantizer.set_global(_mean_minmax_config(config))
-    set_torch_threads()
-    try:
-        with torch.no_grad(), _quiet_converter():
-            exported = torch.export.export(wrapped, (), sample).module()
-            prepared = quantize_pt2e.prepare_pt2e(exported, quantizer)
-            for blob in calib.batches(spec.batch):
-                prepared(**{spec.input_name: torch.from_numpy(blob)})
-            _pin_input_range(prepared, spec)
-            converted = quantize_pt2e.convert_pt2e(prepared, fold_quantize=False)
-            _to_eval(converted)
-            edge = litert_torch.convert(converted, sample_kwargs=sample, quant_config=QuantConfig(pt2e_quantizer=quantizer))
-    except Exception as exc:  # torch.export, torchao and the MLIR converter raise many unrelated types
-        raise ExportError(f"TFLite INT8 conversion failed: {_first_error_line(exc)}") from exc
-    path = Path(path)
-    raw = path.with_name(f".{path.name}.raw")
-    try:
-        with _quiet_converter():
-            edge.export(str(raw))
-        data = raw.read_bytes()
-    finally:
-        raw.unlink(missing_ok=True)
-    if spec.input_dtype == "float32":
-        data = _float_io(data)
-    data = embed_metadata(data, {SPEC_KEY: spec.to_json().encode()})
-    problems = int8_problems(data, input_dtype=spec.input_dtype, float_convs=quantizer.float_convs)
-    if problems:
-        raise ExportError("the TFLite model is not the INT8 model asked for: " + "; ".join(problems[:5]))
-    atomic_write_bytes(path, data)
-    spec.save(sidecar_path(path))
-    return path
+    with torch.no_grad():
+        exported = torch.export.export(model, (), sample).module()
+        prepared = pt2e.prepare_pt2e(exported, quantizer)
+        for blob in calib.batches(spec.batch):
+            prepared(**{spec.input_name: torch.from_numpy(blob)})
+        _pin_input_range(prepared, spec)
+        converted = pt2e.convert_pt2e(prepared, fold_quantize=False)
+        _to_eval(converted)
+    return converted, quantizer
 
 
 def conv_input_types(flatbuffer: bytes) -> List[str]:
@@ -151,7 +113,7 @@ def int8_problems(flatbuffer: bytes, *, input_dtype: str = "int8", float_convs: 
     return problems
 
 
-def _float_io(flatbuffer: bytes) -> bytes:
+def float_io(flatbuffer: bytes) -> bytes:
     """The same model behind float32 I/O: a QUANTIZE after each int8 input, a DEQUANTIZE before each int8 output.
 
     The int8 tensors stay inside with their scales; the new float32 tensors take their place in the subgraph's
@@ -216,7 +178,8 @@ def _to_eval(model: torch.fx.GraphModule) -> None:
 
 
 def module_of_node(onnx_node: str) -> str:
-    """The torch module an ONNX node was traced from: ``/model.7/gsb/gsb.0/cv1/conv/Conv`` -> ``model.7.gsb.0.cv1.conv``.
+    """The torch module an ONNX node was traced from:
+    ``/model.7/gsb/gsb.0/cv1/conv/Conv`` -> ``model.7.gsb.0.cv1.conv``.
 
     The exporter's scope names give a container child as ``<container>.<index>`` after the container's own scope.
     """
@@ -246,7 +209,7 @@ def _mean_minmax_config(config: Any) -> Any:
 
 def _pin_input_range(prepared: torch.fx.GraphModule, spec: ModelSpec) -> None:
     """Give the observers of the network input (after the NHWC -> NCHW permute, if any) the input's full range
-    (:func:`.calibration.input_range`) instead of the calibrated one."""
+    (:func:`lite_deploy.runtime.calibration.input_range`) instead of the calibrated one."""
     full = input_range(spec)
     observer_class = _mean_minmax_observer()
     layout_ops = ("permute", "view", "reshape", "contiguous", "clone")
@@ -257,7 +220,8 @@ def _pin_input_range(prepared: torch.fx.GraphModule, spec: ModelSpec) -> None:
         if isinstance(observer, observer_class):
             observer.min_val.fill_(float(full["rmin"]))
             observer.max_val.fill_(float(full["rmax"]))
-        elif node.op == "placeholder" or (node.op == "call_function" and any(op in str(node.target) for op in layout_ops)):
+        elif node.op == "placeholder" or (node.op == "call_function"
+                                          and any(op in str(node.target) for op in layout_ops)):
             pending.extend(node.users)
 
 

@@ -9,14 +9,16 @@ from pathlib import Path
 
 import pytest
 
+from lite_deploy.benchmark import COLUMNS, BenchmarkRow, benchmark
 from lite_deploy.cli import main
 from lite_deploy.data.image_folder import ImageFolder
 from lite_deploy.data.shapes import CLASSES, generate_shapes
 from lite_deploy.data.shapes_cls import generate_shapes_cls
 from lite_deploy.errors import DatasetError
-from lite_deploy.eval.benchmark import COLUMNS, BenchmarkRow, benchmark, parse_precisions, unavailable
 from lite_deploy.eval.classify import validate_classifier
 from lite_deploy.eval.validate import validate
+from lite_deploy.export.options import parse_precisions
+from lite_deploy.export.targets import REGISTRY
 from lite_deploy.spec import ModelSpec, sidecar_path
 
 IMGSZ = 64
@@ -48,6 +50,11 @@ def shapes_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return generate_shapes(tmp_path_factory.mktemp("shapes"), train=0, val=4, seed=3, imgsz=IMGSZ, progress=False)
 
 
+def _ok(row: BenchmarkRow) -> bool:
+    """Exported, scored and timed (on a busy machine the timing may be flagged unstable)."""
+    return row.status == "ok" or row.status.startswith("ok, timing unstable")
+
+
 def _by_key(rows):
     return {(r.target, r.precision): r for r in rows}
 
@@ -59,11 +66,11 @@ def test_benchmark_table_csv_and_chart(tiny_weights: Path, shapes_data: Path, tm
     assert list(rows) == [("pytorch", "fp32"), ("onnx", "fp32"), ("onnx", "int8"), ("openvino", "fp32"),
                           ("openvino", "int8"), ("trt", "fp32"), ("trt", "int8")]
     reference = rows[("pytorch", "fp32")]
-    assert reference.status == "ok" and 0 <= reference.score <= 1 and reference.file == str(tiny_weights)
+    assert _ok(reference) and 0 <= reference.score <= 1 and reference.file == str(tiny_weights)
     assert {r.metric for r in report.rows} == {"mAP50-95"} and reference.change is None
     for target in ("onnx", "openvino"):
         row = rows[(target, "fp32")]
-        assert row.status == "ok" and Path(row.file).is_file() and row.size_mb > 0
+        assert _ok(row) and Path(row.file).is_file() and row.size_mb > 0
         assert 0 <= row.score <= 1 and row.change == pytest.approx(row.score - reference.score)
         assert 0 < row.p50_ms <= row.p99_ms and row.fps > 0
         assert rows[(target, "int8")].status == "skipped: int8 needs calibration images (calib)"
@@ -89,24 +96,12 @@ def test_failed_rows_do_not_stop_the_others(tiny_weights: Path, tmp_path: Path) 
     # 60 is not a multiple of the stride: every export fails; the reference still runs, the table is complete
     report = benchmark(tiny_weights, targets="onnx,openvino", precisions="fp32,fp16", imgsz=64 - 4, out=tmp_path,
                        runs=2, warmup=0, progress=False)
-    assert len(report.rows) == 5 and report.rows[0].status == "ok" and report.rows[0].p50_ms > 0
+    assert len(report.rows) == 5 and _ok(report.rows[0]) and report.rows[0].p50_ms > 0
     for row in report.rows[1:]:
         assert row.status.startswith("export failed: image size 60 is not a multiple of the model stride 32")
         assert row.file == "" and row.p50_ms is None
     assert report.rows[0].score is None  # no dataset: no mAP, and the chart shows latency bars
     assert report.chart.read_bytes()[:4] == b"\x89PNG" and report.fastest("fp32") is None
-
-
-def test_int8_without_the_export_arguments(tiny_weights: Path, tmp_path: Path, monkeypatch) -> None:
-    import lite_deploy.export.exporter as exporter
-
-    def export_without_int8(weights, target="onnx", *, imgsz=640, half=False, out=None):
-        raise AssertionError("not called for int8")
-
-    monkeypatch.setattr(exporter, "export", export_without_int8)
-    report = benchmark(tiny_weights, targets="onnx", precisions="int8", calib=tmp_path, imgsz=IMGSZ, out=tmp_path,
-                       runs=1, warmup=0, progress=False)
-    assert [r.status for r in report.rows] == ["ok", "int8 export not available"]
 
 
 def test_cli(tiny_weights: Path, tmp_path: Path, capsys) -> None:
@@ -125,7 +120,7 @@ def test_precisions_and_availability() -> None:
     assert parse_precisions("int8, fp32") == ["fp32", "int8"]
     with pytest.raises(ValueError, match="choose from fp32, fp16, int8"):
         parse_precisions("fp32,bf8")
-    assert unavailable("onnx") == "" and unavailable("openvino") == ""
+    assert REGISTRY["onnx"].unavailable() == "" and REGISTRY["openvino"].unavailable() == ""
     assert BenchmarkRow("onnx", "fp32").status == "ok"
 
 
@@ -153,7 +148,7 @@ def test_centernet_checkpoint(shapes_data: Path, tmp_path: Path) -> None:
     report = benchmark(weights, targets="onnx", precisions="fp32", data=shapes_data, imgsz=IMGSZ,
                        out=tmp_path / "bench", runs=2, warmup=1, threads=1, progress=False)
     reference, onnx_row = report.rows
-    assert [r.status for r in report.rows] == ["ok", "ok"] and report.metric == "mAP50-95"
+    assert all(map(_ok, report.rows)) and len(report.rows) == 2 and report.metric == "mAP50-95"
     assert ModelSpec.load(sidecar_path(onnx_row.file)).output_layout == "centernet"
     # the rows' scores are what validate gives for each model, decoded by Detector's CenterNet path
     assert reference.score == pytest.approx(validate(weights, shapes_data, imgsz=IMGSZ, progress=False,
@@ -172,7 +167,7 @@ def test_classifier_checkpoint(tmp_path: Path) -> None:
                        out=tmp_path / "bench", runs=2, warmup=1, threads=1, progress=False)
     rows = _by_key(report.rows)
     assert list(rows) == [("pytorch", "fp32"), ("onnx", "fp32"), ("openvino", "fp32")]
-    assert [r.status for r in report.rows] == ["ok", "ok", "ok"]
+    assert all(map(_ok, report.rows)) and len(report.rows) == 3
     assert report.metric == "top-1" and {r.metric for r in report.rows} == {"top-1"}
     folder = ImageFolder(data, "val")
     expected = validate_classifier(weights, folder, imgsz=imgsz, progress=False, verbose=False)["top1"]
@@ -204,20 +199,17 @@ def test_data_of_the_wrong_task(tiny_weights: Path, shapes_data: Path, tmp_path:
     assert not (tmp_path / "artifacts").exists()  # refused before exporting anything
 
 
-def test_int8_is_judged_on_the_scoring_data(tiny_weights: Path, shapes_data: Path, tmp_path: Path,
-                                            monkeypatch) -> None:
+def test_int8_is_judged_on_the_scoring_data(tiny_weights: Path, shapes_data: Path, tmp_path: Path, caplog) -> None:
     """INT8 rows are exported with ``data``: judged by mAP on the labelled set (the demo's ONNX INT8 lost 1.56
-    points unjudged when only its calibration folder reached the exporter)."""
-    import lite_deploy.export.exporter as exporter
+    points unjudged when only its calibration folder reached the exporter); FP32 rows are not judged."""
+    import logging
 
-    seen = []
-
-    def recording_export(weights, target="onnx", int8=False, **options):
-        seen.append(options)
-        raise RuntimeError("stop here")
-
-    monkeypatch.setattr(exporter, "export", recording_export)
-    report = benchmark(tiny_weights, targets="onnx", precisions="fp32,int8", data=shapes_data, calib=tmp_path,
-                       imgsz=IMGSZ, out=tmp_path, runs=1, warmup=0, progress=False)
-    assert [r.status for r in report.rows[1:]] == ["export failed: stop here"] * 2
-    assert "data" not in seen[0] and Path(seen[1]["data"]) == Path(shapes_data)
+    caplog.set_level(logging.INFO, logger="lite_deploy.quantize.gate")
+    calib = shapes_data.parent / "images" / "val"
+    report = benchmark(tiny_weights, targets="onnx", precisions="fp32,int8", data=shapes_data, calib=calib,
+                       calib_size=4, imgsz=IMGSZ, out=tmp_path, runs=1, warmup=0, progress=False)
+    assert all(map(_ok, report.rows)) and len(report.rows) == 3, report.table()
+    verdicts = [r.getMessage() for r in caplog.records if r.getMessage().startswith("accuracy gate: ")]
+    assert verdicts and all("tiny_int8.onnx (int8)" in v for v in verdicts)
+    int8 = report.rows[2]
+    assert int8.file.endswith("tiny_int8.onnx") and int8.change == pytest.approx(int8.score - report.rows[0].score)

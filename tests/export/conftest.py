@@ -72,11 +72,11 @@ def exported(tmp_path_factory, yolov5n_pt: Path, gsconv_pt: Path) -> Dict[str, D
     result["yolov5n"].update({f"{k}_dyn": v for k, v in export(yolov5n_pt, "onnx", imgsz=IMGSZ, dynamic=True,
                                                                 out=v5, name="dyn").items()})
     result["yolov5n"].update(export(yolov5n_pt, "onnx,openvino,tflite", imgsz=IMGSZ, out=v5))
-    result["yolov5n"].update({f"{k}_fp16": v for k, v in export(yolov5n_pt, "onnx,openvino", imgsz=IMGSZ, half=True,
-                                                                 out=v5).items()})
+    result["yolov5n"].update({f"{k}_fp16": v for k, v in export(yolov5n_pt, "onnx,openvino", imgsz=IMGSZ,
+                                                                 precision="fp16", out=v5).items()})
     result["gsconv"].update({f"{k}_dyn": v for k, v in export(gsconv_pt, "onnx", imgsz=IMGSZ, dynamic=True,
                                                                out=gs, name="dyn").items()})
     result["gsconv"].update(export(gsconv_pt, "tflite", imgsz=IMGSZ, out=gs))
-    result["gsconv"].update({f"{k}_fp16": v for k, v in export(gsconv_pt, "tflite", imgsz=IMGSZ, half=True,
+    result["gsconv"].update({f"{k}_fp16": v for k, v in export(gsconv_pt, "tflite", imgsz=IMGSZ, precision="fp16",
                                                                 out=gs).items()})
     return result

@@ -11,7 +11,10 @@ from torch import nn
 
 from lite_deploy.cli import main
 from lite_deploy.errors import CheckpointError, ExportError, VerificationError
-from lite_deploy.export.exporter import export, parse_targets, resolve_imgsz
+from lite_deploy.export.exporter import export
+from lite_deploy.export.options import ExportOptions
+from lite_deploy.export.prepare import resolve_options
+from lite_deploy.export.targets import resolve_targets
 
 
 class SvdHead(nn.Module):
@@ -40,15 +43,35 @@ def _left_over(out: Path) -> list:
 
 
 def test_unknown_target():
-    with pytest.raises(ValueError, match=r"unknown export target 'coreml': choose from onnx, openvino, tflite, trt or all"):
-        parse_targets("onnx,coreml")
-    assert parse_targets("all") == ["onnx", "openvino", "tflite", "trt"]
-    assert parse_targets("tensorrt,onnx") == ["onnx", "trt"]
+    with pytest.raises(ValueError,
+                       match=r"unknown export target 'coreml': choose from onnx, openvino, tflite, trt or all"):
+        resolve_targets("onnx,coreml")
+    assert resolve_targets("all") == ["onnx", "openvino", "tflite", "trt"]
+    assert resolve_targets("tensorrt,onnx") == ["onnx", "trt"]
 
 
-def test_unknown_target_cli(capsys):
+def test_unknown_target_cli_is_refused_before_the_model_loads(capsys, monkeypatch):
+    from lite_deploy.export import exporter
+
+    def no_model(weights):
+        raise AssertionError("the model was loaded")
+
+    monkeypatch.setattr(exporter, "load_weights", no_model)
     assert main(["export", "yolov5n", "--target", "coreml"]) == 2
     assert "unknown export target 'coreml'" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="unknown export target"):
+        export("yolov5n", "onnx,coreml")
+
+
+def test_options_are_declared_once():
+    with pytest.raises(TypeError, match="unknown export option.*half"):
+        export("yolov5n", "onnx", half=True)
+    with pytest.raises(ValueError, match="precision must be one of fp32, fp16, int8, got 'int4'"):
+        export("yolov5n", "onnx", precision="int4")
+    base = ExportOptions(imgsz=320, precision="fp16")
+    assert ExportOptions.build(base, nms=True) == ExportOptions(imgsz=320, precision="fp16", nms=True)
+    assert base.tag == "_fp16" and ExportOptions(precision="int8", nms=True).tag == "_int8_nms"
+    assert ExportOptions(dynamic=True, batch=4).input_batch is None
 
 
 def test_missing_weights(tmp_path):
@@ -66,9 +89,12 @@ def test_bad_weights_file(tmp_path):
         export(bad, "onnx", out=tmp_path / "out")
 
 
-def test_imgsz_not_multiple_of_stride():
+def test_imgsz_not_multiple_of_stride(tiny_detector):
+    model = tiny_detector()
+    model.stride = torch.tensor([32.0])
     with pytest.raises(ValueError, match="image size 100 is not a multiple of the model stride 32: use 96 or 128"):
-        resolve_imgsz(100, 32)
+        resolve_options(ExportOptions(imgsz=100), model)
+    assert resolve_options(ExportOptions(imgsz=(96, 128)), model).imgsz == (96, 128)
 
 
 def test_unconvertible_operator_names_op_and_module_and_leaves_nothing(tmp_path):
@@ -96,7 +122,8 @@ def test_verification_error_beyond_tolerance(tmp_path, tiny_detector):
     torch.manual_seed(0)
     model = tiny_detector().eval()
     spec = describe(model, imgsz=(64, 64), target="onnx")
-    path = save(torch_to_onnx(model, torch.rand(1, 3, 64, 64), output_names=spec.output_names), tmp_path / "m.onnx", spec)
+    proto = torch_to_onnx(model, torch.rand(1, 3, 64, 64), output_names=spec.output_names)
+    path = save(proto, tmp_path / "m.onnx", spec)
     with torch.no_grad():
         model.head.bias += 0.05  # the artifact now disagrees with "PyTorch"
     report = verify_artifact(path, model, spec)
@@ -198,7 +225,7 @@ def _export_killed_while_verifying(out: Path, sig: int) -> int:
     script = (
         "import sys, time, torch; sys.path.insert(0, sys.argv[2]); from conftest import TinyDetector\n"
         "from lite_deploy.export import exporter\n"
-        "exporter._Job.verify = lambda *a: time.sleep(120)  # stopped while verifying\n"
+        "exporter.Job.verify = lambda *a: time.sleep(120)  # stopped while verifying\n"
         "exporter.export(TinyDetector(), 'trt', imgsz=32, out=sys.argv[1], name='m')\n"
     )
     proc = subprocess.Popen([sys.executable, "-c", script, str(out), str(Path(__file__).parent)])
@@ -239,14 +266,15 @@ def test_terminated_export_removes_its_staging(tmp_path):
 # ---------------------------------------------------------------- each target on its own
 def test_one_failing_target_does_not_stop_the_others(tmp_path, tiny_detector, monkeypatch, capsys):
     from lite_deploy.export import exporter
+    from lite_deploy.export.targets.openvino import OpenVINO
     from lite_deploy.runtime import load_runtime
 
-    def broken(self):
+    def broken(self, job):
         raise ExportError("OpenVINO cannot convert m.onnx: simulated")
 
     torch.manual_seed(0)
     monkeypatch.setattr(exporter, "load_weights", lambda weights: (tiny_detector(), None))
-    monkeypatch.setattr(exporter._Job, "_openvino", broken)
+    monkeypatch.setattr(OpenVINO, "build", broken)
     out = tmp_path / "out"
     code = main(["export", "tiny", "--target", "onnx,openvino,tflite", "--imgsz", "64", "--out", str(out)])
     captured = capsys.readouterr()
@@ -317,7 +345,7 @@ def test_planted_wrong_weight_fails_fp16_verification(tmp_path, yolov5n_pt):
     from lite_deploy.models.deploy import prepare_for_export
     from lite_deploy.spec import ModelSpec, sidecar_path
 
-    path = export(yolov5n_pt, "onnx", imgsz=64, half=True, out=tmp_path, name="m")["onnx"]  # passes as exported
+    path = export(yolov5n_pt, "onnx", imgsz=64, precision="fp16", out=tmp_path, name="m")["onnx"]  # passes as exported
     spec = ModelSpec.load(sidecar_path(path))
     model = prepare_for_export(load_weights(yolov5n_pt)[0])
     assert spec.precision == "fp16" and verify_artifact(path, model, spec).ok
@@ -329,3 +357,44 @@ def test_planted_wrong_weight_fails_fp16_verification(tmp_path, yolov5n_pt):
     assert any("PyTorch detections unmatched" in p for p in report.problems)  # the near-tie excuse does not hide it
     with pytest.raises(VerificationError, match="beyond the fp16 tolerance"):
         report.raise_for_failure()
+
+
+# ---------------------------------------------------------------- targets declared once
+def test_a_new_target_is_one_class_and_one_registry_line(tmp_path, tiny_detector, monkeypatch):
+    """A target states its constraints as data and builds through the job; registering it is all export needs."""
+    from lite_deploy.export import targets
+    from lite_deploy.export.targets.base import Built, Target
+
+    class PlainONNX(Target):
+        name, spec_target, suffix = "plain", "onnx", ".plain.onnx"
+        precisions, nms = ("fp32",), False
+
+        def build(self, job):
+            spec = job.spec(self.spec_target, tools=job.onnx_tools())
+            path = job.write_onnx(job.staged(self.filename(job.stem, job.options)), spec, nms=False, half=False)
+            path, seconds, gate = job.judged(path, spec)
+            return Built([([path], spec)], seconds, "", gate)
+
+    monkeypatch.setitem(targets.REGISTRY, "plain", PlainONNX)
+    monkeypatch.setattr(targets, "TARGET_NAMES", (*targets.TARGET_NAMES, "plain"))
+    torch.manual_seed(0)
+    assert export(tiny_detector(), "plain", imgsz=32, out=tmp_path, name="t") == {"plain": tmp_path / "t.plain.onnx"}
+    assert (tmp_path / "t.plain.onnx.json").is_file()
+    with pytest.raises(ExportError, match="plain exports fp32, not fp16"):
+        export(tiny_detector(), "plain", imgsz=32, out=tmp_path / "b", precision="fp16")
+    with pytest.raises(ExportError, match="in-graph NMS is not available for PlainONNX"):
+        export(tiny_detector(), "plain", imgsz=32, out=tmp_path / "b", nms=True)
+
+
+def test_target_constraints_are_data():
+    from lite_deploy.export.targets import REGISTRY
+
+    assert {name: (t.fixed_batch, t.nms, t.int8_nms, t.max_opset) for name, t in REGISTRY.items()} == {
+        "onnx": (False, True, False, None), "openvino": (False, True, False, None),
+        "tflite": (True, False, False, None), "trt": (False, True, True, 17)}
+    assert {t.spec_target for t in REGISTRY.values()} == {"onnx", "openvino", "tflite", "tensorrt"}
+    with pytest.raises(ExportError, match="TFLite needs a fixed batch size"):
+        REGISTRY["tflite"].check(ExportOptions(dynamic=True))
+    with pytest.raises(ExportError, match="--int8 with --nms is TensorRT-only"):
+        REGISTRY["openvino"].check(ExportOptions(precision="int8", nms=True))
+    REGISTRY["trt"].check(ExportOptions(precision="int8", nms=True))

@@ -11,10 +11,10 @@ import numpy as np
 import onnx
 import pytest
 
-from lite_deploy.runtime.check import check_model
 from lite_deploy.export.tflite import read_metadata
-from lite_deploy.runtime.compare import sample_images
 from lite_deploy.runtime import Detector, load_runtime, load_spec
+from lite_deploy.runtime.check import check_model
+from lite_deploy.runtime.compare import sample_images
 from lite_deploy.spec import SPEC_KEY, ModelSpec, sidecar_path
 
 IMGSZ = 128  # as in conftest.py
@@ -78,7 +78,7 @@ def test_gsconv_onnx_passes_trt85_check(exported):
 
 
 @pytest.mark.parametrize("model,key", [("yolov5n", "onnx"), ("yolov5n", "openvino"), ("yolov5n", "tflite"),
-                                       ("gsconv", "tflite"), ("yolov5n", "openvino_fp16"),
+                                       ("gsconv", "tflite"), ("yolov5n", "onnx_fp16"), ("yolov5n", "openvino_fp16"),
                                        ("gsconv", "tflite_fp16")])
 def test_detector_matches_pt(exported, yolov5n_pt, gsconv_pt, model, key):
     pt = yolov5n_pt if model == "yolov5n" else gsconv_pt
@@ -113,9 +113,26 @@ def _same_fp16(ref, got) -> None:
     assert m.matched >= 0.9 * len(ref.boxes) > 0, m
 
 
+@pytest.mark.parametrize("key", ["onnx_fp16", "openvino_fp16"])
+def test_fp16_artifact_runs_close_to_fp32(exported, key):
+    """The FP16 artifact run on letterboxed scenes: every output within FP16's tolerance (1e-2 of its range) of the
+    FP32 ONNX's, and not bit-equal (it really computes in float16)."""
+    from lite_deploy.runtime.compare import TOLERANCES, compare_outputs
+
+    fp32, fp16 = exported["yolov5n"]["onnx"], exported["yolov5n"][key]
+    with Detector.load(fp32) as reference, Detector.load(fp16) as half:
+        assert half.spec.precision == "fp16"
+        for image in sample_images(2, seed=4):
+            blob = reference.preprocess([image])[0]
+            diffs = compare_outputs(reference.runtime.infer(blob), half.runtime.infer(blob), TOLERANCES["fp16"])
+            assert [d.name for d in diffs] == ["boxes", "scores"] and all(d.ok for d in diffs), diffs
+            assert all(d.max_abs > 0 for d in diffs), diffs
+
+
 def test_fp16_artifacts_are_smaller(exported):
     v5 = exported["yolov5n"]
-    assert v5["openvino_fp16"].with_suffix(".bin").stat().st_size < 0.6 * v5["openvino"].with_suffix(".bin").stat().st_size
+    bin16, bin32 = (v5[key].with_suffix(".bin").stat().st_size for key in ("openvino_fp16", "openvino"))
+    assert bin16 < 0.6 * bin32
     assert v5["onnx_fp16"].stat().st_size < 0.6 * v5["onnx"].stat().st_size
     gs = exported["gsconv"]
     assert gs["tflite_fp16"].stat().st_size < 0.7 * gs["tflite"].stat().st_size

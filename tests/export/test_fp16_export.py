@@ -20,7 +20,7 @@ def test_tiny_detector_fp16_onnx_runs_close_to_fp32(tmp_path, tiny_detector):
     torch.manual_seed(0)
     model = tiny_detector(nc=3).eval()
     fp32 = export(model, "onnx", imgsz=64, out=tmp_path, name="m")["onnx"]
-    fp16 = export(model, "onnx", imgsz=64, half=True, out=tmp_path, name="m")["onnx"]  # verified against torch too
+    fp16 = export(model, "onnx", imgsz=64, precision="fp16", out=tmp_path, name="m")["onnx"]  # verified vs torch too
     assert fp16.name == "m_fp16.onnx"
     graph = onnx.load(str(fp16)).graph
     weights = [t for t in graph.initializer if len(t.dims) == 4]

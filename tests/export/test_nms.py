@@ -8,6 +8,7 @@ import torch
 import torchvision
 
 from lite_deploy.export.exporter import export
+from lite_deploy.export.nms import Outputs
 from lite_deploy.runtime import Detector, load_runtime
 
 

@@ -10,9 +10,9 @@ import numpy as np
 import onnx
 import pytest
 
-from lite_deploy.runtime.check import check_model
 from lite_deploy.export.exporter import export_targets
 from lite_deploy.runtime.backends.tensorrt.verify import reference_model
+from lite_deploy.runtime.check import check_model
 from lite_deploy.spec import ModelSpec, sidecar_path
 
 NMS_OUTPUTS = ["num_dets", "det_boxes", "det_scores", "det_classes"]
@@ -26,7 +26,8 @@ def test_trt_target_writes_ready_onnx_and_command(tmp_path, tiny_detector):
     results = export_targets(tiny_detector(), "trt", imgsz=64, dynamic=True, out=tmp_path, name="tiny")
     path = results[0].files[0]
     assert path.name == "tiny_trt.onnx" and sidecar_path(path).is_file()
-    assert "lite-deploy build-engine tiny_trt.onnx --workspace 4 --min-batch 1 --opt-batch 4 --max-batch 4" in results[0].note
+    command = "lite-deploy build-engine tiny_trt.onnx --workspace 4 --min-batch 1 --opt-batch 4 --max-batch 4"
+    assert command in results[0].note
     proto = onnx.load(str(path))
     assert [o.version for o in proto.opset_import if o.domain == ""] == [17]
     assert json.loads(sidecar_path(path).read_text())["batch"] is None
@@ -46,7 +47,7 @@ def test_trt_nms_uses_efficient_nms_plugin(tmp_path, tiny_detector):
 
 def test_fp16_with_nms_feeds_the_plugin_float(tmp_path, yolov5n_pt):
     """Used to crash in torchvision's NMS (no Half kernel); the plugin now gets float boxes and scores."""
-    results = export_targets(yolov5n_pt, "trt", imgsz=64, half=True, nms=True, out=tmp_path, name="m")
+    results = export_targets(yolov5n_pt, "trt", imgsz=64, precision="fp16", nms=True, out=tmp_path, name="m")
     proto = onnx.load(str(results[0].files[0]))
     types = {v.name: v.type.tensor_type.elem_type for v in onnx.shape_inference.infer_shapes(proto).graph.value_info}
     assert all(types[name] == onnx.TensorProto.FLOAT for name in nms_node(proto).input)
@@ -68,7 +69,7 @@ def calib_folder(tmp_path):
 
 def test_int8_with_nms_is_a_tensorrt_valid_qdq_model(tmp_path, tiny_detector, calib_folder):
     """--int8 --nms was refused, and the Q/DQ ONNX carried INT32 bias DequantizeLinear nodes TensorRT 8.5 rejects."""
-    results = export_targets(tiny_detector(), "trt", imgsz=64, int8=True, nms=True, calib=calib_folder,
+    results = export_targets(tiny_detector(), "trt", imgsz=64, precision="int8", nms=True, calib=calib_folder,
                              calib_size=8, out=tmp_path, name="tiny")
     path = results[0].files[0]
     proto = onnx.load(str(path))

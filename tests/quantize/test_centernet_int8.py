@@ -11,12 +11,12 @@ import pytest
 import torch
 from torch import nn
 
-from lite_deploy.io import read_image
-from lite_deploy.data.yolo import YoloDataset
 from lite_deploy.boxes import box_iou
-from lite_deploy.runtime.calibration import CalibrationSet
+from lite_deploy.data.yolo import YoloDataset
+from lite_deploy.io import read_image
 from lite_deploy.quantize.qdq_onnx import check_qdq, decode_nodes, quantizable_convs
 from lite_deploy.runtime import Detector, load_runtime
+from lite_deploy.runtime.calibration import CalibrationSet
 from lite_deploy.spec import ModelSpec, sidecar_path
 
 IMGSZ = 96
@@ -69,7 +69,7 @@ def exported(tmp_path_factory: pytest.TempPathFactory, centernet: nn.Module, sha
     out = tmp_path_factory.mktemp("cn-int8")
     fp32 = export(centernet, "onnx", imgsz=IMGSZ, out=out, name="cn")["onnx"]
     # --max-map-drop 100: judged and printed, but no per-layer fallback (its ~60 trials are not what this tests)
-    results = export_targets(centernet, "onnx,openvino,tflite", imgsz=IMGSZ, int8=True, calib=shapes_yaml,
+    results = export_targets(centernet, "onnx,openvino,tflite", imgsz=IMGSZ, precision="int8", calib=shapes_yaml,
                              calib_size=20, out=out, name="cn", max_map_drop=100)
     return fp32, {r.target: r for r in results}
 
@@ -208,5 +208,5 @@ def test_classifier_int8_is_refused(tmp_path: Path, shapes_yaml: Path) -> None:
     from lite_deploy.export.exporter import export
 
     with pytest.raises(ValueError, match="--int8 applies to detectors only"):
-        export(Tiny(), "onnx", imgsz=64, int8=True, calib=shapes_yaml, calib_size=20, out=tmp_path / "out")
+        export(Tiny(), "onnx", imgsz=64, precision="int8", calib=shapes_yaml, calib_size=20, out=tmp_path / "out")
     assert not (tmp_path / "out").exists()

@@ -35,7 +35,7 @@ def demo_int8(tmp_path_factory: pytest.TempPathFactory, shapes_yaml: Path) -> Pa
 
     out = tmp_path_factory.mktemp("ort_int8")
     # --max-map-drop 100: no per-layer fallback (its trials are not what this tests)
-    return export(demo_weights(), "onnx", imgsz=96, out=out, int8=True, calib=shapes_yaml, calib_size=20,
+    return export(demo_weights(), "onnx", imgsz=96, out=out, precision="int8", calib=shapes_yaml, calib_size=20,
                   max_map_drop=100)["onnx"]
 
 

@@ -10,9 +10,11 @@ import onnx
 import pytest
 from onnx import numpy_helper
 
+from lite_deploy.export.onnx import save
 from lite_deploy.quantize.calibration import find_images
-from lite_deploy.runtime.calibration import CalibrationSet
 from lite_deploy.quantize.qdq_onnx import check_qdq, decode_nodes, quantize_qdq
+from lite_deploy.runtime import load_spec
+from lite_deploy.runtime.calibration import CalibrationSet
 from lite_deploy.spec import ModelSpec, sidecar_path
 
 
@@ -20,8 +22,8 @@ from lite_deploy.spec import ModelSpec, sidecar_path
 def qdq(tmp_path_factory: pytest.TempPathFactory, gsconv_fp32: Path, calib_images: list) -> Path:
     spec = ModelSpec.load(sidecar_path(gsconv_fp32))
     calib = CalibrationSet(calib_images, spec)
-    return quantize_qdq(gsconv_fp32, tmp_path_factory.mktemp("int8") / "gs_int8.onnx", calib,
-                        spec.replace(precision="int8"))
+    int8 = spec.replace(precision="int8")
+    return save(quantize_qdq(gsconv_fp32, calib, int8), tmp_path_factory.mktemp("int8") / "gs_int8.onnx", int8)
 
 
 def test_only_symmetric_int8_qdq_nodes(qdq: Path) -> None:
@@ -37,9 +39,10 @@ def test_only_symmetric_int8_qdq_nodes(qdq: Path) -> None:
         assert zero.dtype == np.int8 or (node.op_type == "DequantizeLinear" and zero.dtype == np.int32), node.name
     weights = [constants[n.input[0]] for n in dequantize if n.input[0] in constants and constants[n.input[0]].ndim == 4]
     assert weights and all(w.dtype == np.int8 for w in weights)
-    per_channel = [constants[n.input[1]] for n in dequantize if n.input[0] in constants and constants[n.input[0]].ndim == 4]
+    per_channel = [constants[n.input[1]] for n in dequantize
+                   if n.input[0] in constants and constants[n.input[0]].ndim == 4]
     assert all(s.ndim == 1 and s.size > 1 for s in per_channel)  # one scale per output channel
-    assert ModelSpec.load(sidecar_path(qdq)).precision == "int8"
+    assert load_spec(qdq).precision == "int8"
 
 
 def test_decode_and_head_convolutions_stay_float(qdq: Path, gsconv_fp32: Path) -> None:
@@ -58,13 +61,15 @@ def test_decode_and_head_convolutions_stay_float(qdq: Path, gsconv_fp32: Path) -
 @pytest.fixture(scope="module")
 def qdq_uint8(tmp_path_factory: pytest.TempPathFactory, gsconv_fp32: Path, calib_images: list) -> Path:
     spec = ModelSpec.load(sidecar_path(gsconv_fp32))
-    return quantize_qdq(gsconv_fp32, tmp_path_factory.mktemp("uint8") / "gs_u8.onnx", CalibrationSet(calib_images, spec),
-                        spec.replace(precision="int8"), symmetric=False)
+    int8 = spec.replace(precision="int8")
+    return save(quantize_qdq(gsconv_fp32, CalibrationSet(calib_images, spec), int8, symmetric=False),
+                tmp_path_factory.mktemp("uint8") / "gs_u8.onnx", int8)
 
 
 def test_symmetric_check_rejects_zero_points(qdq: Path) -> None:
     model = onnx.load(str(qdq))
-    zero = next(t for t in model.graph.initializer if t.name.endswith("zero_point") and t.data_type == onnx.TensorProto.INT8
+    zero = next(t for t in model.graph.initializer
+                if t.name.endswith("zero_point") and t.data_type == onnx.TensorProto.INT8
                 and not t.dims)
     zero.CopyFrom(numpy_helper.from_array(np.array(3, np.int8), zero.name))
     assert any("is not 0" in p for p in check_qdq(model))
@@ -117,8 +122,9 @@ def test_ranges_are_means_over_the_batches_and_the_input_range_is_pinned(
         cv2.imwrite(str(frames[-1]), np.full((96, 96, 3), 255, np.uint8) if i == len(calib_images) // 2 else dark)
     spec = ModelSpec.load(sidecar_path(gsconv_fp32))
     calib = CalibrationSet(frames, spec)
-    out = quantize_qdq(gsconv_fp32, tmp_path / "dark_int8.onnx", calib, spec.replace(precision="int8"),
-                       cache=tmp_path / "ranges.json")
+    int8 = spec.replace(precision="int8")
+    out = save(quantize_qdq(gsconv_fp32, calib, int8, cache=tmp_path / "ranges.json"), tmp_path / "dark_int8.onnx",
+               int8)
 
     fp32 = onnx.load(str(gsconv_fp32))
     first_conv = next(n.output[0] for n in fp32.graph.node if n.op_type == "Conv")
@@ -142,7 +148,8 @@ def test_int32_bias_dequantize_is_a_problem_for_tensorrt() -> None:
     """ONNX Runtime's default INT32 bias DequantizeLinear: fine for ONNX Runtime, rejected by TensorRT 8.5/8.6."""
     from onnx import TensorProto, helper
 
-    inits = [numpy_helper.from_array(np.ones(2, np.int32), "b_q"), numpy_helper.from_array(np.array(0.1, np.float32), "s"),
+    inits = [numpy_helper.from_array(np.ones(2, np.int32), "b_q"),
+             numpy_helper.from_array(np.array(0.1, np.float32), "s"),
              numpy_helper.from_array(np.array(0, np.int32), "zb"), numpy_helper.from_array(np.array(0, np.int8), "z8")]
     nodes = [helper.make_node("QuantizeLinear", ["x", "s", "z8"], ["xq"], name="q"),
              helper.make_node("DequantizeLinear", ["b_q", "s", "zb"], ["b"], name="dqb")]

@@ -8,9 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from lite_deploy.export.tflite import torch_to_tflite_int8
+from lite_deploy.quantize.tflite_int8 import conv_input_types, module_of_node
+from lite_deploy.runtime import load_spec
 from lite_deploy.runtime.calibration import CalibrationSet
-from lite_deploy.quantize.tflite_int8 import conv_input_types, module_of_node, torch_to_tflite_int8
-from lite_deploy.spec import ModelSpec, sidecar_path
+from lite_deploy.spec import sidecar_path
 
 IMGSZ = 96
 
@@ -29,6 +31,7 @@ def models(tmp_path_factory: pytest.TempPathFactory, gsconv_pt: Path, calib_imag
     for io in ("int8", "float32"):
         s = spec.replace(input_dtype=io)
         paths[io] = torch_to_tflite_int8(export_model, out / f"gs_{io}.tflite", s, CalibrationSet(calib_images, s))
+        s.save(sidecar_path(paths[io]))  # as the export commits it: the TFLite runtime reads its spec from there
     return paths, export_model
 
 
@@ -48,7 +51,7 @@ def test_tensors_are_int8(models) -> None:
     int8_activations = [d for d in tensors if d["dtype"] == np.int8 and len(d["shape"]) == 4 and d["shape"][0] == 1
                         and d["quantization"][0] > 0]
     assert len(int8_activations) > 60
-    assert ModelSpec.load(sidecar_path(paths["int8"])).precision == "int8"
+    assert load_spec(paths["int8"]).precision == "int8"
 
 
 def test_float_io_variant(models) -> None:
@@ -66,7 +69,7 @@ def test_runtime_runs_it_close_to_torch(models, calib_images: list) -> None:
     from lite_deploy.runtime import load_runtime
 
     paths, export_model = models
-    spec = ModelSpec.load(sidecar_path(paths["int8"]))
+    spec = load_spec(paths["int8"])
     blobs = list(CalibrationSet(calib_images[:4], spec).batches(1))
     for path in paths.values():
         with load_runtime(path) as rt:

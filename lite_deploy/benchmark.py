@@ -1,42 +1,37 @@
 """Benchmark a checkpoint across deployment targets and precisions: export, verify, validate, profile, one table.
 
-For each target x precision the checkpoint is exported (:func:`lite_deploy.export.exporter.export`, which verifies
-every artifact against PyTorch), scored on a dataset and timed (:func:`lite_deploy.runtime.profiling.profile.profile` on a
-1280x720 frame). The task the checkpoint declares (its spec's ``task``) picks the score: a detector (YOLO or
-CenterNet) gets mAP50-95 on a YOLO data.yaml or COCO JSON (:func:`lite_deploy.eval.validate.validate`) and is timed
-frame -> Detections; a classifier gets top-1 accuracy on an image folder's val split
-(:func:`lite_deploy.eval.classify.validate_classifier`) and is timed frame -> top-k. Every score is also given as
-its change against the FP32 ``.pt`` model. A failure in one row is written into its status; the other rows go on.
-Targets whose tools are not installed are listed as skipped with the reason. The table is printed and saved as
-CSV, with a latency-vs-score chart.
+For each target x precision the checkpoint is exported (the loop :func:`lite_deploy.export.each.export_each`, whose
+exports verify every artifact against PyTorch), scored on a dataset and timed
+(:func:`lite_deploy.runtime.profiling.profile.profile` on a 1280x720 frame). The task the checkpoint declares (its
+spec's ``task``) picks the score: a detector (YOLO or CenterNet) gets mAP50-95 on a YOLO data.yaml or COCO JSON
+(:func:`lite_deploy.eval.validate.validate`) and is timed frame -> Detections; a classifier gets top-1 accuracy on
+an image folder's val split (:func:`lite_deploy.eval.classify.validate_classifier`) and is timed frame -> top-k.
+Every score is also given as its change against the FP32 ``.pt`` model. A failure in one row is written into its
+status; the other rows go on. Targets whose tools are not installed are listed as skipped with the reason. The table
+is printed and saved as CSV, with a latency-vs-score chart.
 """
 
 from __future__ import annotations
 
 import csv
-import importlib.util
-import inspect
 import io
 import logging
+import sys
+import types
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Union
+from typing import Any, List, Optional, Sequence, Union
 
-from ..errors import CheckpointError, DatasetError, VerificationError
-from ..spec import ModelSpec
-from ..io import atomic_write_bytes
+from .errors import CheckpointError, DatasetError, VerificationError
+from .export.each import export_each
+from .export.options import PRECISIONS, ExportOptions, parse_precisions
+from .export.prepare import input_size
+from .export.targets import TARGET_NAMES, Target, resolve_targets
+from .io import atomic_write_bytes
+from .spec import ModelSpec
 
 LOGGER = logging.getLogger(__name__)
 
-PRECISIONS = ("fp32", "fp16", "int8")
-# target -> (module, how to get it) that exporting to it and running it here need
-_TFLITE = "pip install 'lite-deploy[tflite]'"
-_NEEDS = {
-    "onnx": (("onnxruntime", "pip install 'lite-deploy[onnxruntime]'"),),
-    "openvino": (("openvino", "pip install 'lite-deploy[openvino]'"),),
-    "tflite": (("litert_torch", _TFLITE), ("ai_edge_litert", _TFLITE)),
-    "trt": (("tensorrt", "it comes with JetPack on the device"),),
-}
 REFERENCE = "pytorch"
 METRICS = {"detect": "mAP50-95", "classify": "top-1"}  # the score of each task
 
@@ -109,42 +104,19 @@ class BenchmarkReport:
         return min(timed, key=lambda r: r.p50_ms) if timed else None
 
 
-def unavailable(target: str) -> str:
-    """Why ``target`` cannot be exported and run here (``""`` when it can)."""
-    for module, hint in _NEEDS[target]:
-        if importlib.util.find_spec(module) is None:
-            return f"{module} is not installed ({hint})"
-    return ""
-
-
-def parse_precisions(precisions: Union[str, Sequence[str]]) -> List[str]:
-    """``"fp32,int8"`` or a list -> the precisions in table order.
-
-    Raises:
-        ValueError: an unknown precision.
-    """
-    items = precisions.split(",") if isinstance(precisions, str) else list(precisions)
-    names = [p.strip().lower() for p in items if p.strip()]
-    unknown = [p for p in names if p not in PRECISIONS]
-    if unknown or not names:
-        raise ValueError(f"unknown precision {unknown or precisions!r}: choose from {', '.join(PRECISIONS)}")
-    return [p for p in PRECISIONS if p in names]
-
-
 def benchmark(
     weights: Union[str, Path],
     *,
     targets: Union[str, Sequence[str]] = "onnx,openvino,tflite,trt",
     precisions: Union[str, Sequence[str]] = PRECISIONS,
     data: Optional[Union[str, Path]] = None,
-    calib: Optional[Union[str, Path]] = None,
-    calib_size: int = 300,
-    imgsz: int = 640,
     out: Optional[Union[str, Path]] = None,
     runs: int = 50,
     warmup: int = 5,
     threads: Optional[int] = None,
     progress: bool = True,
+    options: Optional[ExportOptions] = None,
+    **overrides: Any,
 ) -> BenchmarkReport:
     """Export ``weights`` to every target x precision, verify, validate and profile each; write CSV and chart.
 
@@ -154,16 +126,16 @@ def benchmark(
         precisions: ``fp32``, ``fp16``, ``int8``, comma-separated or a list.
         data: what the scores come from (without it the score columns stay empty): for a detector a YOLO
             data.yaml or COCO JSON (mAP50-95 on its val split), for a classifier an image-folder dataset root
-            holding ``train/`` and ``val/`` (top-1 on ``val/``).
-        calib: calibration images for INT8 (a folder or a data.yaml); INT8 rows are skipped without it. With a
-            detection data.yaml as ``data``, INT8 is judged by mAP on it (the exporter's gate and per-layer fallback).
-        calib_size: calibration images used at most.
-        imgsz: export (and reference) input size.
+            holding ``train/`` and ``val/`` (top-1 on ``val/``). With a detection data.yaml, INT8 is also judged
+            by mAP on it (the exporter's gate and per-layer fallback).
         out: output folder (default ``<weights folder>/<weights stem>_benchmark``); the artifacts go into its
             ``artifacts/``.
         runs, warmup: timed and untimed calls of each profile.
         threads: backend threads for the profiles (default: each backend's).
         progress: show progress bars.
+        options, overrides: how to export (:class:`~lite_deploy.export.options.ExportOptions` and its fields:
+            ``imgsz`` (also the reference's input size), ``calib`` (INT8 rows are skipped without it),
+            ``calib_size`` ...); ``precision`` and ``data`` are set per row.
 
     Returns:
         The :class:`BenchmarkReport`; ``benchmark.csv`` and ``benchmark.png`` are in ``out``.
@@ -171,44 +143,47 @@ def benchmark(
     Raises:
         CheckpointError: ``weights`` is not a file or not a readable checkpoint.
         DatasetError: ``data`` is not a dataset of the checkpoint's task.
-        ValueError: unknown target or precision.
+        ValueError: unknown target, precision or export option.
     """
     from tqdm import tqdm
 
-    from ..export.exporter import parse_targets
-
     weights = Path(weights)
+    options = ExportOptions.build(options, **overrides)
+    target_list, precision_list = resolve_targets(targets), parse_precisions(precisions)
     if not weights.is_file():
         raise CheckpointError(f"weights file {str(weights)!r} does not exist")
-    target_list, precision_list = parse_targets(targets), parse_precisions(precisions)
     out = Path(out) if out is not None else weights.parent / f"{weights.stem}_benchmark"
+    h, w = input_size(options.imgsz, weights)
+    imgsz = h if h == w else (h, w)
     spec = _reference_spec(weights, imgsz)
     dataset = None if data is None else _open_data(data, spec.task)
     settings = dict(task=spec.task, data=dataset, imgsz=imgsz, runs=runs, warmup=warmup, threads=threads,
                     progress=progress)
     metric = METRICS[spec.task]
     # INT8 judged by mAP on the same labelled set the rows are scored on (a detection data.yaml)
-    judge = Path(data) if spec.task == "detect" and data is not None and str(data).endswith((".yaml", ".yml")) else None
+    judge = str(data) if spec.task == "detect" and data is not None and str(data).endswith((".yaml", ".yml")) else None
     reference = BenchmarkRow(REFERENCE, "fp32", metric=metric, file=str(weights), size_mb=weights.stat().st_size / 1e6)
     _measure(reference, weights, None, **settings)
     rows = [reference]
-    jobs = [(t, p) for t in target_list for p in precision_list]
     export_logger = logging.getLogger("lite_deploy.export")  # its verification tables: shown with -v only
     level = export_logger.level
     if not LOGGER.isEnabledFor(logging.DEBUG):
         export_logger.setLevel(logging.WARNING)
+    results = export_each(weights, target_list, precision_list, options.replace(imgsz=(h, w), data=None),
+                          out=out / "artifacts",
+                          skip=_skip, per_precision={"int8": {"data": judge}})
     try:
-        for target, precision in tqdm(jobs, desc="benchmark", unit="artifact", disable=not progress):
-            row = BenchmarkRow(target, precision, metric=metric)
+        for result in tqdm(results, total=len(target_list) * len(precision_list), desc="benchmark", unit="artifact",
+                           disable=not progress):
+            row = BenchmarkRow(result.target, result.precision, metric=metric, status=_status(result))
             rows.append(row)
-            path = _export(row, weights, out / "artifacts", imgsz=imgsz, calib=calib, calib_size=calib_size,
-                           judge=judge)
-            if path is not None:
-                row.file, row.size_mb = str(path), _size_mb(path)
-                _measure(row, path, reference.score, **settings)
-            LOGGER.info("%s %s: %s", target, precision, row.status)
+            if result.ok:
+                row.file, row.size_mb = str(result.files[0]), _size_mb(result.files[0])
+                _measure(row, result.files[0], reference.score, **settings)
+            LOGGER.info("%s %s: %s", row.target, row.precision, row.status)
     finally:
         export_logger.setLevel(level)
+    rows[1:] = sorted(rows[1:], key=lambda r: (TARGET_NAMES.index(r.target), PRECISIONS.index(r.precision)))
     report = BenchmarkReport(rows, _write_csv(rows, out / "benchmark.csv"), None)
     try:
         report.chart = plot_benchmark(rows, out / "benchmark.png")
@@ -217,9 +192,27 @@ def benchmark(
     return report
 
 
+def _skip(target: Target, options: ExportOptions) -> str:
+    """Why a row is not exported: its tools are missing here, or INT8 has no calibration images."""
+    reason = target.unavailable()
+    if reason:
+        return f"skipped: {reason}"
+    if options.precision == "int8" and options.calib is None:
+        return "skipped: int8 needs calibration images (calib)"
+    return ""
+
+
+def _status(result: Any) -> str:
+    """A row's status from its export: ``ok``, the skip reason, or which stage failed and why."""
+    if result.skipped or result.error is None:
+        return result.skipped or "ok"
+    stage = "verify" if isinstance(result.error, VerificationError) else "export"
+    return f"{stage} failed: {_short(result.error)}"
+
+
 def _reference_spec(weights: Path, imgsz: int) -> ModelSpec:
     """The spec the ``.pt`` reference runs with at ``imgsz``: its ``task`` says how every row is scored and timed."""
-    from ..runtime import load_runtime
+    from .runtime import load_runtime
 
     with load_runtime(weights, imgsz=imgsz) as runtime:
         return runtime.spec
@@ -232,13 +225,13 @@ def _open_data(data: Union[str, Path], task: str) -> Any:
         DatasetError: ``data`` is not a dataset of that task, or is malformed.
     """
     if task == "classify":
-        from ..data.image_folder import ImageFolder
+        from .data.image_folder import ImageFolder
 
         if not Path(data).is_dir():
             raise DatasetError(f"{data}: a classifier is scored on an image-folder dataset; pass its root folder "
                                "(holding train/ and val/, one sub-folder of images per class)")
         return ImageFolder(data, "val")
-    from .validate import open_dataset
+    from .eval.validate import open_dataset
 
     try:
         return open_dataset(data, "val")
@@ -247,43 +240,10 @@ def _open_data(data: Union[str, Path], task: str) -> Any:
                            "of those (an image folder scores classifiers)") from None
 
 
-def _export(
-    row: BenchmarkRow, weights: Path, folder: Path, *, imgsz: int, calib: Any, calib_size: int,
-    judge: Optional[Path] = None,
-) -> Optional[Path]:
-    """Export one target x precision; on failure set ``row.status`` and return ``None``.
-
-    ``judge``: the detection data.yaml INT8 is judged on (by mAP, with the exporter's per-layer fallback).
-    """
-    from ..export.exporter import export
-
-    reason = unavailable(row.target)
-    if reason:
-        row.status = f"skipped: {reason}"
-        return None
-    options: Dict[str, Any] = {"imgsz": imgsz, "out": folder, "half": row.precision == "fp16"}
-    if row.precision == "int8":
-        if "int8" not in inspect.signature(export).parameters:
-            row.status = "int8 export not available"
-            return None
-        if calib is None:
-            row.status = "skipped: int8 needs calibration images (calib)"
-            return None
-        options.update(int8=True, calib=calib, calib_size=calib_size, data=judge)
-    try:
-        return export(weights, row.target, **options)[row.target]
-    except VerificationError as exc:
-        row.status = f"verify failed: {_short(exc)}"
-    except Exception as exc:  # one failing row must not stop the others
-        LOGGER.debug("%s %s export failed", row.target, row.precision, exc_info=True)
-        row.status = f"export failed: {_short(exc)}"
-    return None
-
-
 def _measure(row: BenchmarkRow, path: Path, reference_score: Optional[float], *, task: str, data: Any, imgsz: int,
              runs: int, warmup: int, threads: Optional[int], progress: bool) -> None:
     """Score (when there is data) and profile one model into ``row``; a failure goes into its status."""
-    from ..runtime.profiling.profile import profile
+    from .runtime.profiling.profile import profile
 
     model_imgsz = imgsz if path.suffix.lower() == ".pt" else None
     if data is not None:
@@ -310,10 +270,10 @@ def _measure(row: BenchmarkRow, path: Path, reference_score: Optional[float], *,
 def _score(path: Path, data: Any, task: str, imgsz: Optional[int], progress: bool) -> float:
     """mAP50-95 of a detector or top-1 of a classifier on ``data`` (opened by :func:`_open_data`)."""
     if task == "classify":
-        from .classify import validate_classifier
+        from .eval.classify import validate_classifier
 
         return validate_classifier(path, data, imgsz=imgsz, progress=progress, verbose=False)["top1"]
-    from .validate import validate
+    from .eval.validate import validate
 
     return validate(path, data, imgsz=imgsz, progress=progress, verbose=False)["map50_95"]
 
@@ -336,7 +296,7 @@ def plot_benchmark(rows: Sequence[BenchmarkRow], path: Union[str, Path]) -> Path
     metric = rows[0].metric if rows else METRICS["detect"]
     fig = Figure(figsize=(8, 5), tight_layout=True)
     ax = fig.add_subplot()
-    markers = {REFERENCE: "*", "onnx": "o", "openvino": "s", "tflite": "^", "trt": "D"}
+    markers = dict(zip((REFERENCE, *TARGET_NAMES), "*os^Dv<>p"))
     colours = {"fp32": "tab:blue", "fp16": "tab:orange", "int8": "tab:green"}
     if scored:
         for i, r in enumerate(sorted(scored, key=lambda row: row.p50_ms)):
@@ -385,3 +345,14 @@ def _short(exc: BaseException) -> str:
 
 def _fmt(value: Optional[float], pattern: str) -> str:
     return "-" if value is None else pattern.format(value)
+
+
+class _CallableModule(types.ModuleType):
+    """This module, callable as :func:`benchmark`: importing it binds ``lite_deploy.benchmark`` to the module, where
+    the package's public API has the function."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> BenchmarkReport:
+        return benchmark(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

@@ -1,0 +1,80 @@
+"""OpenVINO IR: ``<stem><tag>.xml`` + ``.bin``, converted from the FP32 ONNX (FP16: weights compressed to float16) or,
+for INT8, from a Q/DQ ONNX with uint8 activations (:mod:`lite_deploy.quantize.openvino_int8` says why not NNCF).
+The spec is embedded in the IR's ``rt_info`` (:data:`RT_INFO_PATH`)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Sequence, Union
+
+from ...errors import BackendUnavailableError, ExportError
+from ...spec import ModelSpec
+from .base import Built, Target
+
+if TYPE_CHECKING:
+    from ..exporter import Job
+
+RT_INFO_PATH = ["lite_deploy", "spec"]  # where the spec JSON lives in the IR's rt_info
+
+
+class OpenVINO(Target):
+    name = "openvino"
+    spec_target = "openvino"
+    aliases = ("ov",)
+    suffix = ".xml"
+    requires = (("openvino", "pip install 'lite-deploy[openvino]'"),)
+
+    def build(self, job: "Job") -> Built:
+        o = job.options
+        spec = job.spec(self.spec_target, tools=job.onnx_tools() + ("openvino",))
+        xml_path = job.staged(self.filename(job.stem, o))
+        if o.precision == "int8":
+            from ...quantize.openvino_int8 import check_int8_ir
+
+            def rebuild(layers: Sequence[str]) -> Path:
+                qdq = job.write_qdq(job.staged(f"{job.stem}.openvino-src.int8.onnx"), spec.replace(target="onnx"),
+                                    layers, "openvino")
+                return check_int8_ir(onnx_to_openvino(qdq, xml_path, spec), qdq.name)
+
+            xml, seconds, gate = job.judged(rebuild(job.float_layers), spec, rebuild)
+        else:
+            xml, seconds, gate = job.judged(onnx_to_openvino(job.fp32_onnx(), xml_path, spec), spec)
+        return Built([([xml, xml.with_suffix(".bin")], spec)], seconds, "", gate)
+
+
+def onnx_to_openvino(onnx_path: Union[str, Path], xml_path: Union[str, Path], spec: ModelSpec) -> Path:
+    """Convert ``onnx_path`` to an IR at ``xml_path`` (weights beside it as ``.bin``), the spec in its rt_info.
+
+    ``spec.precision == "fp16"`` stores the weights as float16 (``compress_to_fp16``); the runtime still chooses
+    the inference precision from the spec. Both files are written into a temporary folder first and moved into
+    place ``.bin`` first, then ``.xml``, so a reader never finds an ``.xml`` without its weights.
+
+    Raises:
+        BackendUnavailableError: OpenVINO is not installed.
+        ExportError: OpenVINO cannot convert the model.
+    """
+    try:
+        import openvino as ov
+    except ImportError as exc:
+        raise BackendUnavailableError("OpenVINO is not installed: pip install 'lite-deploy[openvino]'") from exc
+    xml_path = Path(xml_path)
+    try:
+        model = ov.convert_model(str(onnx_path))
+    except Exception as exc:  # OpenVINO raises its own OpConversionFailure / RuntimeError types
+        lines = [line for line in str(exc).splitlines() if line.strip()]
+        detail = next((line for line in lines if "onversion" in line or "not supported" in line),
+                      lines[0] if lines else "")
+        raise ExportError(f"OpenVINO cannot convert {Path(onnx_path).name}: {detail.strip()}") from exc
+    model.set_rt_info(spec.to_json(), RT_INFO_PATH)
+    xml_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{xml_path.stem}.", dir=str(xml_path.parent)))
+    try:
+        ov.save_model(model, str(tmp / xml_path.name), compress_to_fp16=spec.precision == "fp16")
+        os.replace(tmp / xml_path.with_suffix(".bin").name, xml_path.with_suffix(".bin"))
+        os.replace(tmp / xml_path.name, xml_path)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return xml_path
