@@ -53,7 +53,8 @@ def main() -> None:
         spec = det.spec
         print(f"model {det.runtime.path.name} ({spec.output_layout}, {spec.imgsz[1]}x{spec.imgsz[0]}) on "
               f"{type(det.runtime).__name__}, 1280x720 frame, median of {args.runs}")
-        print(f"pre {pre:.2f} ms  infer {infer:.2f} ms  post {post:.2f} ms  (pre+post)/infer {(pre + post) / infer:.3f}")
+        print(f"pre {pre:.2f} ms  infer {infer:.2f} ms  post {post:.2f} ms  "
+              f"(pre+post)/infer {(pre + post) / infer:.3f}")
 
         blob, _ = det.preprocess([frame])
         outputs = det._outputs(det.runtime.infer(blob))
