@@ -3,43 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Dict, Tuple
+from typing import Dict
 
 import pytest
 import torch
-from torch import nn
 
 IMGSZ = 128
-
-
-class TinyDetector(nn.Module):
-    """A few convolutions and a YOLO-style decode: forward(x) -> (boxes (B, N, 4) xyxy px, scores (B, N, nc))."""
-
-    task = "detect"
-
-    def __init__(self, nc: int = 3) -> None:
-        super().__init__()
-        self.names = {i: f"c{i}" for i in range(nc)}
-        self.stride = torch.tensor([8.0])
-        self.body = nn.Sequential(nn.Conv2d(3, 8, 3, 2, 1), nn.SiLU(), nn.Conv2d(8, 16, 3, 2, 1), nn.SiLU(),
-                                  nn.Conv2d(16, 16, 3, 2, 1), nn.SiLU())
-        self.head = nn.Conv2d(16, 5 + nc, 1)
-
-    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-        y = self.head(self.body(x)).sigmoid()
-        h, w = y.shape[2], y.shape[3]
-        y = y.flatten(2).transpose(1, 2)
-        gy, gx = torch.meshgrid(torch.arange(h, dtype=y.dtype), torch.arange(w, dtype=y.dtype), indexing="ij")
-        grid = torch.stack((gx, gy), -1).reshape(1, h * w, 2)
-        xy = (y[..., :2] * 2 - 0.5 + grid) * 8
-        wh = (y[..., 2:4] * 2) ** 2 * 16
-        return torch.cat((xy - wh / 2, xy + wh / 2), -1), y[..., 5:] * y[..., 4:5]
-
-
-@pytest.fixture(scope="session")
-def tiny_detector() -> type:
-    """The :class:`TinyDetector` class (tests build instances with their own seeds)."""
-    return TinyDetector
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -50,11 +19,6 @@ def _one_thread():
 @pytest.fixture(scope="session")
 def yolov5n_pt(yolov5_fixtures: Path) -> Path:
     return yolov5_fixtures / "yolov5n-v7-nc80.pt"
-
-
-@pytest.fixture(scope="session")
-def gsconv_pt(yolov5_fixtures: Path) -> Path:
-    return yolov5_fixtures / "GSConv-yolov5n-gs-nc4.pt"
 
 
 @pytest.fixture(scope="session")

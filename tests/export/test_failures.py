@@ -223,12 +223,12 @@ def _export_killed_while_verifying(out: Path, sig: int) -> int:
     import time
 
     script = (
-        "import sys, time, torch; sys.path.insert(0, sys.argv[2]); from conftest import TinyDetector\n"
+        "import sys, time, torch; sys.path.insert(0, sys.argv[2]); from conftest import tiny_detector_class\n"
         "from lite_deploy.export import exporter\n"
         "exporter.Job.verify = lambda *a: time.sleep(120)  # stopped while verifying\n"
-        "exporter.export(TinyDetector(), 'trt', imgsz=32, out=sys.argv[1], name='m')\n"
+        "exporter.export(tiny_detector_class()(), 'trt', imgsz=32, out=sys.argv[1], name='m')\n"
     )
-    proc = subprocess.Popen([sys.executable, "-c", script, str(out), str(Path(__file__).parent)])
+    proc = subprocess.Popen([sys.executable, "-c", script, str(out), str(Path(__file__).parents[1])])
     try:
         deadline = time.monotonic() + 120
         while not list(out.parent.glob(f".{out.name}.staging.*/m_trt.onnx")) and time.monotonic() < deadline:

@@ -25,12 +25,6 @@ def shapes_yaml(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def gsconv_pt(yolov5_fixtures: Path) -> Path:
-    """The slim-neck fork's GSConv-yolov5n checkpoint (4 classes): its channel shuffles export as a Gather."""
-    return yolov5_fixtures / "GSConv-yolov5n-gs-nc4.pt"
-
-
-@pytest.fixture(scope="session")
 def gsconv_fp32(tmp_path_factory: pytest.TempPathFactory, gsconv_pt: Path) -> Path:
     """The GSConv checkpoint as a verified FP32 ONNX at 96x96."""
     from lite_deploy.export.exporter import export
