@@ -137,16 +137,20 @@ def test_device_values() -> None:
             resolve_device("0,1", DistContext(0, 0, 2))
 
 
-def test_device_list_launches_torchrun_with_the_same_arguments(capsys: pytest.CaptureFixture) -> None:
+def test_device_list_launches_torchrun_with_the_same_arguments(capsys: pytest.CaptureFixture, tmp_path) -> None:
     from lite_deploy.cli import build_parser, main
     from lite_deploy.commands.train import _argv
+    from lite_deploy.data.shapes import generate_shapes
 
     args = build_parser().parse_args(["train", "--cfg", "yolov5n", "--data", "d.yaml", "--batch", "64", "--sync-bn",
                                       "--freeze", "backbone", "--device", "0,1", "--lr0", "0.02"])
     assert _argv(args) == ["--cfg", "yolov5n", "--data", "d.yaml", "--batch", "64", "--freeze", "backbone",
                            "--sync-bn", "--lr0", "0.02"]
+    assert main(["train", "--cfg", "yolov5n", "--data", "d.yaml", "--device", "0,1"]) == 2  # data first: no process
+    assert "d.yaml: dataset yaml not found" in capsys.readouterr().err
     if not torch.cuda.is_available():  # refused before any process starts
-        assert main(["train", "--cfg", "yolov5n", "--data", "d.yaml", "--device", "0,1"]) == 2
+        data = generate_shapes(tmp_path / "shapes", train=1, val=1, imgsz=64)
+        assert main(["train", "--cfg", "yolov5n", "--data", str(data), "--device", "0,1"]) == 2
         assert "sees no CUDA GPU; use --device cpu" in capsys.readouterr().err
     assert main(["train", "--task", "classify", "--data", "folder", "--device", "0,1"]) == 2
     assert "--task classify trains on one device; give one GPU (--device 0)" in capsys.readouterr().err
