@@ -88,14 +88,13 @@ def _load(path: Path, imgsz: Optional[int]) -> ClassifierLike:
     from ..runtime import Classifier
 
     if path.suffix == ".pt":
-        return Classifier.load(path, top_k=5, imgsz=imgsz or _checkpoint_imgsz(path))
+        return Classifier.load(path, top_k=5, imgsz=imgsz or _serving_side(path))
     return Classifier.load(path, top_k=5)
 
 
-def _checkpoint_imgsz(path: Path) -> int:
-    """The input size a lite-deploy checkpoint records (its training size)."""
-    from ..models.checkpoint import read_checkpoint
+def _serving_side(path: Path) -> int:
+    """The square side a lite-deploy classifier checkpoint serves at (224 when it does not say)."""
+    from ..models.checkpoint import serving_imgsz
 
-    ckpt = read_checkpoint(path)
-    size = ckpt.get("imgsz") if isinstance(ckpt, dict) else None
-    return int(size[0]) if isinstance(size, (list, tuple)) and size else 224
+    size = serving_imgsz(path)
+    return size[0] if size else 224

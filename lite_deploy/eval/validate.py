@@ -8,7 +8,7 @@ any COCO evaluator) can recompute the same mAP.
 The default protocol is YOLOv5 ``val.py``'s: multi-label NMS (every class whose score exceeds ``conf`` gets its own
 candidate box) at conf 0.001, IoU 0.6, at most 300 detections per image, with at most 30000 candidates entering NMS
 and classes kept apart by a 7680-pixel offset. ``multi_label=False`` keeps only each box's best class (what
-``predict`` and ``run`` report). Inputs are the ``imgsz`` square letterbox by default; ``rect=True`` gives each
+``predict`` reports). Inputs are the ``imgsz`` square letterbox by default; ``rect=True`` gives each
 image ``val.py``'s rectangular input instead (see :func:`rect_shape`).
 
 Boxes are mapped back to the image by subtracting the integer padding the letterbox really added and dividing by

@@ -164,7 +164,7 @@ def test_torchscript_archive_is_refused_by_every_command(torchscript, shapes_dat
         "predict": ["predict", str(archive), "--source", str(image), "--imgsz", "64"],
         "val": ["val", str(archive), "--data", str(shapes_data), "--imgsz", "64"],
         "profile": ["profile", str(archive), "--imgsz", "64", "--runs", "1"],
-        "run": ["run", str(archive), "--source", str(image), "--imgsz", "64"],
+        "predict a folder": ["predict", str(archive), "--source", str(image.parent), "--imgsz", "64"],
         "benchmark": ["benchmark", str(archive), "--data", str(shapes_data), "--imgsz", "64",
                       "--out", str(tmp_path / "bench")],
         "train --weights": ["train", "--data", str(shapes_data), "--weights", str(archive), "--epochs", "1",

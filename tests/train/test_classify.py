@@ -17,14 +17,14 @@ from lite_deploy.data.shapes_cls import generate_shapes_cls
 from lite_deploy.errors import CheckpointError, ConfigError, DatasetError
 from lite_deploy.eval.classify import validate_classifier
 from lite_deploy.models import load_model
-from lite_deploy.models.backbones import IMAGENET_MEAN, IMAGENET_STD, build_classifier
+from lite_deploy.models.backbones import IMAGENET_MEAN, IMAGENET_STD, build_classifier, list_classifiers
 from lite_deploy.models.checkpoint import save_checkpoint
 from lite_deploy.runtime import Classifier
 from lite_deploy.runtime.pipeline.preprocess import Preprocessor
 from lite_deploy.train.classify import ClassifyConfig, ClassifyDataset, load_start_weights, train_classifier
 
 IMGSZ = 64
-ARCHS = ("mobilenetv2", "shufflenetv2_x0_5", "shufflenetv2_x1_0", "shufflenetv1_g3")
+ARCHS = tuple(list_classifiers())  # every registered classifier: a new one is tested without listing it
 
 
 @pytest.fixture(scope="module", autouse=True)
