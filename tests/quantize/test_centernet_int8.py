@@ -74,13 +74,18 @@ def exported(tmp_path_factory: pytest.TempPathFactory, centernet: nn.Module, sha
     return fp32, {r.target: r for r in results}
 
 
-def test_int8_artifacts_declare_centernet_and_are_judged(exported) -> None:
-    _, results = exported
+def test_int8_artifacts_declare_centernet_and_are_judged(exported, shapes_yaml: Path) -> None:
+    from lite_deploy.quantize.gate import map_scores
+
+    fp32, results = exported
     assert [r.files[0].name for r in results.values()] == ["cn_int8.onnx", "cn_int8.xml", "cn_int8.tflite"]
+    reference = map_scores(fp32, shapes_yaml)  # fitted on the train split: low on val, so only the figures are checked
     for r in results.values():
         spec = ModelSpec.load(sidecar_path(r.files[0]))
         assert spec.precision == "int8" and spec.output_layout == "centernet" and spec.strides == (4,)
-        assert r.gate is not None and r.gate.precision == "int8" and np.isfinite(r.gate.drop)
+        # the gate's figures are the FP32 export's and the committed artifact's own scores
+        assert r.gate.precision == "int8" and r.gate.reference == pytest.approx(reference, abs=1e-9)
+        assert r.gate.value == pytest.approx(map_scores(r.files[0], shapes_yaml), abs=1e-9)
     assert len({r.gate.reference for r in results.values()}) == 1  # one FP32 reference for every target
 
 
