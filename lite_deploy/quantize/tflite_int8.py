@@ -2,8 +2,9 @@
 
 ``torch.export`` -> torchao ``prepare_pt2e`` with litert-torch's ``PT2EQuantizer`` (symmetric per-channel int8
 weights, per-tensor int8 activations with ranges averaged over the images, see :mod:`.calibration`) ->
-calibration on images pre-processed as the runtime does -> ``convert_pt2e`` -> ``litert_torch.convert`` with a
-static ``QuantConfig``.
+calibration on images pre-processed as the runtime does -> ``convert_pt2e`` (:func:`quantize_pt2e`); the exporter
+then converts that graph with ``litert_torch.convert`` and a static ``QuantConfig`` and checks the result with
+:func:`int8_problems`.
 
 Every convolution of the backbone and neck runs on int8 activations and int8 weights, with ReLU / SiLU, adds,
 concatenations and pooling in int8 between them (the input is int8 too, unless float32 I/O is asked for): this is
