@@ -44,7 +44,8 @@ def main() -> None:
             interpreter = Interpreter(model_path=str(path), num_threads=args.threads)
             interpreter.allocate_tensors()
             shape = (1, args.imgsz, args.imgsz, 3) if layout == "NHWC" else (1, 3, args.imgsz, args.imgsz)
-            runners[layout] = (interpreter.get_signature_runner(), np.random.default_rng(0).random(shape, dtype=np.float32))
+            sample = np.random.default_rng(0).random(shape, dtype=np.float32)
+            runners[layout] = (interpreter.get_signature_runner(), sample)
     times = {layout: [] for layout in runners}
     for _ in range(5):
         for runner, x in runners.values():

@@ -4,7 +4,7 @@
                                 [--det-train 200 --det-val 50 --det-imgsz 128 --det-epochs 10]
                                 [--cls-arch mobilenetv2 --cls-train 300 --cls-val 60 --cls-imgsz 64 --cls-epochs 10]
                                 [--det-optimizer AdamW --cls-optimizer SGD]
-                                [--det-weights best.pt --cls-weights best.pt] [--targets onnx,openvino,tflite]
+                                [--det-weights best.pt --cls-weights best.pt] [--target onnx,openvino,tflite]
 
 ``train`` needs torch only (run it where a GPU is, then ``export`` with the best.pt files here); ``export``
 converts the models to each target (the exporter verifies every artifact against PyTorch) and prints, per
@@ -89,7 +89,7 @@ def _score_detector(args: argparse.Namespace, out: Path, det_weights: str) -> No
 
     data = generate_shapes(out / "shapes_val", train=0, val=args.det_val, seed=args.seed, imgsz=args.det_imgsz,
                            progress=False)
-    det_artifacts = export(det_weights, args.targets, imgsz=args.det_imgsz, out=out / "det_export", name="centernet")
+    det_artifacts = export(det_weights, args.target, imgsz=args.det_imgsz, out=out / "det_export", name="centernet")
     val_set = YoloDataset.from_yaml(data, "val")
     images = [val_set.load_image(i) for i in range(min(len(val_set), 50))]
     print(f"\nCenterNet-MobileNetV2 on shapes val ({args.det_val} images, {args.det_imgsz} px)")
@@ -100,7 +100,8 @@ def _score_detector(args: argparse.Namespace, out: Path, det_weights: str) -> No
         r = validate(str(path), val_set, progress=False, verbose=False, **kwargs)
         agree = "" if path.suffix == ".pt" else "{1}/{0}, {2:.4f}".format(
             *_det_agreement(Path(det_weights), path, images, args.det_imgsz))
-        print(f"{target + ' ' + path.name:<28} {r['map50']:7.3f} {r['map50_95']:9.3f} {r['ms_per_image']:7.1f}  {agree}")
+        label = f"{target} {path.name}"
+        print(f"{label:<28} {r['map50']:7.3f} {r['map50_95']:9.3f} {r['ms_per_image']:7.1f}  {agree}")
 
 
 def _score_classifier(args: argparse.Namespace, out: Path, cls_weights: str) -> None:
@@ -111,7 +112,7 @@ def _score_classifier(args: argparse.Namespace, out: Path, cls_weights: str) -> 
 
     root = generate_shapes_cls(out / "shapes_cls_val", train=6, val=args.cls_val, seed=args.seed,
                                imgsz=args.cls_imgsz, progress=False)
-    cls_artifacts = export(cls_weights, args.targets, imgsz=args.cls_imgsz, out=out / "cls_export", name=args.cls_arch)
+    cls_artifacts = export(cls_weights, args.target, imgsz=args.cls_imgsz, out=out / "cls_export", name=args.cls_arch)
     folder = ImageFolder(root, "val")
     print(f"\n{args.cls_arch} on shapes-cls val ({len(folder)} images, {args.cls_imgsz} px)")
     print(f"{'artifact':<28} {'top-1':>7} {'top-5':>7} {'ms/img':>7}  top-1 agreement with .pt")
@@ -133,7 +134,7 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=0, help="data loading processes (default 0)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--val-every", type=int, default=5, help="detector validation every N epochs (default 5)")
-    parser.add_argument("--targets", default="onnx,openvino,tflite")
+    parser.add_argument("--target", default="onnx,openvino,tflite")
     parser.add_argument("--det-cfg", default="centernet-mobilenetv2")
     parser.add_argument("--det-train", type=int, default=200)
     parser.add_argument("--det-val", type=int, default=50)
