@@ -3,7 +3,7 @@
     .venv/bin/python tools/bench_int8.py WEIGHTS --data data.yaml [--calib DIR_OR_YAML] [--imgsz 320]
                                          [--speed-imgsz 640]
 
-1. Accuracy: exports WEIGHTS at --imgsz to each --targets backend as INT8 (calibrated on --calib, default the
+1. Accuracy: exports WEIGHTS at --imgsz to each --target backend as INT8 (calibrated on --calib, default the
    data.yaml's train split) and FP16, each judged by the export's accuracy gate (mAP50-95 on the data.yaml's val
    split against the FP32 model, through the runtime's own pre- and post-processing), and prints the drops.
 2. Speed: exports FP32 and INT8 ONNX and OpenVINO IR at --speed-imgsz (no gate) and times ``Runtime.infer`` on one
@@ -29,7 +29,7 @@ def accuracy(args: argparse.Namespace, out: Path) -> List[str]:
     from lite_deploy.export.each import export_each
 
     results = export_each(
-        args.weights, args.targets, "fp16,int8", imgsz=args.imgsz, data=args.data, out=out / "accuracy", name="model",
+        args.weights, args.target, "fp16,int8", imgsz=args.imgsz, data=args.data, out=out / "accuracy", name="model",
         skip=lambda target, options: "fp16 trt: judged on the device" if target.name == "trt"
         and options.precision == "fp16" else "",
         per_precision={"int8": {"calib": args.calib or args.data, "calib_size": args.calib_size}})
@@ -80,7 +80,7 @@ def main(argv: List[str]) -> int:
     parser.add_argument("--speed-calib-size", type=int, default=32, help="calibration images for the speed exports")
     parser.add_argument("--imgsz", type=int, default=320, help="input size of the accuracy part (default 320)")
     parser.add_argument("--speed-imgsz", type=int, default=640, help="input size of the speed part (default 640)")
-    parser.add_argument("--targets", default="onnx,openvino,tflite", help="backends of the accuracy part")
+    parser.add_argument("--target", default="onnx,openvino,tflite", help="accuracy part backends (comma-separated)")
     parser.add_argument("--runs", type=int, default=50, help="timed inferences per model (default 50)")
     parser.add_argument("--skip-accuracy", action="store_true", help="speed only")
     parser.add_argument("--skip-speed", action="store_true", help="accuracy only")

@@ -10,7 +10,7 @@ compared models alike):
   end-to-end over bare ``session.run``;
 - the ``.pt`` demo through the Detector: ms per image at 320.
 
-    .venv/bin/python tools/bench_perf.py [--calib-size 300] [--runs 30] [--targets onnx,openvino,tflite]
+    .venv/bin/python tools/bench_perf.py [--calib-size 300] [--runs 30] [--target onnx,openvino,tflite]
 """
 
 from __future__ import annotations
@@ -151,12 +151,13 @@ def main() -> None:
     parser.add_argument("--calib-size", type=int, default=300, help="calibration images per INT8 export")
     parser.add_argument("--runs", type=int, default=30, help="timed runs per latency (interleaved)")
     parser.add_argument("--threads", type=int, default=2, help="backend threads (default 2)")
-    parser.add_argument("--targets", default="onnx,openvino,tflite", help="demo targets (comma-separated)")
-    parser.add_argument("--yolov5n-targets", default="onnx,openvino", help="yolov5n targets ('' to skip)")
+    parser.add_argument("--target", default="onnx,openvino,tflite", help="demo targets (comma-separated)")
+    parser.add_argument("--yolov5n-target", default="onnx,openvino", help="yolov5n targets ('' to skip)")
     args = parser.parse_args()
 
     from lite_deploy.assets import DEMO_DATA_IMGSZ, DEMO_IMGSZ, demo_weights
     from lite_deploy.data.shapes import generate_shapes
+    from lite_deploy.export.targets import resolve_targets
     from lite_deploy.runtime.profiling.machine import device_facts, free_cores
 
     facts = device_facts()
@@ -170,11 +171,12 @@ def main() -> None:
         pt_path(data, 50)
         backend_table(f"demo at {DEMO_IMGSZ}, INT8 calibrated on {args.calib_size} images, mAP50-95 on 100 "
                       "validation images (INT8 judged by --data)", demo_weights(), DEMO_IMGSZ,
-                      args.targets.split(","), work / "demo", data, args.calib_size, args.runs, args.threads, data)
-        if args.yolov5n_targets:
+                      resolve_targets(args.target), work / "demo", data, args.calib_size, args.runs, args.threads,
+                      data)
+        if args.yolov5n_target:
             backend_table("yolov5n (v7.0 fixture, random weights) at 640, INT8 calibrated on the shapes images",
-                          FIXTURES / "yolov5n-v7-nc80.pt", 640, args.yolov5n_targets.split(","), work / "yolov5n",
-                          calib, args.calib_size, max(args.runs // 3, 5), args.threads)
+                          FIXTURES / "yolov5n-v7-nc80.pt", 640, resolve_targets(args.yolov5n_target),
+                          work / "yolov5n", calib, args.calib_size, max(args.runs // 3, 5), args.threads)
 
 
 if __name__ == "__main__":

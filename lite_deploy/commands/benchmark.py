@@ -26,9 +26,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("weights", type=arg_types.existing_file, metavar="WEIGHTS",
                    help="checkpoint (.pt): the FP32 reference")
-    p.add_argument("--target", "--targets", dest="target", type=target_list, default=list(DEFAULT_TARGETS),
+    p.add_argument("--target", type=target_list, default=list(DEFAULT_TARGETS),
                    help=f"comma-separated targets or all (default {','.join(DEFAULT_TARGETS)})")
-    p.add_argument("--precision", "--precisions", dest="precision", type=precision_list,
+    p.add_argument("--precision", type=precision_list,
                    default=["fp32", "fp16", "int8"], help="comma-separated (default fp32,fp16,int8)")
     p.add_argument("--data", type=arg_types.existing_path,
                    help="detector: YOLO data.yaml or COCO JSON (mAP50-95 on its val split; INT8 is judged on it "

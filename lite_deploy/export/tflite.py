@@ -217,22 +217,6 @@ def _name_io_tensors(model) -> None:
             subgraph.tensors[tensor_map.tensorIndex].name = tensor_map.name
 
 
-def read_metadata(flatbuffer: bytes, name: str) -> bytes:
-    """The payload of metadata entry ``name`` in a TFLite flatbuffer.
-
-    Raises:
-        KeyError: no such entry.
-    """
-    from ai_edge_litert import schema_py_generated as schema
-
-    model = schema.Model.GetRootAsModel(flatbuffer, 0)
-    for i in range(model.MetadataLength()):
-        entry = model.Metadata(i)
-        if entry.Name().decode() == name:
-            return model.Buffers(entry.Buffer()).DataAsNumpy().tobytes()
-    raise KeyError(name)
-
-
 @contextlib.contextmanager
 def _quiet_converter() -> Iterator[None]:
     """Silence litert-torch's progress console, its per-operator INFO logging and its prints for the conversion."""

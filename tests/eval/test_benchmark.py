@@ -105,12 +105,12 @@ def test_failed_rows_do_not_stop_the_others(tiny_weights: Path, tmp_path: Path) 
 
 
 def test_cli(tiny_weights: Path, tmp_path: Path, capsys) -> None:
-    assert main(["benchmark", str(tiny_weights), "--targets", "onnx", "--precisions", "fp32", "--imgsz", str(IMGSZ),
+    assert main(["benchmark", str(tiny_weights), "--target", "onnx", "--precision", "fp32", "--imgsz", str(IMGSZ),
                  "--runs", "2", "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "onnx" in out and f"table written to {tmp_path / 'benchmark.csv'}" in out
     assert (tmp_path / "artifacts" / "tiny.onnx").is_file(), out
-    assert main(["benchmark", str(tiny_weights), "--precisions", "fp8"]) == 2
+    assert main(["benchmark", str(tiny_weights), "--precision", "fp8"]) == 2
     assert "unknown precision" in capsys.readouterr().err
     assert main(["benchmark", str(tmp_path / "missing.pt")]) == 2
     assert "does not exist" in capsys.readouterr().err

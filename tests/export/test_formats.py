@@ -11,8 +11,8 @@ import numpy as np
 import onnx
 import pytest
 
-from lite_deploy.export.tflite import read_metadata
 from lite_deploy.runtime import Detector, load_runtime, load_spec
+from lite_deploy.runtime.backends.tflite.runtime import read_metadata
 from lite_deploy.runtime.check import check_model
 from lite_deploy.runtime.compare import sample_images
 from lite_deploy.spec import SPEC_KEY, ModelSpec, sidecar_path

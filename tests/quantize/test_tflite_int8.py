@@ -12,7 +12,6 @@ from lite_deploy.export.tflite import torch_to_tflite_int8
 from lite_deploy.quantize.tflite_int8 import conv_input_types, module_of_node
 from lite_deploy.runtime import load_spec
 from lite_deploy.runtime.calibration import CalibrationSet
-from lite_deploy.spec import sidecar_path
 
 IMGSZ = 96
 
@@ -31,7 +30,6 @@ def models(tmp_path_factory: pytest.TempPathFactory, gsconv_pt: Path, calib_imag
     for io in ("int8", "float32"):
         s = spec.replace(input_dtype=io)
         paths[io] = torch_to_tflite_int8(export_model, out / f"gs_{io}.tflite", s, CalibrationSet(calib_images, s))
-        s.save(sidecar_path(paths[io]))  # as the export commits it: the TFLite runtime reads its spec from there
     return paths, export_model
 
 

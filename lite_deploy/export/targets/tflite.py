@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Sequence
 
-from ...spec import sidecar_path
 from .base import Built, Target
 
 if TYPE_CHECKING:
@@ -30,12 +29,6 @@ class TFLite(Target):
     def build(self, job: "Job") -> Built:
         from ..tflite import DEFAULT_LAYOUT, torch_to_tflite, torch_to_tflite_int8
 
-        def staged(tflite: "Path") -> "Path":
-            """The staged file with its sidecar: the TFLite runtime reads no spec embedded in the flatbuffer, and
-            verification and the gate load the file as the committed one will be loaded."""
-            spec.save(sidecar_path(tflite))
-            return tflite
-
         o = job.options
         spec = job.spec(self.spec_target, layout=DEFAULT_LAYOUT, tools=("torch", "litert-torch"))
         path = job.staged(self.filename(job.stem, o))
@@ -45,10 +38,10 @@ class TFLite(Target):
             spec = spec.replace(input_dtype=o.tflite_io)
 
             def rebuild(layers: Sequence[str]) -> "Path":
-                return staged(torch_to_tflite_int8(job.export_model, path, spec, job.calibration(spec),
-                                                   float_modules=[module_of_node(n) for n in layers]))
+                return torch_to_tflite_int8(job.export_model, path, spec, job.calibration(spec),
+                                            float_modules=[module_of_node(n) for n in layers])
 
             path, seconds, gate = job.judged(rebuild(job.float_layers), spec, rebuild)
         else:
-            path, seconds, gate = job.judged(staged(torch_to_tflite(job.export_model, path, spec)), spec)
+            path, seconds, gate = job.judged(torch_to_tflite(job.export_model, path, spec), spec)
         return Built([([path], spec)], seconds, "", gate)
