@@ -38,7 +38,7 @@ from ..boxes import box_iou
 from ..errors import VerificationError
 from ..spec import ModelSpec
 from .pipeline.centernet import decode_centernet
-from .pipeline.postprocess import nms
+from .pipeline.postprocess import candidates_boxes_scores, select
 from .pipeline.preprocess import Preprocessor
 from .registry import load_runtime
 
@@ -259,16 +259,14 @@ def _among_candidates(dets: Dets, which: np.ndarray, candidates: Optional[Candid
 
 
 def nms_detections(boxes: np.ndarray, scores: np.ndarray, *, conf: float, iou: float, max_det: int = 300) -> Dets:
-    """Class-aware NMS of one image's export outputs (boxes (N, 4) xyxy, scores (N, nc)): the runtime's NMS,
-    which keeps torchvision's ``batched_nms`` boxes.
+    """One image's export outputs (boxes (N, 4) xyxy, scores (N, nc)) through the Detector's own decoding and NMS
+    (:func:`~lite_deploy.runtime.pipeline.postprocess.candidates_boxes_scores`, then
+    :func:`~lite_deploy.runtime.pipeline.postprocess.select`: best class, class-aware NMS), so every verification
+    exercises the code that runs on the device.
 
     The same function is applied to the reference and the artifact outputs, so differences come from the outputs.
     """
-    cls = scores.argmax(1)
-    best = scores[np.arange(len(scores)), cls]
-    keep = best >= conf
-    idx = nms(boxes[keep], best[keep], iou, class_ids=cls[keep])[:max_det]
-    return boxes[keep][idx], best[keep][idx], cls[keep][idx]
+    return select(candidates_boxes_scores(boxes, scores, conf), iou, max_det)
 
 
 def _nms_outputs(outputs: Mapping[str, np.ndarray], i: int) -> Dets:
@@ -370,15 +368,15 @@ def _check_centernet(report: VerificationReport, reference: Dict[str, np.ndarray
 
 
 def effective_conf(scores: np.ndarray, conf: float, candidates: int = 100) -> float:
-    """``conf``, lowered to the ``candidates``-th best box score of the batch when fewer boxes reach it.
+    """``conf``, lowered to just below the ``candidates``-th best box score of the batch when fewer boxes reach it
+    (the runtime keeps scores above its threshold, so that box is kept).
 
     Untrained (random-weight) models score far below any useful threshold; comparing their detections at a
     threshold that keeps about ``candidates`` boxes per batch still tests boxes, scores and NMS.
     """
     best = scores.max(-1).ravel()
-    if best.size <= candidates:
-        return float(min(conf, best.min()))
-    return float(min(conf, np.partition(best, -candidates)[-candidates]))
+    kth = best.min() if best.size <= candidates else np.partition(best, -candidates)[-candidates]
+    return float(min(conf, np.nextafter(np.float32(kth), np.float32(-np.inf))))  # scores are float32
 
 
 def _merge_diffs(report: VerificationReport, diffs: Sequence[OutputDiff]) -> None:
