@@ -202,6 +202,26 @@ class ModelSpec:
             raise SpecError(f"{path}: {exc}: fix or delete it and re-export the model") from None
 
 
+def class_names(value: Any) -> Tuple[str, ...]:
+    """Class names from a ``names`` entry as YOLOv5 writes it: a list, or a dict ``{0: name, 1: name, ...}`` (keys
+    may be strings of the ids).
+
+    Raises:
+        ValueError: neither, or the dict's keys are not exactly the class ids 0..n-1 (the message says which).
+    """
+    if isinstance(value, (list, tuple)):
+        return tuple(str(n) for n in value)
+    if not isinstance(value, dict):
+        raise ValueError(f"'names' must be a list or a dict {{id: name}}, got {type(value).__name__}")
+    try:
+        by_id = {int(k): str(v) for k, v in value.items()}
+    except (TypeError, ValueError):
+        by_id = {}
+    if len(by_id) != len(value) or sorted(by_id) != list(range(len(value))):
+        raise ValueError(f"'names' keys must be the class ids 0..{len(value) - 1}, got {list(value)[:10]}")
+    return tuple(by_id[i] for i in range(len(by_id)))
+
+
 def sidecar_path(artifact: Union[str, Path]) -> Path:
     """The spec file that belongs to ``artifact``: ``model.onnx`` -> ``model.onnx.json``."""
     artifact = Path(artifact)

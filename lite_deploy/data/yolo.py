@@ -26,9 +26,10 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from ..errors import DatasetError
 from ..boxes import xywhn_to_xyxy
+from ..errors import DatasetError
 from ..io import IMAGE_SUFFIXES, read_image
+from ..spec import class_names
 from .dataset import DetectionDataset, Targets
 
 LOGGER = logging.getLogger(__name__)
@@ -110,22 +111,15 @@ class DataConfig:
 
 
 def parse_names(names: object, source: Path) -> Tuple[str, ...]:
-    """Class names from a yaml ``names`` entry: a list, or a dict ``{0: name, 1: name, ...}``.
+    """Class names from a yaml ``names`` entry (see :func:`lite_deploy.spec.class_names`).
 
     Raises:
-        DatasetError: when the entry is neither, or the dict's keys are not exactly 0..nc-1.
+        DatasetError: when the entry is neither a list nor a dict, or the dict's keys are not exactly 0..nc-1.
     """
-    if isinstance(names, (list, tuple)):
-        return tuple(str(n) for n in names)
-    if isinstance(names, dict):
-        try:
-            keys = sorted(int(k) for k in names)
-        except (TypeError, ValueError):
-            keys = []
-        if keys != list(range(len(names))):
-            raise DatasetError(f"{source}: 'names' keys must be the class ids 0..{len(names) - 1}, got {list(names)}")
-        return tuple(str(names[k] if k in names else names[str(k)]) for k in keys)
-    raise DatasetError(f"{source}: 'names' must be a list or a dict {{id: name}}, got {type(names).__name__}")
+    try:
+        return class_names(names)
+    except ValueError as exc:
+        raise DatasetError(f"{source}: {exc}") from None
 
 
 def load_data_config(path: PathLike) -> DataConfig:

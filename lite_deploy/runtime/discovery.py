@@ -14,10 +14,10 @@ import ast
 import json
 import logging
 from pathlib import Path
-from typing import Any, Dict, Mapping, Sequence, Tuple, Union
+from typing import Any, Mapping, Sequence, Tuple, Union
 
 from ..errors import SpecError
-from ..spec import SPEC_KEY, ModelSpec, sidecar_path
+from ..spec import SPEC_KEY, ModelSpec, class_names, sidecar_path
 from .tensors import TensorInfo
 
 LOGGER = logging.getLogger(__name__)
@@ -112,11 +112,7 @@ def parse_names(text: str) -> Tuple[str, ...]:
             value = json.loads(text)
         except ValueError:
             raise SpecError(f"cannot read class names from metadata {text[:80]!r}") from None
-    if isinstance(value, dict):
-        by_index: Dict[int, str] = {int(k): str(v) for k, v in value.items()}
-        if sorted(by_index) != list(range(len(by_index))):
-            raise SpecError(f"class names metadata must number classes 0..n-1, got keys {sorted(by_index)[:10]}")
-        return tuple(by_index[i] for i in range(len(by_index)))
-    if isinstance(value, (list, tuple)):
-        return tuple(str(v) for v in value)
-    raise SpecError(f"cannot read class names from metadata {text[:80]!r}")
+    try:
+        return class_names(value)
+    except ValueError as exc:
+        raise SpecError(f"cannot read class names from metadata {text[:80]!r}: {exc}") from None
