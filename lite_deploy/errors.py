@@ -47,4 +47,5 @@ class ArtifactMismatchError(LiteDeployError):
 
 
 class SpecError(LiteDeployError, ValueError):
-    """A model spec (an artifact's ``.json`` sidecar or embedded spec) is not valid JSON or has a wrongly typed field."""
+    """A model spec (an artifact's ``.json`` sidecar or embedded spec) is not valid JSON or has a wrongly typed
+    field."""

@@ -30,6 +30,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from ..boxes import xyxy_to_xywh
+
 IOU_THRESHOLDS = np.linspace(0.5, 0.95, 10)  # pycocotools: linspace(.5, .95, round((.95 - .5) / .05) + 1)
 RECALL_THRESHOLDS = np.linspace(0.0, 1.0, 101)
 MAX_DETS = 100

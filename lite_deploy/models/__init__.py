@@ -18,8 +18,10 @@ from typing import Any, Dict, List, Optional, Union
 from torch import nn
 
 from ..errors import ConfigError
-from . import backbones  # noqa: F401  (registers the backbone modules for yaml use)
-from . import centernet  # noqa: F401  (registers CenterNetHead for yaml use)
+from . import (
+    backbones,  # noqa: F401  (registers the backbone modules for yaml use)
+    centernet,  # noqa: F401  (registers CenterNetHead for yaml use)
+)
 from .yolo import ClassificationModel, DetectionModel, model_from_yaml
 
 CFG_DIR = Path(__file__).resolve().parent / "cfg"

@@ -126,9 +126,9 @@ def shapes_cls(tmp_path_factory) -> Path:
 def _python_entry_points(path: Path, tmp: Path):
     import lite_deploy
     from lite_deploy.export.exporter import export
+    from lite_deploy.export.torch_runtime import TorchRuntime
     from lite_deploy.models.backbones import build_classifier, load_torchvision_backbone
     from lite_deploy.models.backbones.torchvision_weights import read_state_dict
-    from lite_deploy.export.torch_runtime import TorchRuntime
     from lite_deploy.runtime import load_runtime
     from lite_deploy.train.classify import load_start_weights
 
@@ -531,6 +531,7 @@ def _object_flagged_dtype():
 
 def _payloads(marker: Path) -> dict:
     import builtins
+
     import numpy._core.multiarray as multiarray
 
     touch = f"open({str(marker)!r}, 'w').write('pwned')"

@@ -18,7 +18,7 @@ from lite_deploy.errors import ConfigError
 from lite_deploy.models import load_model
 from lite_deploy.train.data import AugmentConfig
 from lite_deploy.train.distributed import DistContext, parse_devices, resolve_device
-from lite_deploy.train.trainer import Trainer, TrainConfig
+from lite_deploy.train.trainer import TrainConfig, Trainer
 
 NO_AUGMENT = AugmentConfig(hsv_h=0, hsv_s=0, hsv_v=0, translate=0, scale=0, fliplr=0, mosaic=0)
 

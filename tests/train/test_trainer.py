@@ -16,7 +16,7 @@ from lite_deploy.data.yolo import YoloDataset
 from lite_deploy.errors import CheckpointError
 from lite_deploy.models import load_model
 from lite_deploy.train.data import AugmentConfig, TrainDataset
-from lite_deploy.train.trainer import Trainer, TrainConfig, train
+from lite_deploy.train.trainer import TrainConfig, Trainer, train
 
 
 @pytest.fixture(scope="module")
