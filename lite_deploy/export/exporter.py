@@ -114,7 +114,8 @@ class Job:
         self._work: Optional[Path] = None  # job-wide: the FP32 reference ONNX, calibration ranges, sensitivity trials
         self._fp32_onnx: Optional[Path] = None
         self._reference: Optional[Tuple[Path, ModelSpec]] = None
-        self._reference_map: Optional[Scores] = None  # the FP32 model's mAP50 and mAP50-95 on ``data``
+        self._reference_map: Optional[Scores] = None  # the FP32 model's mAP50 and mAP50-95 on the judging data
+        self._agreement: Optional[str] = None  # without ``data``: the FP32 detections INT8 is judged by
         self._sensitivity: Optional[List[str]] = None
         self.float_layers: List[str] = []  # ONNX Conv node names kept in float by the accuracy gate so far
 
@@ -249,29 +250,36 @@ class Job:
 
     def gate(self, artifact: Path, spec: ModelSpec, rebuild: Optional[Rebuild] = None,
              ) -> Tuple[Path, Optional[GateResult]]:
-        """Judge an FP16/INT8 artifact by mAP50 and mAP50-95 against the FP32 model (no result without ``data``);
+        """Judge FP16/INT8 by mAP50 and mAP50-95 against FP32 on ``data`` (INT8 without it: by agreement with FP32);
         INT8 keeps its most sensitive layers in float, 1, 2, 4, 8 more at a time, while it loses too much.
 
         Raises:
             VerificationError: a drop exceeds ``max_map_drop`` (mAP50-95) or ``max_map50_drop`` (mAP50).
         """
-        from ..quantize.gate import FALLBACK_STEPS, INT8_TARGET_DROP, Limits, enforce, judge, map_scores
+        from ..quantize.gate import FALLBACK_STEPS, Limits, enforce, fallback_goal, judge, map_scores
 
         o = self.options
-        if o.data is None or spec.precision == "fp32":
+        data = o.data
+        if data is None and spec.precision == "int8" and o.verify:  # no labels: judged by agreement with FP32
+            from ..quantize.agreement import agreement_set
+
+            data = self._agreement = self._agreement or agreement_set(o.calib, self.calib_images,
+                                                                      self.reference()[0], self.work("agreement"))
+        if data is None or spec.precision == "fp32":
             return artifact, None
         if self._reference_map is None:
-            self._reference_map = map_scores(self.reference()[0], o.data)
+            self._reference_map = map_scores(self.reference()[0], data)
         limits = Limits(o.max_map_drop, o.max_map50_drop)
-        result = judge(artifact, self._reference_map, o.data, precision=spec.precision, limits=limits,
-                       float_layers=self.float_layers)
-        goal = Limits(*(INT8_TARGET_DROP if v is None else v for v in limits))
+        basis = "" if o.data is not None else "agreement with FP32"
+        result = judge(artifact, self._reference_map, data, precision=spec.precision, limits=limits,
+                       float_layers=self.float_layers, basis=basis)
+        goal = fallback_goal(limits, agreement=bool(basis))
         if spec.precision == "int8" and rebuild is not None and result.exceeded(goal):
             rest = [n for n in self.sensitivity() if n not in self.float_layers]
             for layers in [self.float_layers + rest[:k] for k in FALLBACK_STEPS if k <= len(rest)]:
                 artifact = rebuild(layers)
-                result = judge(artifact, self._reference_map, o.data, precision="int8", limits=limits,
-                               float_layers=layers)
+                result = judge(artifact, self._reference_map, data, precision="int8", limits=limits,
+                               float_layers=layers, basis=basis)
                 self.float_layers = list(layers)
                 if not result.exceeded(goal):
                     break

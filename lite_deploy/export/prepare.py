@@ -56,9 +56,11 @@ def resolve_options(options: ExportOptions, model: nn.Module, source: Optional[P
                              "without --int8")
         if data is None and options.verify and str(options.calib or "").lower().endswith((".yaml", ".yml")):
             data = str(options.calib)
-        if data is None:
-            LOGGER.warning("INT8 artifacts are not judged without a validation set: pass --data data.yaml to "
-                           "measure their mAP against the FP32 model")
+        if data is None and options.verify:
+            LOGGER.info("no --data: INT8 artifacts are judged by agreement with the FP32 model on held-out images "
+                        "of the calibration folder; pass --data data.yaml to judge them by mAP on labels")
+        elif data is None:
+            LOGGER.warning("INT8 artifacts are not judged with --no-verify")
     return options.replace(imgsz=hw, data=None if data is None else str(data),
                            calib=None if options.calib is None else str(options.calib))
 
