@@ -1,11 +1,10 @@
 """``lite_deploy.export``: weights -> verified, self-describing artifacts, one target (:mod:`.targets`) at a time.
 
 Every artifact is written with its spec (embedded where the format allows, and ``<artifact>.json`` at commit),
-checked against PyTorch on generated images where its backend runs here, and only then moved into the output
-folder (:mod:`.staging`): a failed export leaves nothing behind. Artifacts are named ``<stem><tag><suffix>`` in
-``out`` (default ``<weights folder>/<weights stem>_export/``, ``./<name>_export/`` for a bundled config name), with
-``<tag>`` = ``_fp16`` / ``_int8`` for the precision, ``_nms`` for in-graph NMS, and each target's suffix.
-FP16 and INT8 artifacts are judged by mAP against the FP32 model on ``data`` (:mod:`lite_deploy.quantize.gate`).
+checked against PyTorch where its backend runs here, then moved into the output folder (:mod:`.staging`): a failed
+export leaves nothing behind. Artifacts are ``<stem><tag><suffix>`` in ``out`` (default ``<weights stem>_export/``
+beside the weights), ``<tag>`` = ``_fp16`` / ``_int8``, ``_nms``. FP16/INT8 are judged against FP32 by mAP on ``data``
+(INT8 without it: by agreement with FP32; :mod:`lite_deploy.quantize.gate`, :mod:`lite_deploy.quantize.agreement`).
 """
 
 from __future__ import annotations
@@ -263,9 +262,10 @@ class Job:
         if data is None and spec.precision == "int8" and o.verify:  # no labels: judged by agreement with FP32
             from ..quantize.agreement import agreement_set
 
-            data = self._agreement = self._agreement or agreement_set(o.calib, self.calib_images,
-                                                                      self.reference()[0], self.work("agreement"))
-        if data is None or spec.precision == "fp32":
+            if self._agreement is None:  # "" when the FP32 model detects nothing to agree on
+                self._agreement = agreement_set(o.calib, self.calib_images, self.reference()[0], self.work("agreement"))
+            data = self._agreement
+        if not data or spec.precision == "fp32":
             return artifact, None
         if self._reference_map is None:
             self._reference_map = map_scores(self.reference()[0], data)

@@ -14,7 +14,7 @@ import logging
 import os
 import shutil
 from pathlib import Path
-from typing import List, Sequence, Union
+from typing import List, Optional, Sequence, Union
 
 import numpy as np
 import yaml
@@ -51,7 +51,7 @@ def held_out_images(folder: PathLike, used: Sequence[Path], size: int = AGREEMEN
     return unseen
 
 
-def pseudo_labelled_set(reference: PathLike, images: Sequence[Path], work: PathLike) -> Path:
+def pseudo_labelled_set(reference: PathLike, images: Sequence[Path], work: PathLike) -> Optional[Path]:
     """A YOLO dataset in ``work`` whose labels are the FP32 ``reference`` model's detections on ``images``.
 
     Args:
@@ -60,7 +60,8 @@ def pseudo_labelled_set(reference: PathLike, images: Sequence[Path], work: PathL
         work: an empty or missing folder; receives ``images/val``, ``labels/val`` and ``data.yaml``.
 
     Returns:
-        The ``data.yaml`` (its train and val splits are both the labelled images).
+        The ``data.yaml`` (its train and val splits are both the labelled images); None when the FP32 model detects
+        nothing on them (there is nothing to agree on).
     """
     from ..runtime import Detector
 
@@ -84,6 +85,10 @@ def pseudo_labelled_set(reference: PathLike, images: Sequence[Path], work: PathL
             (label_dir / f"{i:05d}.txt").write_text("".join(r + "\n" for r in rows))
             boxes += len(rows)
         names = list(detector.names)
+    if not boxes:
+        LOGGER.warning("INT8 is not judged: the FP32 model detects nothing (conf >= %g) on the %d calibration-folder "
+                       "images; pass --data data.yaml to judge it by mAP", AGREEMENT_CONF, len(images))
+        return None
     data = root / "data.yaml"
     data.write_text(yaml.safe_dump({"path": str(root), "train": "images/val", "val": "images/val", "names": names},
                                    sort_keys=False))
@@ -94,8 +99,9 @@ def pseudo_labelled_set(reference: PathLike, images: Sequence[Path], work: PathL
 
 def agreement_set(folder: PathLike, used: Sequence[Path], reference: PathLike, work: PathLike) -> str:
     """The data.yaml INT8 is judged by without labels: :func:`held_out_images` of the calibration ``folder``
-    labelled by the FP32 ``reference`` (:func:`pseudo_labelled_set`) in ``work``."""
-    return str(pseudo_labelled_set(reference, held_out_images(folder, used), work))
+    labelled by the FP32 ``reference`` (:func:`pseudo_labelled_set`) in ``work``; ``""`` when it detects nothing."""
+    data = pseudo_labelled_set(reference, held_out_images(folder, used), work)
+    return "" if data is None else str(data)
 
 
 def _link_or_copy(source: Path, target: Path) -> None:
