@@ -75,22 +75,28 @@ def test_train_interrupt_resume_and_checkpoints(tiny_data: Path, tmp_path: Path,
 
 
 def test_short_run_beats_the_untrained_model_on_the_same_images(tmp_path: Path) -> None:
-    """150 optimizer steps on 8 images lift mAP50 on those images well above the untrained model's."""
+    """30 optimizer steps on 8 images lift mAP50 on those images far above the starting model's: the bundled demo
+    detector with a new, untrained head for one class ("shape")."""
+    from lite_deploy.assets import demo_weights
     from lite_deploy.eval.validate import validate
     from lite_deploy.models.checkpoint import save_checkpoint
 
     torch.set_num_threads(1)
     data = generate_shapes(tmp_path / "data", train=8, val=1, seed=3, imgsz=128, progress=False)
-    data.write_text(data.read_text().replace("val: images/val", "val: images/train"))  # judged on what it saw
+    text = data.read_text().replace("val: images/val", "val: images/train")  # judged on the images it trained on
+    data.write_text(text.split("names:")[0] + "names:\n- shape\n")
+    for label in (tmp_path / "data" / "labels" / "train").glob("*.txt"):
+        label.write_text("".join("0 " + row.split(" ", 1)[1] for row in label.read_text().splitlines(keepends=True)))
     plain = AugmentConfig(mosaic=0.0, fliplr=0.0, scale=0.0, translate=0.0, hsv_h=0.0, hsv_s=0.0, hsv_v=0.0)
-    config = TrainConfig(data=str(data), cfg="shufflenetv2-x0_5-gsconvns", epochs=150, imgsz=128, batch=8, workers=0,
+    config = TrainConfig(data=str(data), weights=str(demo_weights()), epochs=30, imgsz=128, batch=8, workers=0,
                          project=str(tmp_path), name="run", nominal_batch=8, warmup_epochs=0, optimizer="AdamW",
                          lr0=0.004, augment=plain, close_mosaic=0, ema_tau=5, val_every=1000)
     torch.manual_seed(config.seed)
-    untrained = save_checkpoint(Trainer(config).build_model(CLASSES), tmp_path / "untrained.pt", imgsz=128)
-    before = validate(untrained, data, imgsz=128, progress=False, verbose=False)
+    start = save_checkpoint(Trainer(config).build_model(("shape",)), tmp_path / "start.pt", imgsz=128)
+    before = validate(start, data, imgsz=128, progress=False, verbose=False)
     after = train(config, progress=False)
-    assert before["map50"] < 0.01 and after["map50"] > before["map50"] + 0.015, (before["map50"], after["map50"])
+    # measured: 0.22 after, with 1 or 2 threads
+    assert before["map50"] < 0.05 and after["map50"] > before["map50"] + 0.1, (before["map50"], after["map50"])
 
 
 def test_fine_tune_from_yolov5_with_other_classes(yolov5_fixtures: Path, tiny_data: Path) -> None:
