@@ -27,7 +27,7 @@ _EXPORTS = {
     "generate_shapes": "lite_deploy.data.shapes:generate_shapes",
     "DetectionEvaluator": "lite_deploy.eval.metrics:DetectionEvaluator",
     "validate": "lite_deploy.eval.validate:validate",
-    "benchmark": "lite_deploy.benchmark:benchmark",
+    "benchmark": "lite_deploy.benchmarking:benchmark",
     "Detector": "lite_deploy.runtime:Detector",
     "Detections": "lite_deploy.runtime:Detections",
     "Classifier": "lite_deploy.runtime:Classifier",

@@ -1,7 +1,7 @@
 """The package's import graph has layers, and arrows only point down.
 
 primitives (errors, io, boxes, spec, assets, version) -> operations (models, data, runtime, quantize, export, eval)
--> workflows (benchmark, train) -> interface (cli, commands, the package's public API). Every import counts, also
+-> workflows (benchmarking, train) -> interface (cli, commands, the package's public API). Every import counts, also
 the ones inside functions: a lazy import is still a dependency. Between the packages of one layer the arrows may
 not form a cycle, and the device side (``runtime``) and the model zoo (``models``) stand alone on the primitives.
 """
@@ -19,7 +19,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "lite_deploy"
 LAYERS = {
     "errors": 0, "io": 0, "boxes": 0, "spec": 0, "assets": 0, "version": 0,
     "models": 1, "data": 1, "runtime": 1, "quantize": 1, "export": 1, "eval": 1,
-    "benchmark": 2, "train": 2,
+    "benchmarking": 2, "train": 2,
     "cli": 3, "commands": 3, "__init__": 3, "__main__": 3,
 }
 # What the device side and the model zoo may import besides the standard library and third-party packages.

@@ -44,7 +44,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the benchmark and print the table."""
-    from ..benchmark import benchmark
+    from ..benchmarking import benchmark
 
     report = benchmark(args.weights, targets=args.target, precisions=args.precision, data=args.data,
                        out=run_dir("benchmark", args.out), runs=args.runs, threads=args.threads,

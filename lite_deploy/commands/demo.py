@@ -40,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
 
     from ..assets import demo_weights
-    from ..benchmark import benchmark
+    from ..benchmarking import benchmark
     from ..data.shapes import generate_shapes, render_image
     from ..errors import LiteDeployError
     from ..io import atomic_write_bytes

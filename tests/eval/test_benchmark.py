@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from lite_deploy.benchmark import COLUMNS, BenchmarkRow, benchmark
+from lite_deploy.benchmarking import COLUMNS, BenchmarkRow, benchmark
 from lite_deploy.cli import main
 from lite_deploy.data.image_folder import ImageFolder
 from lite_deploy.data.shapes import CLASSES, generate_shapes

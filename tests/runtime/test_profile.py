@@ -207,9 +207,8 @@ def test_matmul_peak_is_measured_once_per_machine(tmp_path: Path, monkeypatch) -
 
 def test_unstable_timings_are_flagged(tiny_artifacts: Dict[str, Path], tmp_path: Path, monkeypatch) -> None:
     import dataclasses
-    import importlib
 
-    bench = importlib.import_module("lite_deploy.benchmark")  # the module; lite_deploy.benchmark is the function
+    from lite_deploy import benchmarking as bench
 
     steady = LatencyStats.of([10.0] * 99 + [12.0])
     jumpy = LatencyStats.of([10.0] * 97 + [400.0] * 3)

@@ -16,8 +16,6 @@ from __future__ import annotations
 import csv
 import io
 import logging
-import sys
-import types
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, List, Optional, Sequence, Union
@@ -345,14 +343,3 @@ def _short(exc: BaseException) -> str:
 
 def _fmt(value: Optional[float], pattern: str) -> str:
     return "-" if value is None else pattern.format(value)
-
-
-class _CallableModule(types.ModuleType):
-    """This module, callable as :func:`benchmark`: importing it binds ``lite_deploy.benchmark`` to the module, where
-    the package's public API has the function."""
-
-    def __call__(self, *args: Any, **kwargs: Any) -> BenchmarkReport:
-        return benchmark(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule
