@@ -69,6 +69,21 @@ def xywhn_to_xyxy(xywhn: np.ndarray, size: Tuple[int, int]) -> np.ndarray:
     return out
 
 
+def xyxy_to_xywhn(boxes: np.ndarray, size: Tuple[int, int]) -> np.ndarray:
+    """Pixel corner boxes to normalised centre boxes (YOLO labels); the inverse of :func:`xywhn_to_xyxy`.
+
+    Args:
+        boxes: (n, 4) xyxy in pixels.
+        size: (width, height) in pixels.
+
+    Returns:
+        (n, 4) float64 ``cx cy w h`` in [0, 1] for boxes inside the image.
+    """
+    scale = np.array(size * 2, np.float64)
+    b = np.asarray(boxes, np.float64).reshape(-1, 4) / scale
+    return np.concatenate([(b[:, :2] + b[:, 2:]) / 2, b[:, 2:] - b[:, :2]], axis=1)
+
+
 def to_hw(imgsz: ImageSize) -> Tuple[int, int]:
     """An input size as ``(height, width)`` pixels: one number is a square, two are height and width.
 

@@ -29,7 +29,7 @@ from typing import List, Tuple, Union
 import cv2
 import numpy as np
 
-from ..io import atomic_write_bytes
+from .yolo import label_text, write_data_config
 
 LOGGER = logging.getLogger(__name__)
 
@@ -274,7 +274,6 @@ def generate_shapes(
     Raises:
         ValueError: on a negative count or ``imgsz`` < 64.
     """
-    import yaml
     from tqdm import tqdm
 
     if train < 0 or val < 0:
@@ -293,10 +292,8 @@ def generate_shapes(
         if not ok:
             raise RuntimeError("OpenCV could not encode a JPEG image")
         (out / "images" / split / f"{i:06d}.jpg").write_bytes(encoded.tobytes())
-        text = "".join(f"{int(r[0])} {r[1]:.6f} {r[2]:.6f} {r[3]:.6f} {r[4]:.6f}\n" for r in labels)
-        (out / "labels" / split / f"{i:06d}.txt").write_text(text, encoding="utf-8")
-    config = {"path": str(out), "train": "images/train", "val": "images/val", "names": list(CLASSES)}
-    yaml_path = out / "data.yaml"
-    atomic_write_bytes(yaml_path, yaml.safe_dump(config, sort_keys=False).encode("utf-8"))
+        label = out / "labels" / split / f"{i:06d}.txt"
+        label.write_text(label_text(labels[:, 0], labels[:, 1:]), encoding="utf-8")
+    yaml_path = write_data_config(out, CLASSES)
     LOGGER.info("wrote %d train and %d val images to %s", train, val, out)
     return yaml_path

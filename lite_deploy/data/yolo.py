@@ -28,7 +28,7 @@ import numpy as np
 
 from ..boxes import xywhn_to_xyxy
 from ..errors import DatasetError
-from ..io import IMAGE_SUFFIXES, read_image
+from ..io import IMAGE_SUFFIXES, atomic_write_bytes, read_image
 from ..spec import class_names
 from .dataset import DetectionDataset, Targets
 
@@ -172,6 +172,18 @@ def load_data_config(path: PathLike) -> DataConfig:
     return DataConfig(yaml_path=yaml_path, root=root, splits=splits, names=names)
 
 
+def write_data_config(root: PathLike, names: Sequence[str], *, train: str = "images/train",
+                      val: str = "images/val") -> Path:
+    """Write ``root/data.yaml`` (``path`` absolute, splits relative to it), atomically; returns its path."""
+    import yaml
+
+    root = Path(root).resolve()
+    config = {"path": str(root), "train": train, "val": val, "names": [str(n) for n in names]}
+    path = root / "data.yaml"
+    atomic_write_bytes(path, yaml.safe_dump(config, sort_keys=False).encode("utf-8"))
+    return path
+
+
 def _resolve_split_entry(root: Path, entry: str) -> Path:
     resolved = (root / entry).resolve()
     if not resolved.exists() and entry.startswith("../"):
@@ -242,6 +254,11 @@ def list_images(sources: Sequence[Path]) -> Tuple[List[Path], List[DatasetIssue]
     if not images and not issues:
         issues.append(DatasetIssue(sources[0] if sources else Path("."), None, "no images found"))
     return images, issues
+
+
+def label_text(class_ids: Sequence[int], xywhn: np.ndarray) -> str:
+    """A YOLO label file's text: one ``class cx cy w h`` row per object (normalised, 6 decimals)."""
+    return "".join(f"{int(c)} {x:.6f} {y:.6f} {w:.6f} {h:.6f}\n" for c, (x, y, w, h) in zip(class_ids, xywhn))
 
 
 def parse_label_file(path: Path, nc: int) -> Tuple[np.ndarray, List[DatasetIssue]]:

@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import List, Optional, Sequence, Union
 
 import numpy as np
-import yaml
 
-from ..data.yolo import list_images
+from ..boxes import xyxy_to_xywhn
+from ..data.yolo import label_text, list_images, write_data_config
 from ..io import read_image
 
 LOGGER = logging.getLogger(__name__)
@@ -76,22 +76,16 @@ def pseudo_labelled_set(reference: PathLike, images: Sequence[Path], work: PathL
             dets = detector(frame)
             target = image_dir / f"{i:05d}{source.suffix.lower()}"
             _link_or_copy(source, target)
-            h, w = frame.shape[:2]
-            xyxy = np.asarray(dets.boxes, np.float64).reshape(-1, 4)
-            centre = (xyxy[:, :2] + xyxy[:, 2:]) / 2 / (w, h)
-            size = (xyxy[:, 2:] - xyxy[:, :2]) / (w, h)
-            rows = [f"{int(c)} {x:.6f} {y:.6f} {bw:.6f} {bh:.6f}"
-                    for c, (x, y), (bw, bh) in zip(dets.class_ids, centre, size) if bw > 0 and bh > 0]
-            (label_dir / f"{i:05d}.txt").write_text("".join(r + "\n" for r in rows))
-            boxes += len(rows)
+            xywhn = xyxy_to_xywhn(dets.boxes, (frame.shape[1], frame.shape[0]))
+            kept = (xywhn[:, 2] > 0) & (xywhn[:, 3] > 0)
+            (label_dir / f"{i:05d}.txt").write_text(label_text(np.asarray(dets.class_ids)[kept], xywhn[kept]))
+            boxes += int(kept.sum())
         names = list(detector.names)
     if not boxes:
         LOGGER.warning("INT8 is not judged: the FP32 model detects nothing (conf >= %g) on the %d calibration-folder "
                        "images; pass --data data.yaml to judge it by mAP", AGREEMENT_CONF, len(images))
         return None
-    data = root / "data.yaml"
-    data.write_text(yaml.safe_dump({"path": str(root), "train": "images/val", "val": "images/val", "names": names},
-                                   sort_keys=False))
+    data = write_data_config(root, names, train="images/val", val="images/val")
     LOGGER.info("INT8 is judged by agreement with the FP32 model: its %d detections (conf >= %g) on %d held-out "
                 "images are the labels", boxes, AGREEMENT_CONF, len(images))
     return data
