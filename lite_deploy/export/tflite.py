@@ -12,6 +12,7 @@ takes NHWC images, which the runtime feeds without a transpose and XNNPACK runs 
 from __future__ import annotations
 
 import contextlib
+import copy
 import io
 import logging
 import os
@@ -25,6 +26,7 @@ from torch import nn
 
 from ..errors import BackendUnavailableError, ExportError
 from ..io import atomic_write_bytes
+from ..models.deploy import channels_last_shuffles
 from ..spec import SPEC_KEY, ModelSpec
 from .describe import INPUT_NAME
 
@@ -63,8 +65,23 @@ class NamedOutputs(nn.Module):
         return dict(zip(self.output_names, out))
 
 
+class SiLUProduct(nn.Module):
+    """``x * sigmoid(x)``: SiLU as the product litert-torch's INT8 quantizer annotates (``sigmoid`` with its fixed
+    int8 range, ``mul``); an ``aten.silu`` node it leaves in float between DEQUANTIZE and QUANTIZE ops. The float
+    graph is the same either way (LOGISTIC, MUL). Bundled demo at 320, INT8: 3.84 -> 3.50 ms, 67 fewer
+    QUANTIZE/DEQUANTIZE ops."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x (any shape) -> the same shape."""
+        return x * torch.sigmoid(x)
+
+
 def conversion_input(model: nn.Module, spec: ModelSpec) -> Tuple[NamedOutputs, Tuple[int, ...]]:
-    """``model`` wrapped for the converter (:class:`NamedOutputs` in the spec's layout) and its fixed input shape.
+    """A copy of ``model`` made for the converter and its fixed input shape.
+
+    The copy computes channel shuffles channels-last (:func:`~lite_deploy.models.deploy.channels_last_shuffles`) and
+    SiLU as :class:`SiLUProduct`, and is wrapped in :class:`NamedOutputs` in the spec's layout; its values are
+    ``model``'s.
 
     Raises:
         ExportError: the spec has no fixed batch size.
@@ -73,6 +90,11 @@ def conversion_input(model: nn.Module, spec: ModelSpec) -> Tuple[NamedOutputs, T
         raise ExportError("TFLite export needs a fixed batch size (--batch N), not --dynamic")
     h, w = spec.imgsz
     shape = (spec.batch, h, w, 3) if spec.layout == "NHWC" else (spec.batch, 3, h, w)
+    model = channels_last_shuffles(copy.deepcopy(model))
+    for parent in list(model.modules()):
+        for name, child in parent.named_children():
+            if isinstance(child, nn.SiLU):
+                setattr(parent, name, SiLUProduct())
     return NamedOutputs(model, spec.output_names, spec.layout).eval(), shape
 
 

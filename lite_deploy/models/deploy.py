@@ -12,6 +12,7 @@ import copy
 import torch
 from torch import nn
 
+from .backbones.shuffle import ChannelShuffle
 from .gsconv import GSConv, GSConvns
 from .heads import Detect
 
@@ -78,3 +79,19 @@ def prepare_for_export(model: nn.Module) -> nn.Module:
             module.reset_grids()
     m.requires_grad_(False)
     return m
+
+
+def channels_last_shuffles(model: nn.Module) -> nn.Module:
+    """Compute every channel shuffle (ShuffleNet's, GSConv's) on the channels-last view, in place; returns ``model``.
+
+    For channels-last converters (TFLite): see
+    :func:`~lite_deploy.models.backbones.shuffle.channel_shuffle_channels_last`. The values are the same. Measured
+    on the bundled demo at 320 (litert-torch, XNNPACK, 2 threads): FP32 4.92 -> 4.39 ms, the 24 TRANSPOSE +
+    GATHER_ND + TRANSPOSE shuffles gone from the graph.
+    """
+    for module in model.modules():
+        if isinstance(module, ChannelShuffle):
+            module.channels_last = True
+        elif isinstance(module, GSConv) and not isinstance(module, GSConvns):
+            module.use_channels_last_shuffle()
+    return model

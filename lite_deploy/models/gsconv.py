@@ -7,7 +7,9 @@ cannot tell them apart), so the variant is always explicit:
 - ``"evenodd"``: the fork's 3-D ShuffleNet shuffle: all even channels, then all odd ones. n=8 -> [0,2,4,6,1,3,5,7].
 - ``"interleave"``: the paper code's 5-D shuffle: ``[x1_0, dw_0, x1_1, dw_1, ...]``. n=8 -> [0,4,1,5,2,6,3,7].
 
-:func:`lite_deploy.models.deploy.prepare_for_export` replaces either by a static 4-D channel gather.
+Both are textbook channel shuffles (:mod:`lite_deploy.models.backbones.shuffle`): ``"evenodd"`` with ``n / 2``
+groups, ``"interleave"`` with 2. :func:`lite_deploy.models.deploy.prepare_for_export` replaces either by a static
+4-D channel gather; :func:`lite_deploy.models.deploy.channels_last_shuffles` by its channels-last form.
 """
 
 from __future__ import annotations
@@ -17,20 +19,23 @@ from typing import List, Optional
 import torch
 from torch import nn
 
+from .backbones.shuffle import channel_shuffle_channels_last, channel_shuffle_index
 from .common import Activation, Conv, DWConv
 from .registry import register_module
 
 SHUFFLES = ("evenodd", "interleave")
 
 
+def shuffle_groups(n: int, variant: str) -> int:
+    """Groups of the textbook shuffle over ``n`` channels that equals a GSConv shuffle (see the module docstring)."""
+    if variant not in SHUFFLES:
+        raise ValueError(f"unknown GSConv shuffle {variant!r}; use one of {SHUFFLES}")
+    return n // 2 if variant == "evenodd" else 2
+
+
 def shuffle_permutation(n: int, variant: str) -> List[int]:
     """Input channel index of each output channel of a GSConv shuffle over ``n`` (even) channels."""
-    half = n // 2
-    if variant == "evenodd":
-        return list(range(0, n, 2)) + list(range(1, n, 2))
-    if variant == "interleave":
-        return [k * half + j for j in range(half) for k in (0, 1)]
-    raise ValueError(f"unknown GSConv shuffle {variant!r}; use one of {SHUFFLES}")
+    return channel_shuffle_index(n, shuffle_groups(n, variant)).tolist()
 
 
 def _check_shuffle(shuffle: str) -> str:
@@ -60,6 +65,7 @@ class GSConv(nn.Module):
         self.shuffle = _check_shuffle(shuffle)
         self.perm: Optional[torch.Tensor]
         self.register_buffer("perm", None, persistent=False)
+        self.channels_last = False
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x1 = self.cv1(x)
@@ -67,6 +73,8 @@ class GSConv(nn.Module):
         if self.perm is not None:
             return x2.index_select(1, self.perm)
         b, n, h, w = x2.shape
+        if self.channels_last:
+            return channel_shuffle_channels_last(x2, shuffle_groups(n, self.shuffle))
         if self.shuffle == "interleave":
             return x2.reshape(b, 2, n // 2, h, w).permute(0, 2, 1, 3, 4).reshape(b, -1, h, w)
         y = x2.reshape(b * n // 2, 2, h * w).permute(1, 0, 2).reshape(2, -1, n // 2, h, w)
@@ -76,6 +84,11 @@ class GSConv(nn.Module):
         """Replace the reshape/permute shuffle by an equivalent gather on the channel axis (4-D, any batch)."""
         n = 2 * self.cv2.conv.out_channels
         self.perm = torch.tensor(shuffle_permutation(n, self.shuffle), device=self.cv1.conv.weight.device)
+
+    def use_channels_last_shuffle(self) -> None:
+        """Compute the shuffle on the channels-last view (:func:`channel_shuffle_channels_last`), for TFLite."""
+        self.perm = None
+        self.channels_last = True
 
 
 @register_module()

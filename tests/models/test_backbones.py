@@ -125,7 +125,10 @@ def test_wrong_width_is_refused_and_model_untouched():
 @pytest.mark.parametrize("channels,groups", [(8, 2), (232, 2), (60, 3), (48, 4), (24, 8)])
 def test_rank4_shuffle_equals_textbook(channels, groups):
     x = torch.randn(2, channels, 5, 3)
-    assert torch.equal(ChannelShuffle(channels, groups)(x), textbook_shuffle(x, groups))
+    shuffle = ChannelShuffle(channels, groups)
+    assert torch.equal(shuffle(x), textbook_shuffle(x, groups))
+    shuffle.channels_last = True
+    assert torch.equal(shuffle(x), textbook_shuffle(x, groups))
 
 
 def test_shuffle_index_is_not_in_state_dict():

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from lite_deploy.models import build_model, load_model, load_yaml
-from lite_deploy.models.deploy import fuse, prepare_for_export
+from lite_deploy.models.deploy import channels_last_shuffles, fuse, prepare_for_export
 from lite_deploy.models.gsconv import GSConv
 from lite_deploy.models.heads import Detect
 
@@ -117,3 +117,27 @@ def test_export_head_grid_follows_input_size():
         for h, w in ((64, 64), (96, 160)):
             boxes, scores = export(torch.rand(1, 3, h, w))
             assert boxes.shape[1] == 3 * sum((h // s) * (w // s) for s in (8, 16, 32)) and scores.shape[-1] == 2
+
+
+@pytest.mark.parametrize("shuffle", ["evenodd", "interleave"])
+def test_channels_last_shuffles_keep_the_outputs(shuffle):
+    """Every shuffle of a ShuffleNetV2 + GSConv detector computed channels-last: the same boxes and scores (up to
+    float rounding)."""
+    cfg = load_yaml("shufflenetv2-x0_5-gsconvns")  # the bundled demo's: GSConv inside VoVGSCSP
+    cfg["gsconv_shuffle"] = shuffle
+    model = build_model(cfg, nc=3).eval()
+    _randomize_bn(model)
+    model = prepare_for_export(model)
+    x = torch.rand(1, 3, 96, 128)
+    with torch.no_grad():
+        before = model(x)
+        channels_last_shuffles(model)
+        after = model(x)
+    for a, b in zip(before, after):  # the shuffles are exact; convolutions then read channels-last memory
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-4)
+    from lite_deploy.models.backbones import ChannelShuffle
+    from lite_deploy.models.gsconv import GSConvns
+
+    shuffles = [m for m in model.modules() if isinstance(m, ChannelShuffle)
+                or isinstance(m, GSConv) and not isinstance(m, GSConvns)]
+    assert len(shuffles) > 10 and all(m.channels_last for m in shuffles)

@@ -147,6 +147,8 @@ def test_gsconv_shuffles_are_the_published_permutations(variant, expected):
         torch.testing.assert_close(m(x), plain[:, expected])
         m.use_static_permutation()
         torch.testing.assert_close(m(x), plain[:, expected])
+        m.use_channels_last_shuffle()
+        assert torch.equal(m(x), plain[:, expected])
 
 
 def test_gsconvns_honours_kernel_stride_and_act():

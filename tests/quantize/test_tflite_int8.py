@@ -52,6 +52,37 @@ def test_tensors_are_int8(models) -> None:
     assert load_spec(paths["int8"]).precision == "int8"
 
 
+def _ops(path: Path) -> list:
+    """``(operator name, type of its first input)`` of every op of a TFLite model, in order."""
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    interpreter = Interpreter(model_path=str(path),
+                              experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+    interpreter.allocate_tensors()
+    dtypes = {d["index"]: np.dtype(d["dtype"]).name for d in interpreter.get_tensor_details()}
+    return [(op["op_name"], dtypes[op["inputs"][0]]) for op in interpreter._get_ops_details()]
+
+
+def test_shuffles_are_int8_transposes(models) -> None:
+    """GSConv's channel shuffles are computed channels-last: one int8 TRANSPOSE each, no GATHER_ND (which XNNPACK
+    lacks, so each one split the delegated graph)."""
+    paths, _ = models
+    ops = _ops(paths["int8"])
+    assert not any(name == "GATHER_ND" for name, _ in ops)
+    assert ops.count(("TRANSPOSE", "int8")) == 4  # the fixture's four GSConv
+
+
+def test_silu_is_an_int8_sigmoid_and_product(tiny_detector, calib_images: list, tmp_path: Path) -> None:
+    from lite_deploy.export.describe import describe
+
+    model = tiny_detector().eval()
+    spec = describe(model, imgsz=(64, 64), target="tflite", precision="int8", layout="NHWC")
+    path = torch_to_tflite_int8(model, tmp_path / "tiny.tflite", spec, CalibrationSet(calib_images[:8], spec))
+    ops = _ops(path)
+    assert ops.count(("LOGISTIC", "int8")) == 3 and ops.count(("LOGISTIC", "float32")) == 1  # the decode's
+    assert ops.count(("MUL", "int8")) == 3
+
+
 def test_float_io_variant(models) -> None:
     from ai_edge_litert.interpreter import Interpreter
 
