@@ -1,14 +1,15 @@
 """Issue 19's numbers in one run: FP32 vs INT8 per backend, the Detector's overhead, the .pt path, export times.
 
-Prints, on this machine and in this one run (every latency an interleaved median, so a busy machine slows the
-compared models alike):
+Prints, on this machine and in this one run (every latency a median of runs taken in interleaved blocks, so a busy
+machine slows the compared models alike):
 
 - the demo detector at 320 on a generated shapes set: per backend (ONNX Runtime, OpenVINO, TFLite) the export
   time of FP32 and INT8, bare-inference p50 of each, INT8 speed-up, mAP50-95 of each and the INT8 change;
-- yolov5n (the v7.0 fixture) at 640: the same latencies for ONNX Runtime and OpenVINO (random weights: no mAP);
+- yolov5n (the v7.0 fixture) at 640: the same latencies per backend (random weights: no mAP);
 - the Detector on YOLOv5 ``export.py``'s ONNX at 640 with a 1280x720 frame: pre / infer / post medians and
   end-to-end over bare ``session.run``;
-- the ``.pt`` demo through the Detector: ms per image at 320.
+- the ``.pt`` demo through the Detector: ms per image at 320;
+- INT8 export of the demo per target on a quiet machine and while two busy processes keep both cores busy.
 
     .venv/bin/python tools/bench_perf.py [--calib-size 300] [--runs 30] [--target onnx,openvino,tflite]
 """
@@ -27,17 +28,25 @@ import numpy as np
 FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "yolov5"
 
 
-def interleaved_ms(calls: Dict[str, Callable[[], object]], runs: int, warmup: int = 3) -> Dict[str, float]:
-    """Median wall time in ms of each call, the calls taking turns so load changes hit them alike."""
+def interleaved_ms(calls: Dict[str, Callable[[], object]], runs: int, warmup: int = 3,
+                   block: int = 5) -> Dict[str, float]:
+    """Median wall time in ms of each call, the calls taking turns in blocks of ``block`` runs so load changes hit
+    them alike.
+
+    Blocks rather than single runs: a backend's worker threads keep spinning for a while after a run (ONNX Runtime's
+    do by default), and a run of the other model right then competes with them for the two cores. In blocks only
+    each block's first run meets them, and the median leaves it out.
+    """
     for _ in range(warmup):
         for call in calls.values():
             call()
     times: Dict[str, List[float]] = {name: [] for name in calls}
-    for _ in range(runs):
+    for _ in range(-(-runs // block)):
         for name, call in calls.items():
-            start = time.perf_counter()
-            call()
-            times[name].append((time.perf_counter() - start) * 1e3)
+            for _ in range(block):
+                start = time.perf_counter()
+                call()
+                times[name].append((time.perf_counter() - start) * 1e3)
     return {name: statistics.median(values) for name, values in times.items()}
 
 
@@ -91,6 +100,46 @@ def backend_table(title: str, weights: Path, imgsz: int, targets: Sequence[str],
         print(f"{target:<10}{pair['fp32_s']:14.1f}{pair['int8_s']:14.1f}{ms['fp32']:9.2f}{ms['int8']:9.2f}"
               f"{ms['fp32'] / ms['int8']:8.2f}x{scores['fp32']:10.2f}{scores['int8']:10.2f}"
               f"{scores['int8'] - scores['fp32']:+8.2f}")
+
+
+def _spin(seconds: float) -> None:
+    """Keep one core busy for ``seconds``."""
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        pass
+
+
+def export_under_load(weights: Path, imgsz: int, targets: Sequence[str], work: Path, data: Path,
+                      calib_size: int) -> None:
+    """Wall time of each target's INT8 export (export, verification, gate) on a quiet machine, then again while two
+    busy processes keep both cores busy."""
+    import multiprocessing
+
+    from lite_deploy.export.each import export_each
+
+    def export_int8(out: Path) -> float:
+        start = time.perf_counter()
+        for r in export_each(weights, target, "int8", imgsz=imgsz, out=out,
+                             per_precision={"int8": {"calib": data, "calib_size": calib_size, "data": data}}):
+            if r.error is not None:
+                raise r.error
+        return time.perf_counter() - start
+
+    print("\nINT8 export of the demo, quiet and while two busy processes keep both cores busy")
+    print(f"{'target':<10}{'quiet s':>9}{'loaded s':>10}{'ratio':>8}")
+    for target in targets:
+        quiet = export_int8(work / "quiet" / target)
+        spinners = [multiprocessing.get_context("spawn").Process(target=_spin, args=(1800.0,)) for _ in range(2)]
+        for spinner in spinners:
+            spinner.start()
+        try:
+            time.sleep(5)  # long enough for the runnable count the thread sizing reads
+            loaded = export_int8(work / "loaded" / target)
+        finally:
+            for spinner in spinners:
+                spinner.terminate()
+                spinner.join()
+        print(f"{target:<10}{quiet:9.1f}{loaded:10.1f}{loaded / quiet:7.2f}x")
 
 
 def detector_split(runs: int, threads: int) -> None:
@@ -152,7 +201,8 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=30, help="timed runs per latency (interleaved)")
     parser.add_argument("--threads", type=int, default=2, help="backend threads (default 2)")
     parser.add_argument("--target", default="onnx,openvino,tflite", help="demo targets (comma-separated)")
-    parser.add_argument("--yolov5n-target", default="onnx,openvino", help="yolov5n targets ('' to skip)")
+    parser.add_argument("--yolov5n-target", default="onnx,openvino,tflite", help="yolov5n targets ('' to skip)")
+    parser.add_argument("--no-load", action="store_true", help="skip the INT8 export under load")
     args = parser.parse_args()
 
     from lite_deploy.assets import DEMO_DATA_IMGSZ, DEMO_IMGSZ, demo_weights
@@ -173,6 +223,9 @@ def main() -> None:
                       "validation images (INT8 judged by --data)", demo_weights(), DEMO_IMGSZ,
                       resolve_targets(args.target), work / "demo", data, args.calib_size, args.runs, args.threads,
                       data)
+        if not args.no_load:
+            export_under_load(demo_weights(), DEMO_IMGSZ, resolve_targets(args.target), work / "load", data,
+                              args.calib_size)
         if args.yolov5n_target:
             backend_table("yolov5n (v7.0 fixture, random weights) at 640, INT8 calibrated on the shapes images",
                           FIXTURES / "yolov5n-v7-nc80.pt", 640, resolve_targets(args.yolov5n_target),
