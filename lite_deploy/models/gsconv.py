@@ -28,9 +28,7 @@ SHUFFLES = ("evenodd", "interleave")
 
 def shuffle_groups(n: int, variant: str) -> int:
     """Groups of the textbook shuffle over ``n`` channels that equals a GSConv shuffle (see the module docstring)."""
-    if variant not in SHUFFLES:
-        raise ValueError(f"unknown GSConv shuffle {variant!r}; use one of {SHUFFLES}")
-    return n // 2 if variant == "evenodd" else 2
+    return n // 2 if _check_shuffle(variant) == "evenodd" else 2
 
 
 def shuffle_permutation(n: int, variant: str) -> List[int]:
