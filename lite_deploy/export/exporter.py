@@ -27,6 +27,7 @@ from .options import ExportOptions
 from .prepare import default_out_dir, load_weights, resolve_options
 from .staging import commit, remove_stale_staging, staging_dir, terminate_cleanly
 from .targets import ExportResult, Target, get_target, resolve_targets
+from .torch_runtime import set_torch_threads
 
 LOGGER = logging.getLogger(__name__)
 
@@ -125,9 +126,14 @@ class Job:
             self._work = None
 
     def run(self, target: Target) -> ExportResult:
-        """Check, build (export, verify, judge) and commit one target; on any failure remove what it staged."""
+        """Check, build (export, verify, judge) and commit one target; on any failure remove what it staged.
+
+        torch's threads are sized to the cores free as the target starts (:func:`.torch_runtime.set_torch_threads`),
+        as are the backends' sessions made on the way.
+        """
         start = time.perf_counter()
         target.check(self.options)
+        set_torch_threads()
         try:
             built = target.build(self)
             files = commit(built.artifacts, self.out_dir)

@@ -166,13 +166,11 @@ def torch_to_tflite_int8(model: nn.Module, path: Union[str, Path], spec: ModelSp
     except ImportError as exc:
         raise BackendUnavailableError("litert-torch is not installed: pip install 'lite-deploy[tflite]'") from exc
     from ..quantize.tflite_int8 import IO_DTYPES, float_io, int8_problems, quantize_pt2e
-    from .torch_runtime import set_torch_threads
 
     if spec.input_dtype not in IO_DTYPES:
         raise ValueError(f"TFLite INT8 input type must be one of {IO_DTYPES}, got {spec.input_dtype!r}")
     wrapped, shape = conversion_input(model, spec)
     sample = {spec.input_name: torch.rand(shape)}
-    set_torch_threads()
     try:
         with torch.no_grad(), _quiet_converter():
             converted, quantizer = quantize_pt2e(wrapped, sample, calib, spec, float_modules=float_modules)

@@ -207,7 +207,9 @@ def _batch_of(onnx_path: PathLike) -> int:
 
 def _run(ort: Any, path: PathLike, blobs: Sequence[np.ndarray]) -> Dict[str, np.ndarray]:
     """Outputs of an ONNX model over ``blobs``, concatenated along the batch axis, by output name."""
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    from ..runtime.backends.onnxruntime.runtime import session_options
+
+    session = ort.InferenceSession(str(path), sess_options=session_options(), providers=["CPUExecutionProvider"])
     name = session.get_inputs()[0].name
     names = [o.name for o in session.get_outputs()]
     results: Dict[str, List[np.ndarray]] = {n: [] for n in names}

@@ -27,7 +27,7 @@ import contextlib
 import logging
 import tempfile
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional, Sequence, Set, Tuple, Union
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Set, Tuple, Union
 
 import onnx
 
@@ -126,15 +126,18 @@ def quantize_qdq(
         named = Path(tmp) / "named.onnx"
         onnx.save(model, str(named))
         quantized = Path(tmp) / "int8.onnx"
+        ranges = Path(cache) if cache is not None else Path(tmp) / "ranges.json"
+        if not ranges.is_file():
+            _calibrate(named, ops, _reader(calib, batch, model.graph.input[0].name), ranges, Path(tmp))
         quantize_static(
-            str(named), str(quantized), _reader(calib, batch, model.graph.input[0].name),
+            str(named), str(quantized), None,
             quant_format=QuantFormat.QDQ, op_types_to_quantize=list(ops), per_channel=True,
             activation_type=QuantType.QInt8 if symmetric else QuantType.QUInt8, weight_type=QuantType.QInt8,
             nodes_to_exclude=decode + heads + list(float_nodes), calibrate_method=CalibrationMethod.MinMax,
             extra_options={"ActivationSymmetric": symmetric, "WeightSymmetric": True, "CalibMovingAverage": True,
                            "QuantizeBias": not float_bias,
                            "TensorQuantOverrides": {model.graph.input[0].name: [input_range(spec)]}},
-            calibration_cache_path=str(cache) if cache is not None else None,
+            calibration_cache_path=str(ranges),
         )
         proto = onnx.load(str(quantized))
     problems = check_qdq(proto, int32_bias=not float_bias) if symmetric else []
@@ -174,6 +177,30 @@ def check_qdq(model: onnx.ModelProto, int32_bias: bool = True) -> List[str]:
         if values.size and values.any():
             problems.append(f"{node.name}: zero point {values.ravel()[:4].tolist()} is not 0")
     return problems
+
+
+def _calibrate(model: Path, ops: Sequence[str], reader: Any, ranges: Path, work: Path) -> None:
+    """Write the averaged min/max ranges of ``model``'s tensors over ``reader`` to ``ranges`` (ONNX Runtime's
+    calibration cache, which ``quantize_static`` then reads).
+
+    ONNX Runtime's own calibrator, run in a session sized to the cores free now
+    (:func:`~lite_deploy.runtime.backends.onnxruntime.runtime.session_options`): ``quantize_static`` would make it
+    with ONNX Runtime's default threads, which spin and took turns from other work on a busy machine.
+    """
+    import onnxruntime as ort
+    from onnxruntime.quantization import CalibrationMethod
+    from onnxruntime.quantization.calibrate import create_calibrator, save_tensors_data
+
+    from ..runtime.backends.onnxruntime.runtime import session_options
+
+    calibrator = create_calibrator(model, list(ops), augmented_model_path=str(work / "augmented.onnx"),
+                                   calibrate_method=CalibrationMethod.MinMax, extra_options={"moving_average": True})
+    options = session_options()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # every calibrated tensor kept
+    calibrator.infer_session = ort.InferenceSession(calibrator.augmented_model_path, sess_options=options,
+                                                    providers=["CPUExecutionProvider"])
+    calibrator.collect_data(reader)
+    save_tensors_data(calibrator.compute_data(), ranges)
 
 
 def _reader(calib: CalibrationSet, batch: int, input_name: str):

@@ -126,20 +126,36 @@ def usable_cores() -> int:
     return max(1, cores)
 
 
-def free_cores() -> int:
-    """Cores free for this process's compute threads now: usable cores minus the other work that is running.
+def free_cores(samples: int = 5, interval_s: float = 0.002) -> int:
+    """Cores free for this process's compute threads now: usable cores minus the other work running now.
 
-    Other work is the smaller of the 1-minute load average and the processes runnable at this instant besides this
-    one (``/proc/loadavg``), so a short burst and an old average both count only as much as both agree on. Also
-    capped by the physical cores (hyper-threads share one core's units). At least 1.
+    Other work is the median, over ``samples`` readings ``interval_s`` apart, of the tasks runnable on the machine
+    (``/proc/loadavg``'s fourth field) less this process's own runnable threads, so this process's spinning worker
+    threads do not count as other work and a momentary blip does not either. The 1-minute load average is not used:
+    it lags a job that began seconds ago (2 busy processes read as 0.16 after 5 s). Also capped by the physical cores
+    (hyper-threads share one core's units). At least 1; the usable cores where ``/proc`` is not readable.
     """
     cores = min(usable_cores(), physical_cores())
-    fields = _read("/proc/loadavg").split()
-    if len(fields) < 4 or "/" not in fields[3]:
-        return cores
-    running = int(fields[3].split("/")[0]) - 1  # this process is one of them
-    busy = int(min(float(fields[0]), max(running, 0)) + 0.5)
+    others = []
+    for index in range(samples):
+        fields = _read("/proc/loadavg").split()
+        if len(fields) < 4 or "/" not in fields[3]:
+            return cores
+        others.append(int(fields[3].split("/")[0]) - _own_running_threads())
+        if index + 1 < samples:
+            time.sleep(interval_s)
+    busy = max(int(np.median(others) + 0.5), 0)
     return max(1, cores - busy)
+
+
+def _own_running_threads() -> int:
+    """This process's threads that are runnable now (state ``R`` in ``/proc/self/task/*/stat``); at least 1, the
+    thread asking."""
+    running = 0
+    for stat in Path("/proc/self/task").glob("*/stat"):
+        _, _, after = _read(stat).rpartition(")")  # the thread name may hold spaces and parentheses
+        running += after.split()[:1] == ["R"]
+    return max(running, 1)
 
 
 def physical_cores() -> int:

@@ -17,6 +17,7 @@ import openvino as ov
 from ....errors import BackendUnavailableError
 from ....spec import SPEC_KEY, ModelSpec
 from ...base import LayerTime, Runtime, invalid_artifact, mean_layer_times
+from ...profiling.machine import free_cores
 from ...tensors import TensorInfo
 
 LOGGER = logging.getLogger(__name__)
@@ -35,7 +36,9 @@ class OpenVINORuntime(Runtime):
         device: OpenVINO device name (``"CPU"``, ``"GPU"``, ``"NPU"``, ``"AUTO"``...); it must be present
             unless it is a virtual device such as ``AUTO``.
         performance_hint: ``"LATENCY"`` or ``"THROUGHPUT"``.
-        threads: ``INFERENCE_NUM_THREADS`` (``None``: OpenVINO's default).
+        threads: ``INFERENCE_NUM_THREADS`` (``None``: the cores free now,
+            :func:`~lite_deploy.runtime.profiling.machine.free_cores`, on the CPU; OpenVINO's default on a quiet
+            machine).
         precision: inference precision ``"f32"``, ``"bf16"`` or ``"f16"``; default from the spec's precision
             (``f32`` for FP32 and INT8 artifacts, ``f16`` for FP16 ones).
         profiling: collect OpenVINO's performance counters (``PERF_COUNT``) of every inference; read them with
@@ -78,8 +81,8 @@ class OpenVINORuntime(Runtime):
         if hint == "f16" and device == "CPU" and precision is None:
             hint = "f32"  # FP16 IR weights are decompressed on CPU; compute in f32 as the export was verified
         config: Dict[str, Any] = {"PERFORMANCE_HINT": performance_hint, "INFERENCE_PRECISION_HINT": hint}
-        if threads is not None:
-            config["INFERENCE_NUM_THREADS"] = int(threads)
+        if threads is not None or device == "CPU":
+            config["INFERENCE_NUM_THREADS"] = int(threads) if threads is not None else free_cores()
         if profiling:
             config["PERF_COUNT"] = True
         self._layer_runs: Optional[List[List[LayerTime]]] = [] if profiling else None
