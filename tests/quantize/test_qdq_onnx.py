@@ -158,3 +158,28 @@ def test_int32_bias_dequantize_is_a_problem_for_tensorrt() -> None:
     model = helper.make_model(graph)
     assert check_qdq(model) == []
     assert check_qdq(model, int32_bias=False) == ["dqb: zero point of type INT32, not int8"]
+
+
+def test_calibration_gives_the_ranges_quantize_static_would(tmp_path: Path, gsconv_fp32: Path,
+                                                             calib_images: list) -> None:
+    """The calibration runs in a session of our own (threads sized to the free cores); its ranges are ONNX Runtime's."""
+    import json
+
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, quantize_static
+
+    from lite_deploy.quantize.qdq_onnx import QUANTIZED_OPS, _calibrate, _reader
+
+    spec = ModelSpec.load(sidecar_path(gsconv_fp32))
+    calib = CalibrationSet(calib_images[:6], spec)
+    input_name = onnx.load(str(gsconv_fp32)).graph.input[0].name
+    ours, theirs = tmp_path / "ours.json", tmp_path / "theirs.json"
+    _calibrate(gsconv_fp32, QUANTIZED_OPS, _reader(calib, 1, input_name), ours, tmp_path)
+    quantize_static(str(gsconv_fp32), str(tmp_path / "q.onnx"), _reader(calib, 1, input_name),
+                    quant_format=QuantFormat.QDQ, op_types_to_quantize=list(QUANTIZED_OPS),
+                    calibrate_method=CalibrationMethod.MinMax, extra_options={"CalibMovingAverage": True},
+                    calibration_cache_path=str(theirs))
+    ours, theirs = ({name: (r["lowest"]["data"][0], r["highest"]["data"][0])
+                     for name, r in json.loads(path.read_text())["data"].items()} for path in (ours, theirs))
+    assert len(ours) > 50 and ours.keys() == theirs.keys()
+    for name, (low, high) in ours.items():  # equal up to the order of a convolution's float sums (thread count)
+        assert (low, high) == pytest.approx(theirs[name], rel=1e-5, abs=1e-6), name

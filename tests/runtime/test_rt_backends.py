@@ -78,6 +78,30 @@ def test_openvino_runs_fp32_artifacts_in_f32(tiny_artifacts):
     assert bf16_error > 10 * f32_error  # the hint really changes what runs
 
 
+@pytest.mark.parametrize("free", [1, 2])
+def test_threads_follow_the_free_cores(tiny_artifacts, monkeypatch, free):
+    """Without threads=, ONNX Runtime and OpenVINO take the cores free now; ONNX Runtime spins only when all are."""
+    from lite_deploy.runtime.backends.onnxruntime import runtime as ort_runtime
+    from lite_deploy.runtime.backends.openvino import runtime as ov_runtime
+
+    for module in (ort_runtime, ov_runtime):
+        monkeypatch.setattr(module, "free_cores", lambda: free)
+    monkeypatch.setattr(ort_runtime, "usable_cores", lambda: 2)
+    monkeypatch.setattr(ort_runtime, "physical_cores", lambda: 2)
+    options = ort_runtime.session_options()
+    assert options.intra_op_num_threads == free
+    if free == 1:
+        assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    else:  # unset: ONNX Runtime's default, spinning
+        with pytest.raises(RuntimeError, match="does not have configuration"):
+            options.get_session_config_entry("session.intra_op.allow_spinning")
+    assert ort_runtime.session_options(threads=3).intra_op_num_threads == 3
+    with load_runtime(tiny_artifacts["openvino"]) as runtime:
+        assert runtime.compiled.get_property("INFERENCE_NUM_THREADS") == free
+    with load_runtime(tiny_artifacts["openvino"], threads=2) as runtime:
+        assert runtime.compiled.get_property("INFERENCE_NUM_THREADS") == 2
+
+
 def test_infer_validates_feeds(tiny_artifacts):
     with load_runtime(tiny_artifacts["onnx"]) as runtime:
         with pytest.raises(ValueError, match=r"got dtype float64, expected float32"):
