@@ -4,9 +4,8 @@ NNCF (``nncf.quantize``, PERFORMANCE preset, activation ranges the mean of each 
 lite-deploy, see :mod:`.calibration`) places its quantizers where OpenVINO's CPU plugin runs int8 kernels: on the
 bundled demo at 320 (OpenVINO 2026.4, 2 threads, 100 calibration images) its IR ran at 3.36 ms against FP32 4.34 ms,
 where the IR converted from a Q/DQ ONNX (``Conv`` and ``Concat`` quantized, uint8 activations) ran at 4.16 ms:
-it left 54 layout reorders and ``Concat``/``Gather`` reference kernels between the convolutions. The decode stays in
-float (:func:`~lite_deploy.quantize.qdq_onnx.decode_nodes`), plus the gate's fallback layers; the head's last
-convolutions take int8 inputs until the gate falls back (``lite_deploy.export.targets.openvino._int8_ir`` says why).
+it left 54 layout reorders and ``Concat``/``Gather`` reference kernels between the convolutions. The same layers as
+in every INT8 path stay in float (:func:`~lite_deploy.quantize.qdq_onnx.decode_nodes`), plus the gate's fallback ones.
 
 NNCF's IR once crashed OpenVINO's CPU plugin at compile time (SIGSEGV: a ``Concat`` of int8 tensors of different
 scales followed by a channel ``Gather``, GSConv's shuffle, before the export folded such gathers into the

@@ -21,25 +21,7 @@ def nncf_ir(tmp_path_factory: pytest.TempPathFactory, gsconv_pt: Path, shapes_ya
     return paths["openvino"]
 
 
-def _fed_by_fake_quantize(model, op_type: str) -> tuple:
-    """(ops of ``op_type``, those whose first input comes from a FakeQuantize)."""
-    ops = [op for op in model.get_ops() if op.get_type_name() == op_type]
-    return ops, [op for op in ops if op.input_value(0).get_node().get_type_name() == "FakeQuantize"]
-
-
-def _int8_heads(model, fp32_onnx: Path) -> tuple:
-    """(the head's last convolutions in the IR, those with int8 input)."""
-    import onnx
-
-    from lite_deploy.quantize.qdq_onnx import decode_nodes
-
-    names = {f"{name}/WithoutBiases" for name in decode_nodes(onnx.load(str(fp32_onnx)))[1]}
-    convs, int8_convs = _fed_by_fake_quantize(model, "Convolution")
-    return ([op for op in convs if op.get_friendly_name() in names],
-            [op for op in int8_convs if op.get_friendly_name() in names])
-
-
-def test_the_ir_is_nncf_s_with_the_decode_in_float(nncf_ir: Path, gsconv_fp32: Path) -> None:
+def test_the_ir_is_nncf_s_with_the_tail_in_float(nncf_ir: Path) -> None:
     import openvino as ov
 
     from lite_deploy.quantize.openvino_int8 import fake_quantize_count
@@ -47,39 +29,10 @@ def test_the_ir_is_nncf_s_with_the_decode_in_float(nncf_ir: Path, gsconv_fp32: P
     model = ov.Core().read_model(str(nncf_ir))
     assert fake_quantize_count(model) > 20
     assert model.has_rt_info(["nncf"])  # NNCF records its quantization parameters in rt_info
-    heads, int8_heads = _int8_heads(model, gsconv_fp32)
-    assert len(heads) == 3 and len(int8_heads) == 3  # their outputs stay float
-    sigmoids, int8_sigmoids = _fed_by_fake_quantize(model, "Sigmoid")
-    assert sigmoids and not int8_sigmoids  # the decode
-
-
-def test_the_fallback_puts_the_heads_in_float_first(tmp_path: Path, gsconv_fp32: Path, calib_images: list) -> None:
-    import openvino as ov
-
-    from lite_deploy.export.targets.openvino import _int8_ir
-    from lite_deploy.runtime.calibration import CalibrationSet
-    from lite_deploy.runtime.registry import load_spec
-
-    spec = load_spec(gsconv_fp32)
-
-    class Job:  # what _int8_ir asks of an export job
-        stem = "gs"
-
-        def reference(self):
-            return gsconv_fp32, spec
-
-        def calibration(self, reference_spec):
-            return CalibrationSet(calib_images, reference_spec)
-
-    int8 = spec.replace(target="openvino", precision="int8")
-    first = ov.Core().read_model(str(_int8_ir(Job(), tmp_path / "first.xml", int8, [])))
-    assert [len(ops) for ops in _int8_heads(first, gsconv_fp32)] == [3, 3]
-    layer = "/model.0/conv/Conv"  # the layer a fallback keeps in float
-    fallback = ov.Core().read_model(str(_int8_ir(Job(), tmp_path / "fallback.xml", int8, [layer])))
-    assert [len(ops) for ops in _int8_heads(fallback, gsconv_fp32)] == [3, 0]
-    first_int8, fallback_int8 = ({op.get_friendly_name() for op in _fed_by_fake_quantize(ir, "Convolution")[1]}
-                                 for ir in (first, fallback))
-    assert layer + "/WithoutBiases" in first_int8 and layer + "/WithoutBiases" not in fallback_int8
+    convs = [op for op in model.get_ops() if op.get_type_name() == "Convolution"]
+    fed_by_fq = [op for op in convs
+                 if op.input_value(0).get_node().get_type_name() == "FakeQuantize"]
+    assert len(convs) - len(fed_by_fq) >= 3  # the head's three output convolutions take float input
 
 
 def test_compiles_is_false_for_an_ir_openvino_cannot_compile(nncf_ir: Path, tmp_path: Path) -> None:

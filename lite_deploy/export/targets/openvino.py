@@ -61,14 +61,8 @@ def offline() -> None:
 
 
 def _int8_ir(job: "Job", xml_path: Path, spec: ModelSpec, float_layers: Sequence[str]) -> Path:
-    """NNCF's INT8 IR of the job's FP32 reference ONNX, the decode and ``float_layers`` in float; the IR of the
-    uint8 Q/DQ ONNX where NNCF's does not compile (:mod:`lite_deploy.quantize.openvino_int8`).
-
-    The head's last convolutions are int8 on the first try: NNCF quantizes a convolution's input and weights, not
-    its output, so their box, objectness and class logits stay float. On OpenVINO 2026.4 (2 threads) this ran
-    yolov5n at 640 1.65x FP32 where float heads gave 1.55x, and the demo at 320 1.19x (1.09x) at a mAP50-95 change
-    of -0.67 points (-0.43). Once the accuracy gate falls back to float layers, the heads are float again first.
-    """
+    """NNCF's INT8 IR of the job's FP32 reference ONNX, the graph's tail and ``float_layers`` in float; the IR of the
+    uint8 Q/DQ ONNX where NNCF's does not compile (:mod:`lite_deploy.quantize.openvino_int8`)."""
     import onnx
 
     from ...quantize.openvino_int8 import check_int8_ir, compiles, nncf_quantize
@@ -77,7 +71,7 @@ def _int8_ir(job: "Job", xml_path: Path, spec: ModelSpec, float_layers: Sequence
     reference, reference_spec = job.reference()
     decode, heads = decode_nodes(onnx.load(str(reference)))
     model = nncf_quantize(reference, job.calibration(reference_spec), reference_spec.batch or 1,
-                          decode + (heads if float_layers else []) + list(float_layers))
+                          decode + heads + list(float_layers))
     save_ir(model, xml_path, spec)
     if compiles(xml_path):
         return xml_path
