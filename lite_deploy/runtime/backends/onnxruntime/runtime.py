@@ -46,9 +46,9 @@ def session_options(threads: Optional[int] = None) -> ort.SessionOptions:
     :func:`~lite_deploy.runtime.profiling.machine.free_cores`), and worker threads that spin between runs only when
     every core was free.
 
-    ONNX Runtime's default (one thread per physical core, spinning) takes turns from any other work on a busy
-    machine: the demo's INT8 export ran 2.3x slower beside two busy processes with it, 1.6x with one sleeping thread.
-    On a quiet machine this is ONNX Runtime's default.
+    ONNX Runtime's default (one thread per physical core, spinning) burns the cores it waits on: the demo's INT8
+    export used 19-22 s of CPU for 12 s of wall time with it, 12.5 s with one thread that sleeps between runs, which
+    on a busy machine are taken from the other work. On a quiet machine this is ONNX Runtime's default.
     """
     free = free_cores()
     options = ort.SessionOptions()
