@@ -86,8 +86,7 @@ def test_threads_follow_the_free_cores(tiny_artifacts, monkeypatch, free):
 
     for module in (ort_runtime, ov_runtime):
         monkeypatch.setattr(module, "free_cores", lambda: free)
-    monkeypatch.setattr(ort_runtime, "usable_cores", lambda: 2)
-    monkeypatch.setattr(ort_runtime, "physical_cores", lambda: 2)
+    monkeypatch.setattr(ort_runtime, "compute_cores", lambda: 2)
     options = ort_runtime.session_options()
     assert options.intra_op_num_threads == free
     if free == 1:

@@ -133,9 +133,10 @@ def free_cores(samples: int = 5, interval_s: float = 0.002) -> int:
     (``/proc/loadavg``'s fourth field) less this process's own runnable threads, so this process's spinning worker
     threads do not count as other work and a momentary blip does not either. The 1-minute load average is not used:
     it lags a job that began seconds ago (2 busy processes read as 0.16 after 5 s). Also capped by the physical cores
-    (hyper-threads share one core's units). At least 1; the usable cores where ``/proc`` is not readable.
+    (hyper-threads share one core's units; see :func:`compute_cores`). At least 1; :func:`compute_cores` where
+    ``/proc`` is not readable.
     """
-    cores = min(usable_cores(), physical_cores())
+    cores = compute_cores()
     others = []
     for index in range(samples):
         fields = _read("/proc/loadavg").split()
@@ -146,6 +147,12 @@ def free_cores(samples: int = 5, interval_s: float = 0.002) -> int:
             time.sleep(interval_s)
     busy = max(int(np.median(others) + 0.5), 0)
     return max(1, cores - busy)
+
+
+def compute_cores() -> int:
+    """Cores this process's compute threads can use when the machine is free: the usable cores
+    (:func:`usable_cores`) capped by the physical cores (hyper-threads share one core's units)."""
+    return min(usable_cores(), physical_cores())
 
 
 def _own_running_threads() -> int:

@@ -16,7 +16,7 @@ import onnxruntime as ort
 from ....errors import BackendUnavailableError
 from ....spec import ModelSpec
 from ...base import LayerTime, Runtime, invalid_artifact, mean_layer_times
-from ...profiling.machine import free_cores, physical_cores, usable_cores
+from ...profiling.machine import compute_cores, free_cores
 from ...tensors import TensorInfo, dynamic_dim
 
 LOGGER = logging.getLogger(__name__)
@@ -53,7 +53,7 @@ def session_options(threads: Optional[int] = None) -> ort.SessionOptions:
     free = free_cores()
     options = ort.SessionOptions()
     options.intra_op_num_threads = max(1, int(threads)) if threads is not None else free
-    if free < min(usable_cores(), physical_cores()):
+    if free < compute_cores():
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return options
 
