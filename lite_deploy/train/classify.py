@@ -138,9 +138,14 @@ def load_start_weights(model: nn.Module, path: str) -> str:
     Raises:
         CheckpointError: the file cannot be read or holds another architecture.
     """
+    from ..models.archive import check_weights_file
     from ..models.backbones import load_torchvision_backbone
     from ..models.checkpoint import FORMAT
 
+    try:
+        check_weights_file(path)  # a TorchScript archive is refused before torch.load sees it
+    except CheckpointError as exc:
+        raise CheckpointError(f"--weights {path}: {exc}") from None
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception:  # not a tensor-only file: read_state_dict below says what it is not
