@@ -272,3 +272,22 @@ def test_tflite_spec_embedded_in_the_flatbuffer_is_read_without_a_sidecar(tiny_a
     shutil.copy(tiny_artifacts["tflite"], plain)
     with pytest.raises(SpecError, match="does not say what model it is"):
         load_spec(plain)
+
+
+@pytest.mark.parametrize("dtype, zero_point", [(np.int8, -128), (np.int8, 3), (np.uint8, 0), (np.uint8, 131),
+                                               (np.int16, -7)])
+def test_tflite_input_quantization_is_round_then_zero_point_then_saturate(dtype, zero_point):
+    """``q = clip(round_half_even(x / scale) + zero_point)``; an odd zero point shows whether the rounding came first
+    (rounding x / scale + zero_point instead moves the halves)."""
+    from lite_deploy.runtime.backends.tflite.runtime import quantize
+
+    scale = np.float32(0.05)
+    x = np.random.default_rng(0).normal(0, 4, (1, 8, 6, 3)).astype(np.float32)
+    x[0, 0, 0] = np.array([0.5, 1.5, -2.5], np.float32) * scale  # exact halves after the division
+    x[0, 1, 0] = [1e6, -1e6, 0]  # beyond every type's range
+    info = np.iinfo(dtype)
+    expected = np.clip(np.round(x / scale) + zero_point, info.min, info.max).astype(dtype)
+    q = quantize(x, {"dtype": dtype, "quantization": (float(scale), zero_point)})
+    assert q.dtype == dtype and q.shape == x.shape
+    np.testing.assert_array_equal(q, expected)
+    assert np.array_equal(x[0, 0, 0] / scale, [0.5, 1.5, -2.5])  # the halves really are halves

@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Union
 
+import cv2
 import numpy as np
 from ai_edge_litert.interpreter import Interpreter
 
@@ -19,6 +20,7 @@ from ...base import Runtime, invalid_artifact
 from ...tensors import TensorInfo, dynamic_dim
 
 _QUANTIZED = (np.int8, np.uint8, np.int16)
+_CV_DEPTH = {np.int8: cv2.CV_8S, np.uint8: cv2.CV_8U, np.int16: cv2.CV_16S}
 
 
 class TFLiteRuntime(Runtime):
@@ -109,9 +111,11 @@ def quantize(array: np.ndarray, detail: Dict[str, Any]) -> np.ndarray:
     if dtype.type not in _QUANTIZED:
         return array
     scale, zero_point = detail["quantization"]
-    info = np.iinfo(dtype)
-    q = np.round(array / np.float32(scale)) + np.float32(zero_point)
-    return np.clip(q, info.min, info.max).astype(dtype)
+    q = np.divide(array, np.float32(scale), dtype=np.float32)
+    np.rint(q, out=q)
+    # + zero point, clip to the type's range and cast in one saturating pass (exact: q holds whole numbers)
+    flat = cv2.add(q.reshape(-1, q.shape[-1] if q.ndim > 1 else 1), float(zero_point), dtype=_CV_DEPTH[dtype.type])
+    return flat.reshape(array.shape)
 
 
 def dequantize(array: np.ndarray, detail: Dict[str, Any]) -> np.ndarray:
