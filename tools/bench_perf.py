@@ -1,6 +1,6 @@
 """Issue 19's numbers in one run: FP32 vs INT8 per backend, the Detector's overhead, the .pt path, export times.
 
-Prints, on this machine and in this one run (every latency a median of runs taken in interleaved blocks, so a busy
+Prints, on this machine and in this one run (every latency a median of runs taken in alternating blocks, so a busy
 machine slows the compared models alike):
 
 - the demo detector at 320 on a generated shapes set: per backend (ONNX Runtime, OpenVINO, TFLite) the export
@@ -21,7 +21,7 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
-from typing import Callable, Dict, List, Sequence
+from typing import Callable, Dict, List, Sequence, Tuple
 
 import numpy as np
 
@@ -30,13 +30,8 @@ FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / 
 
 def interleaved_ms(calls: Dict[str, Callable[[], object]], runs: int, warmup: int = 3,
                    block: int = 5) -> Dict[str, float]:
-    """Median wall time in ms of each call, the calls taking turns in blocks of ``block`` runs so load changes hit
-    them alike.
-
-    Blocks rather than single runs: a backend's worker threads keep spinning for a while after a run (ONNX Runtime's
-    do by default), and a run of the other model right then competes with them for the two cores. In blocks only
-    each block's first run meets them, and the median leaves it out.
-    """
+    """Median wall time in ms of each call on one open model, the calls taking turns in blocks of ``block`` runs so
+    load changes hit them alike (the Detector and the bare ``session.run`` of the same session)."""
     for _ in range(warmup):
         for call in calls.values():
             call()
@@ -50,8 +45,34 @@ def interleaved_ms(calls: Dict[str, Callable[[], object]], runs: int, warmup: in
     return {name: statistics.median(values) for name, values in times.items()}
 
 
-def bare_infer(path: Path, threads: int) -> Callable[[], object]:
-    """One bare inference of the artifact on a fixed random blob (the runtime's own input dtype and shape)."""
+def alternating_ms(paths: Dict[str, Path], threads: int, runs: int, warmup: int = 3,
+                   block: int = 5) -> Dict[str, float]:
+    """Median bare-inference time in ms of each artifact, the artifacts taking turns in blocks of ``block`` runs, each
+    block in a runtime opened for it and closed after it.
+
+    One runtime at a time, as an application has: two ONNX Runtime sessions open in one process each keep a pool
+    of worker threads that spin after a run, and the demo's FP32 ONNX timed beside its open INT8 session took
+    6.9-10.9 ms per run where, alone, it takes 4.4-4.6 ms.
+    """
+    times: Dict[str, List[float]] = {name: [] for name in paths}
+    for _ in range(-(-runs // block)):
+        for name, path in paths.items():
+            call, close = bare_infer(path, threads)
+            try:
+                for _ in range(warmup):
+                    call()
+                for _ in range(block):
+                    start = time.perf_counter()
+                    call()
+                    times[name].append((time.perf_counter() - start) * 1e3)
+            finally:
+                close()
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
+def bare_infer(path: Path, threads: int) -> Tuple[Callable[[], object], Callable[[], None]]:
+    """``(one bare inference of the artifact on a fixed random blob, close)``: the blob has the runtime's own input
+    dtype and shape."""
     from lite_deploy.runtime import load_runtime
 
     runtime = load_runtime(path, threads=threads)
@@ -60,7 +81,7 @@ def bare_infer(path: Path, threads: int) -> Callable[[], object]:
     blob = np.random.default_rng(0).random(shape).astype(info.dtype)
     if info.dtype == np.int8:
         blob = np.random.default_rng(0).integers(-128, 128, shape).astype(np.int8)
-    return lambda: runtime.infer(blob)
+    return (lambda: runtime.infer(blob)), runtime.close
 
 
 def export_pair(weights: Path, target: str, imgsz: int, out: Path, calib: Path, calib_size: int,
@@ -89,7 +110,7 @@ def backend_table(title: str, weights: Path, imgsz: int, targets: Sequence[str],
     for target in targets:
         try:
             pair = export_pair(weights, target, imgsz, work / target, calib, calib_size, data)
-            ms = interleaved_ms({p: bare_infer(pair[p], threads) for p in ("fp32", "int8")}, runs)
+            ms = alternating_ms({p: pair[p] for p in ("fp32", "int8")}, threads, runs)
         except Exception as exc:  # one failed target must not hide the others
             print(f"{target:<10}failed: {str(exc).splitlines()[0][:150]}")
             continue
@@ -198,7 +219,7 @@ def main() -> None:
     """Run every part and print it."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calib-size", type=int, default=300, help="calibration images per INT8 export")
-    parser.add_argument("--runs", type=int, default=30, help="timed runs per latency (interleaved)")
+    parser.add_argument("--runs", type=int, default=30, help="timed runs per latency (in blocks of 5)")
     parser.add_argument("--threads", type=int, default=2, help="backend threads (default 2)")
     parser.add_argument("--target", default="onnx,openvino,tflite", help="demo targets (comma-separated)")
     parser.add_argument("--yolov5n-target", default="onnx,openvino,tflite", help="yolov5n targets ('' to skip)")
@@ -229,7 +250,7 @@ def main() -> None:
         if args.yolov5n_target:
             backend_table("yolov5n (v7.0 fixture, random weights) at 640, INT8 calibrated on the shapes images",
                           FIXTURES / "yolov5n-v7-nc80.pt", 640, resolve_targets(args.yolov5n_target),
-                          work / "yolov5n", calib, args.calib_size, max(args.runs // 3, 5), args.threads)
+                          work / "yolov5n", calib, args.calib_size, max(args.runs // 2, 5), args.threads)
 
 
 if __name__ == "__main__":
