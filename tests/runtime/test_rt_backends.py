@@ -80,7 +80,8 @@ def test_openvino_runs_fp32_artifacts_in_f32(tiny_artifacts):
 
 @pytest.mark.parametrize("free", [1, 2])
 def test_threads_follow_the_free_cores(tiny_artifacts, monkeypatch, free):
-    """Without threads=, ONNX Runtime and OpenVINO take the cores free now; ONNX Runtime spins only when all are."""
+    """Without threads=, ONNX Runtime and OpenVINO take the cores free now; ONNX Runtime spins only when all are, and
+    only during a run."""
     from lite_deploy.runtime.backends.onnxruntime import runtime as ort_runtime
     from lite_deploy.runtime.backends.openvino import runtime as ov_runtime
 
@@ -95,6 +96,10 @@ def test_threads_follow_the_free_cores(tiny_artifacts, monkeypatch, free):
         with pytest.raises(RuntimeError, match="does not have configuration"):
             options.get_session_config_entry("session.intra_op.allow_spinning")
     assert ort_runtime.session_options(threads=3).intra_op_num_threads == 3
+    with load_runtime(tiny_artifacts["onnx"]) as runtime:  # workers stop spinning when a run ends, whatever the load
+        used = runtime.session.get_session_options()
+        assert used.intra_op_num_threads == free
+        assert used.get_session_config_entry("session.force_spinning_stop") == "1"
     with load_runtime(tiny_artifacts["openvino"]) as runtime:
         assert runtime.compiled.get_property("INFERENCE_NUM_THREADS") == free
     with load_runtime(tiny_artifacts["openvino"], threads=2) as runtime:
