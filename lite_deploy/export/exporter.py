@@ -112,8 +112,8 @@ class Job:
         remove_stale_staging(out_dir)
         self._staging: Optional[Path] = None
         self._work: Optional[Path] = None  # job-wide: the FP32 reference ONNX, calibration ranges, sensitivity trials
-        self._fp32_onnx: Optional[Path] = None
-        self._reference: Optional[Tuple[Path, ModelSpec]] = None
+        self._fp32_onnx: Dict[bool, Path] = {}  # by channels-last decode
+        self._reference: Dict[bool, Tuple[Path, ModelSpec]] = {}
         self._reference_map: Optional[Scores] = None  # the FP32 model's mAP50 and mAP50-95 on the judging data
         self._agreement: Optional[str] = None  # without ``data``: the FP32 detections INT8 is judged by
         self._sensitivity: Optional[List[str]] = None
@@ -140,7 +140,7 @@ class Job:
         finally:
             if self._staging is not None:
                 shutil.rmtree(self._staging, ignore_errors=True)
-                self._staging, self._fp32_onnx = None, None
+                self._staging, self._fp32_onnx = None, {}
         note = "\n".join(line for line in (f"accuracy gate: {built.gate.line()}" if built.gate else "", built.note)
                          if line)
         result = ExportResult(target.name, self.options.precision, files, time.perf_counter() - start - built.verify_s,
@@ -173,11 +173,18 @@ class Job:
             self._work = staging_dir(self.out_dir, "work")
         return self._work / filename
 
-    def write_onnx(self, path: Path, spec: ModelSpec, *, nms: bool, half: bool) -> Path:
-        """Trace the export model (optionally FP16, optionally + ONNX NMS), simplify, check the opset, save."""
+    def write_onnx(self, path: Path, spec: ModelSpec, *, nms: bool, half: bool,
+                   channels_last_decode: bool = False) -> Path:
+        """Trace the export model (optionally FP16, optionally + ONNX NMS, optionally with the YOLO head's
+        channels-last decode), simplify, check the opset, save."""
+        from ..models.deploy import channels_last_decode as switch_decode
+
         o = self.options
         module: nn.Module = self.export_model
         names = OUTPUT_NAMES[output_layout(self.model)]
+        if channels_last_decode:
+            module = copy.deepcopy(module)
+            switch_decode(module)
         if half:
             module = onnx_export.HalfPrecision(copy.deepcopy(module))
         if nms:
@@ -191,23 +198,38 @@ class Job:
         onnx_export.check_opset(proto, o.opset)
         return onnx_export.save(proto, path, spec)
 
-    def fp32_onnx(self) -> Path:
-        """The plain FP32 ONNX (with NMS when asked for) that another format converts from (staged, not kept)."""
-        if self._fp32_onnx is None:
+    def fp32_onnx(self, channels_last_decode: bool = False) -> Path:
+        """The plain FP32 ONNX (with NMS when asked for) that another format converts from (staged, not kept);
+        ``channels_last_decode``: with the YOLO head's channels-last decode (OpenVINO), where it applies."""
+        key = channels_last_decode and self.has_wide_yolo_head
+        if key not in self._fp32_onnx:
             spec = self.spec("onnx", precision="fp32", tools=self.onnx_tools())
-            filename = f"{self.stem}{'_nms' if self.options.nms else ''}.fp32-src.onnx"
-            self._fp32_onnx = self.write_onnx(self.staged(filename), spec, nms=self.options.nms, half=False)
-        return self._fp32_onnx
+            filename = f"{self.stem}{'_nms' if self.options.nms else ''}{'.nhwc' if key else ''}.fp32-src.onnx"
+            self._fp32_onnx[key] = self.write_onnx(self.staged(filename), spec, nms=self.options.nms, half=False,
+                                                   channels_last_decode=key)
+        return self._fp32_onnx[key]
 
-    def reference(self) -> Tuple[Path, ModelSpec]:
-        """The FP32 ONNX (no NMS) and its spec, which calibration, the gate and the sensitivity trials all use."""
-        if self._reference is None:
+    def reference(self, channels_last_decode: bool = False) -> Tuple[Path, ModelSpec]:
+        """The FP32 ONNX (no NMS) and its spec, which calibration, the gate and the sensitivity trials all use;
+        ``channels_last_decode``: the same model with the YOLO head's channels-last decode (what OpenVINO's INT8
+        quantizes), where it applies."""
+        key = channels_last_decode and self.has_wide_yolo_head
+        if key not in self._reference:
             spec = self.base.replace(precision="fp32", tool_versions=tool_versions(("torch", "onnx")))
             if self.options.nms:
                 layout = output_layout(self.model)
                 spec = spec.replace(output_layout=layout, output_names=OUTPUT_NAMES[layout], extra={})
-            self._reference = self.write_onnx(self.work(f"{self.stem}.fp32.onnx"), spec, nms=False, half=False), spec
-        return self._reference
+            path = self.work(f"{self.stem}{'.nhwc' if key else ''}.fp32.onnx")
+            self._reference[key] = self.write_onnx(path, spec, nms=False, half=False, channels_last_decode=key), spec
+        return self._reference[key]
+
+    @property
+    def has_wide_yolo_head(self) -> bool:
+        """Whether the model ends in a YOLO head that takes the channels-last decode (see
+        :func:`~lite_deploy.models.deploy.channels_last_decode`)."""
+        from ..models.deploy import channels_last_heads
+
+        return bool(channels_last_heads(self.export_model))
 
     def calibration(self, spec: ModelSpec):
         """The calibration images (a :class:`~lite_deploy.quantize.calibration.CalibrationSet`) for ``spec``."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import List, Sequence, Tuple, Union
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .common import Conv, autopad
@@ -21,6 +22,8 @@ class Detect(nn.Module):
         grid, anchor_grid: plain lists of cached decode tensors, rebuilt whenever the input size changes.
         export: when True, ``forward`` returns ``(boxes, scores)`` built from 4-D tensors only (see
             :meth:`forward_export`); set by :func:`lite_deploy.models.deploy.prepare_for_export`.
+        channels_last_decode: export decode on channels-last views (see :meth:`forward_export`); set by
+            :func:`lite_deploy.models.deploy.channels_last_decode`.
     """
 
     def __init__(self, nc: int = 80, anchors: Sequence[Sequence[float]] = (), ch: Sequence[int] = (), inplace=True):
@@ -36,6 +39,7 @@ class Detect(nn.Module):
         self.m = nn.ModuleList(nn.Conv2d(x, self.no * self.na, 1) for x in ch)
         self.inplace = inplace
         self.export = False
+        self.channels_last_decode = False
 
     def _apply(self, fn, recurse=True):
         # cached grids follow the device/dtype of the next forward pass
@@ -89,12 +93,15 @@ class Detect(nn.Module):
         (xy, wh, objectness, classes) is a contiguous block per anchor, and transposes only the finished boxes
         and scores to rows. Transposing the whole (no)-wide output first, then slicing fields off its last axis,
         gives the same numbers but costs a full extra pass: 1.2 ms of 24 on yolov5n at 640 in ONNX Runtime.
+        With ``channels_last_decode`` the decode runs on channels-last views instead (:meth:`_forward_channels_last`).
 
         Returns:
             boxes: (B, N, 4) float, xyxy in input pixels.
             scores: (B, N, nc) float, objectness x class probability.
             N is ordered exactly as in eval mode (level -> anchor -> y -> x).
         """
+        if self.channels_last_decode:
+            return self._forward_channels_last(x)
         boxes, scores = [], []
         for i in range(self.nl):
             p = self.m[i](x[i])
@@ -107,6 +114,37 @@ class Detect(nn.Module):
             score = p[:, :, 4:5].sigmoid() * p[:, :, 5:].sigmoid()  # (B, na, nc, ny*nx)
             boxes.append(box.permute(0, 1, 3, 2).reshape(-1, self.na * ny * nx, 4))
             scores.append(score.permute(0, 1, 3, 2).reshape(-1, self.na * ny * nx, self.nc))
+        return torch.cat(boxes, 1), torch.cat(scores, 1)
+
+    def _forward_channels_last(self, x: List[torch.Tensor]) -> Tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`forward_export` for backends whose convolutions write channels-last (OpenVINO's CPU plugin).
+
+        Each level's convolution is split in two with the same weights (box + objectness: 5 channels per anchor;
+        classes: nc per anchor), so the wide class tensor is never sliced, and both are decoded on their
+        (B, ny*nx, na, k) channels-last view, which such a backend gets from the convolution without a layout pass.
+        The values agree with :meth:`forward_export` within float rounding of the convolutions. yolov5n at 640 in
+        OpenVINO: 35.5 -> 31.6 ms FP32 (its ``Reorder``, ``Transpose`` and ``VariadicSplit`` after the head from
+        4.9 to 2.2 ms); ONNX Runtime runs the other form faster (27.5 against 29.2 ms).
+        """
+        boxes, scores = [], []
+        for i in range(self.nl):
+            conv = self.m[i]
+            weight = conv.weight.view(self.na, self.no, *conv.weight.shape[1:])
+            bias = conv.bias.view(self.na, self.no)
+            fields = F.conv2d(x[i], weight[:, :5].reshape(self.na * 5, *weight.shape[2:]), bias[:, :5].reshape(-1))
+            classes = F.conv2d(x[i], weight[:, 5:].reshape(self.na * self.nc, *weight.shape[2:]),
+                               bias[:, 5:].reshape(-1))
+            ny, nx = int(fields.shape[2]), int(fields.shape[3])
+            fields = fields.permute(0, 2, 3, 1).reshape(-1, ny * nx, self.na, 5)  # (B, ny*nx, na, 5)
+            grid, anchor_px = self._export_grid(nx, ny, i, fields.dtype, fields.device)
+            grid, anchor_px = grid.permute(0, 3, 1, 2), anchor_px.permute(0, 3, 1, 2)  # (1, ny*nx, 1, 2), (1, 1, na, 2)
+            xy = (fields[..., 0:2].sigmoid() * 2 + grid) * self.stride[i]
+            wh = (fields[..., 2:4].sigmoid() * 2) ** 2 * anchor_px
+            box = torch.cat((xy - wh / 2, xy + wh / 2), -1)  # (B, ny*nx, na, 4)
+            score = fields[..., 4:5].sigmoid() * classes.permute(0, 2, 3, 1).reshape(-1, ny * nx, self.na,
+                                                                                     self.nc).sigmoid()
+            boxes.append(box.permute(0, 2, 1, 3).reshape(-1, self.na * ny * nx, 4))
+            scores.append(score.permute(0, 2, 1, 3).reshape(-1, self.na * ny * nx, self.nc))
         return torch.cat(boxes, 1), torch.cat(scores, 1)
 
     def _export_grid(self, nx: int, ny: int, i: int, dtype, device) -> Tuple[torch.Tensor, torch.Tensor]:

@@ -139,6 +139,18 @@ def test_fp16_artifacts_are_smaller(exported):
     assert json.loads(sidecar_path(v5["onnx_fp16"]).read_text())["precision"] == "fp16"
 
 
+@pytest.mark.parametrize("key", ["openvino", "openvino_fp16"])
+def test_openvino_takes_the_channels_last_decode(exported, key):
+    """yolov5n's 80 classes: the IR is converted with the head's convolution split in two (channels-last decode),
+    the ONNX artifact keeps one per level; both were verified against PyTorch by the exporter."""
+    import openvino as ov
+
+    onnx_convs = sum(node.op_type == "Conv" for node in onnx.load(str(exported["yolov5n"]["onnx"])).graph.node)
+    model = ov.Core().read_model(str(exported["yolov5n"][key]))
+    ir_convs = sum(op.get_type_name() == "Convolution" for op in model.get_ops())
+    assert ir_convs == onnx_convs + 3
+
+
 def test_channel_gathers_fold_into_convolutions_exactly() -> None:
     import numpy as np
     import onnx

@@ -141,3 +141,21 @@ def test_channels_last_shuffles_keep_the_outputs(shuffle):
     shuffles = [m for m in model.modules() if isinstance(m, ChannelShuffle)
                 or isinstance(m, GSConv) and not isinstance(m, GSConvns)]
     assert len(shuffles) > 10 and all(m.channels_last for m in shuffles)
+
+
+def test_channels_last_decode_keeps_the_outputs_of_wide_heads_only():
+    """The channels-last decode (split head convolution, channels-last views) gives the default decode's boxes and
+    scores, in the same row order, up to float rounding; heads with few classes keep the default decode."""
+    from lite_deploy.models.deploy import CHANNELS_LAST_MIN_CLASSES, channels_last_decode
+
+    model = prepare_for_export(build_model("yolov5n", nc=CHANNELS_LAST_MIN_CLASSES))
+    x = torch.rand(2, 3, 96, 128, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        before = model(x)
+        assert channels_last_decode(model) and model.model[-1].channels_last_decode
+        after = model(x)
+    assert [t.shape for t in after] == [t.shape for t in before]
+    for a, b in zip(before, after):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-4)
+    narrow = prepare_for_export(build_model("yolov5n", nc=CHANNELS_LAST_MIN_CLASSES - 1))
+    assert not channels_last_decode(narrow) and not narrow.model[-1].channels_last_decode

@@ -40,7 +40,8 @@ class OpenVINO(Target):
 
             xml, seconds, gate = job.judged(rebuild(job.float_layers), spec, rebuild)
         else:
-            xml, seconds, gate = job.judged(onnx_to_openvino(job.fp32_onnx(), xml_path, spec), spec)
+            xml, seconds, gate = job.judged(onnx_to_openvino(job.fp32_onnx(channels_last_decode=True), xml_path, spec),
+                                            spec)
         return Built([([xml, xml.with_suffix(".bin")], spec)], seconds, "", gate)
 
 
@@ -61,14 +62,15 @@ def offline() -> None:
 
 
 def _int8_ir(job: "Job", xml_path: Path, spec: ModelSpec, float_layers: Sequence[str]) -> Path:
-    """NNCF's INT8 IR of the job's FP32 reference ONNX, the graph's tail and ``float_layers`` in float; the IR of the
-    uint8 Q/DQ ONNX where NNCF's does not compile (:mod:`lite_deploy.quantize.openvino_int8`)."""
+    """NNCF's INT8 IR of the job's FP32 reference ONNX (with the channels-last decode), the graph's tail and
+    ``float_layers`` in float; the IR of the uint8 Q/DQ ONNX where NNCF's does not compile
+    (:mod:`lite_deploy.quantize.openvino_int8`)."""
     import onnx
 
     from ...quantize.openvino_int8 import check_int8_ir, compiles, nncf_quantize
     from ...quantize.qdq_onnx import decode_nodes
 
-    reference, reference_spec = job.reference()
+    reference, reference_spec = job.reference(channels_last_decode=True)
     decode, heads = decode_nodes(onnx.load(str(reference)))
     model = nncf_quantize(reference, job.calibration(reference_spec), reference_spec.batch or 1,
                           decode + heads + list(float_layers))
