@@ -38,10 +38,7 @@ def interleaved_ms(calls: Dict[str, Callable[[], object]], runs: int, warmup: in
     times: Dict[str, List[float]] = {name: [] for name in calls}
     for _ in range(-(-runs // block)):
         for name, call in calls.items():
-            for _ in range(block):
-                start = time.perf_counter()
-                call()
-                times[name].append((time.perf_counter() - start) * 1e3)
+            times[name] += timed_ms(call, block)
     return {name: statistics.median(values) for name, values in times.items()}
 
 
@@ -61,13 +58,20 @@ def alternating_ms(paths: Dict[str, Path], threads: int, runs: int, warmup: int 
             try:
                 for _ in range(warmup):
                     call()
-                for _ in range(block):
-                    start = time.perf_counter()
-                    call()
-                    times[name].append((time.perf_counter() - start) * 1e3)
+                times[name] += timed_ms(call, block)
             finally:
                 close()
     return {name: statistics.median(values) for name, values in times.items()}
+
+
+def timed_ms(call: Callable[[], object], runs: int) -> List[float]:
+    """Wall time in ms of each of ``runs`` calls."""
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        call()
+        times.append((time.perf_counter() - start) * 1e3)
+    return times
 
 
 def bare_infer(path: Path, threads: int) -> Tuple[Callable[[], object], Callable[[], None]]:

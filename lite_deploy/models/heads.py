@@ -122,9 +122,10 @@ class Detect(nn.Module):
         Each level's convolution is split in two with the same weights (box + objectness: 5 channels per anchor;
         classes: nc per anchor), so the wide class tensor is never sliced, and both are decoded on their
         (B, ny*nx, na, k) channels-last view, which such a backend gets from the convolution without a layout pass.
-        The values agree with :meth:`forward_export` within float rounding of the convolutions. yolov5n at 640 in
-        OpenVINO: 35.5 -> 31.6 ms FP32 (its ``Reorder``, ``Transpose`` and ``VariadicSplit`` after the head from
-        4.9 to 2.2 ms); ONNX Runtime runs the other form faster (27.5 against 29.2 ms).
+        The values agree with :meth:`forward_export` within float rounding of the convolutions. In OpenVINO it
+        takes yolov5n's ``Reorder``, ``Transpose`` and ``VariadicSplit`` after the head from 4.9 to 2.2 ms (timings:
+        :func:`~lite_deploy.models.deploy.channels_last_decode`); ONNX Runtime runs the other form faster (27.5
+        against 29.2 ms).
         """
         boxes, scores = [], []
         for i in range(self.nl):
