@@ -165,6 +165,16 @@ def test_yolov5_selection_matches_reference(conf, multi_label, classes, agnostic
     np.testing.assert_array_equal(got[0], want[0])
 
 
+@pytest.mark.parametrize("conf", [0.6, 0.3])  # no row past objectness; rows past it, none past obj x class
+def test_yolov5_rows_without_candidates(conf):
+    pred = _yolov5_rows(np.random.default_rng(2), 300, 4)
+    pred[:, 4], pred[:, 5:] = 0.5, 0.1
+    boxes, scores, class_ids = candidates_yolov5(pred, conf)
+    assert boxes.shape == (0, 4) and scores.shape == (0,) and class_ids.shape == (0,)
+    assert (boxes.dtype, scores.dtype, class_ids.dtype) == (np.float32, np.float32, np.int64)
+    assert all(len(x) == 0 for x in select((boxes, scores, class_ids), 0.45))
+
+
 def test_boxes_scores_layout_equals_yolov5_layout():
     rng = np.random.default_rng(5)
     pred = _yolov5_rows(rng, 500, 4)

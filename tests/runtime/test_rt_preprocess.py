@@ -87,6 +87,25 @@ def test_preprocessor_layout_dtype_and_normalisation():
     np.testing.assert_array_equal(raw[0], reference_letterbox(frame, (320, 256))[0][:, :, ::-1].transpose(2, 0, 1))
 
 
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float16, np.uint8])
+@pytest.mark.parametrize("bgr_to_rgb", [True, False])
+def test_reused_preprocessor_equals_a_fresh_one_whatever_came_before(layout, dtype, bgr_to_rgb):
+    """Frames of changing shapes, batch sizes and pixels through one Preprocessor (prepared routes, painted
+    canvases, partly rewritten blobs) give what a new Preprocessor gives for each call alone."""
+    spec = _spec(layout=layout, bgr_to_rgb=bgr_to_rgb, mean=(0.1, 0.2, 0.3), std=(0.5, 0.6, 0.7))
+    rng = np.random.default_rng(0)
+    shapes = [[(720, 1280)], [(720, 1280)], [(90, 60)], [(720, 1280)], [(90, 60), (720, 1280)], [(320, 256)],
+              [(720, 1280)], [(90, 60), (720, 1280)], [(720, 1280), (90, 60)]]
+    reused = Preprocessor(spec, dtype)
+    for batch in shapes:
+        frames = [rng.integers(0, 256, (*shape, 3), dtype=np.uint8) for shape in batch]
+        got, geometries = reused(frames)
+        want, want_geometries = Preprocessor(spec, dtype)(frames)
+        np.testing.assert_array_equal(got, want)
+        assert geometries == want_geometries
+
+
 def test_preprocessor_auto_letterbox_for_one_frame():
     frame = np.zeros((720, 1280, 3), np.uint8)
     blob, geometries = Preprocessor(_spec(imgsz=(640, 640), letterbox_auto=True))([frame])

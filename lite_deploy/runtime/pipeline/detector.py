@@ -161,6 +161,7 @@ class Detector(_Model):
         self.conf, self.iou, self.max_det, self.max_nms = conf, iou, max_det, max_nms
         self.classes = None if classes is None else list(classes)
         self.agnostic, self.multi_label = agnostic, multi_label
+        self._nothing = Detections.empty(self.spec.names)
 
     @classmethod
     def load(
@@ -202,6 +203,8 @@ class Detector(_Model):
 
     def _postprocess(self, outputs: List[np.ndarray], i: int, geometry: Any) -> Detections:
         boxes, scores, class_ids = self._decode([o[i] for o in outputs])
+        if not len(scores):
+            return self._nothing  # immutable and empty: shared by every frame without detections
         return Detections(scale_boxes(boxes, geometry), scores, class_ids, self.spec.names)
 
     def _decode_yolov5(self, outputs: List[np.ndarray]) -> Candidates:

@@ -21,6 +21,7 @@ MAX_NMS = 30000  # candidates entering NMS at most
 _BLOCK = 256  # boxes compared at once inside NMS (fastest of 64-1024 on yolov5n outputs)
 
 Candidates = Tuple[np.ndarray, np.ndarray, np.ndarray]  # boxes (N, 4) xyxy, scores (N,), class ids (N,)
+NO_CANDIDATES: Candidates = (np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int64))
 
 
 def nms(
@@ -133,8 +134,11 @@ def candidates_yolov5(
         ``(boxes (K, 4) xyxy float32, scores (K,) float32, class_ids (K,) int64)``.
     """
     x = prediction[prediction[:, 4] > conf]
-    # obj * max(cls) == max(obj * cls) in float32 (rounding is monotonic): drop hopeless rows before the products
-    x = x[x[:, 4] * x[:, 5:].max(axis=1, initial=0) > conf]
+    if len(x):
+        # obj * max(cls) == max(obj * cls) in float32 (rounding is monotonic): drop hopeless rows before the products
+        x = x[x[:, 4] * x[:, 5:].max(axis=1, initial=0) > conf]
+    if not len(x):  # the usual frame: few rows pass; each numpy call saved counts after an inference's cache sweep
+        return NO_CANDIDATES
     scores = x[:, 5:] * x[:, 4:5]
     boxes = np.empty((x.shape[0], 4), np.float32)
     half_w, half_h = x[:, 2] / 2, x[:, 3] / 2
