@@ -244,8 +244,9 @@ def _mean_minmax_observer() -> type:
         def forward(self, x_orig: torch.Tensor) -> torch.Tensor:
             if x_orig.numel() == 0:
                 return x_orig
-            low, high = torch.aminmax(x_orig.detach())  # one pass; the fewer calls the better: 300 images x every
-            self.batches += 1  # observer of the graph go through here
+            # every calibration image passes every observer: one aminmax pass and in-place updates keep it cheap
+            low, high = torch.aminmax(x_orig.detach())
+            self.batches += 1
             torch.div(self.sum_min.add_(low), self.batches, out=self.min_val)
             torch.div(self.sum_max.add_(high), self.batches, out=self.max_val)
             return x_orig

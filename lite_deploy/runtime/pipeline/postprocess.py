@@ -137,7 +137,7 @@ def candidates_yolov5(
     if len(x):
         # obj * max(cls) == max(obj * cls) in float32 (rounding is monotonic): drop hopeless rows before the products
         x = x[x[:, 4] * x[:, 5:].max(axis=1, initial=0) > conf]
-    if not len(x):  # the usual frame: few rows pass; each numpy call saved counts after an inference's cache sweep
+    if not len(x):  # nothing to score: after an inference has swept the caches, every numpy call skipped counts
         return NO_CANDIDATES
     scores = x[:, 5:] * x[:, 4:5]
     boxes = np.empty((x.shape[0], 4), np.float32)
