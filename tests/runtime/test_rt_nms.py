@@ -175,6 +175,37 @@ def test_yolov5_rows_without_candidates(conf):
     assert all(len(x) == 0 for x in select((boxes, scores, class_ids), 0.45))
 
 
+@pytest.mark.parametrize("seed", range(6))
+def test_boxes_scores_candidates_are_the_rows_whose_best_score_passes(seed):
+    """The rows OpenCV's compare finds, held to ``max > conf``, are the rows of numpy's row-wise max: the same
+    candidates for float16 scores, NaN scores (their rows dropped), multi-label and class filters."""
+    rng = np.random.default_rng(seed)
+    n, nc = int(rng.integers(1, 3000)), int(rng.integers(1, 90))
+    scores = (rng.random((n, nc)) ** rng.uniform(1, 30)).astype(np.float16 if seed % 2 else np.float32)
+    scores[rng.integers(0, n, 5), rng.integers(0, nc, 5)] = np.nan
+    boxes = rng.random((n, 4)).astype(np.float32)
+    for conf in (0.0, 0.1, 0.25, 0.9):
+        for multi_label, classes in ((False, None), (True, None), (False, [0, 2])):
+            wide = scores.astype(np.float32)
+            rows = wide.max(axis=1, initial=0) > conf
+            best, kept = wide[rows], boxes[rows]
+            if multi_label:
+                index, ids = np.nonzero(best > conf)
+                kept, best = kept[index], best[index, ids]
+            else:
+                ids = best.argmax(axis=1)
+                best = best[np.arange(len(ids)), ids]
+                kept, best, ids = kept[best > conf], best[best > conf], ids[best > conf]
+            if classes is not None:
+                keep = np.isin(ids, classes)
+                kept, best, ids = kept[keep], best[keep], ids[keep]
+            want = (kept, best, ids.astype(np.int64))
+            got = candidates_boxes_scores(boxes, scores, conf, multi_label, classes)
+            for a, b in zip(got, want):
+                assert a.dtype == b.dtype and a.shape == b.shape
+                np.testing.assert_array_equal(a, b)
+
+
 def test_boxes_scores_layout_equals_yolov5_layout():
     rng = np.random.default_rng(5)
     pred = _yolov5_rows(rng, 500, 4)
