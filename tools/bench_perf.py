@@ -6,8 +6,8 @@ machine slows the compared models alike):
 - the demo detector at 320 on a generated shapes set: per backend (ONNX Runtime, OpenVINO, TFLite) the export
   time of FP32 and INT8, bare-inference p50 of each, INT8 speed-up, mAP50-95 of each and the INT8 change;
 - yolov5n (the v7.0 fixture) at 640: the same latencies per backend (random weights: no mAP);
-- the Detector on YOLOv5 ``export.py``'s ONNX at 640 with a 1280x720 frame: pre / infer / post medians and
-  end-to-end over bare ``session.run``;
+- the Detector on YOLOv5 ``export.py``'s ONNX at 640 with a 1280x720 frame, then on this project's ONNX of the same
+  checkpoint (boxes + scores outputs): pre / infer / post medians and end-to-end over bare ``session.run``;
 - the ``.pt`` demo through the Detector: ms per image at 320;
 - INT8 export of the demo per target on a quiet machine and while two busy processes keep both cores busy.
 
@@ -89,12 +89,12 @@ def bare_infer(path: Path, threads: int) -> Tuple[Callable[[], object], Callable
 
 
 def export_pair(weights: Path, target: str, imgsz: int, out: Path, calib: Path, calib_size: int,
-                data: Path = None) -> Dict[str, object]:
-    """FP32 and INT8 of one target: paths and export seconds (export + verify + gate)."""
+                data: Path = None, precisions: str = "fp32,int8") -> Dict[str, object]:
+    """FP32 and INT8 (or ``precisions``) of one target: paths and export seconds (export + verify + gate)."""
     from lite_deploy.export.each import export_each
 
     result: Dict[str, object] = {}
-    for r in export_each(weights, target, "fp32,int8", imgsz=imgsz, out=out,
+    for r in export_each(weights, target, precisions, imgsz=imgsz, out=out,
                          per_precision={"int8": {"calib": calib, "calib_size": calib_size, "data": data}}):
         if r.error is not None:
             raise r.error
@@ -167,33 +167,36 @@ def export_under_load(weights: Path, imgsz: int, targets: Sequence[str], work: P
         print(f"{target:<10}{quiet:9.1f}{loaded:10.1f}{loaded / quiet:7.2f}x")
 
 
-def detector_split(runs: int, threads: int) -> None:
-    """The Detector's pre / infer / post around YOLOv5 export.py's ONNX, against bare ``session.run``."""
+def detector_split(models: Sequence[Path], runs: int, threads: int) -> None:
+    """The Detector's pre / infer / post around each ONNX at 640 (YOLOv5 export.py's first, with the yolov5 output
+    layout), against bare ``session.run``."""
     from lite_deploy.runtime import Detector
     from lite_deploy.runtime.profiling.profile import synthetic_frame
 
-    model = FIXTURES / "yolov5n-v7-nc80.export-opset12.onnx"
     frame = synthetic_frame()
-    print(f"\nDetector on {model.name} (640), 1280x720 frame, {threads} threads, medians of {runs} interleaved")
-    # the fixture's random head scores objectness below 0.04: 0.385 keeps no row, 0.02 about 3% of them
-    for conf in (0.385, 0.02):
-        det = Detector.load(model, conf=conf, threads=threads)
-        blob = det.preprocess([frame])[0].copy()
-        session, name = det.runtime.session, det.runtime.inputs[0].name
-        stages: Dict[str, List[float]] = {"pre": [], "infer": [], "post": []}
+    for model in models:
+        print(f"\nDetector on {model.name} (640), 1280x720 frame, {threads} threads, medians of {runs} interleaved")
+        # the fixture's random head scores objectness below 0.04: 0.385 keeps no row, 0.02 about 3% of them
+        for conf in (0.385, 0.02):
+            det = Detector.load(model, conf=conf, threads=threads)
+            blob = det.preprocess([frame])[0].copy()
+            session, name = det.runtime.session, det.runtime.inputs[0].name
+            stages: Dict[str, List[float]] = {"pre": [], "infer": [], "post": []}
 
-        def end_to_end() -> None:
-            det(frame)
-            for stage in stages:
-                stages[stage].append(det.timings[stage])
+            def end_to_end() -> None:
+                det(frame)
+                for stage in stages:
+                    stages[stage].append(det.timings[stage])
 
-        ms = interleaved_ms({"bare": lambda: session.run(None, {name: blob}), "detector": end_to_end}, runs)
-        pre, infer, post = (statistics.median(stages[s][-runs:]) for s in ("pre", "infer", "post"))
-        rows = int((det.runtime.infer(blob)[det.spec.output_names[0]][0, :, 4] > conf).sum())
-        print(f"conf {conf:<6} rows past objectness {rows:5d}: pre {pre:.2f} ms  infer {infer:.2f} ms  "
-              f"post {post:.2f} ms  end-to-end {ms['detector']:.2f} ms / bare {ms['bare']:.2f} ms = "
-              f"{ms['detector'] / ms['bare']:.3f}x")
-        det.close()
+            ms = interleaved_ms({"bare": lambda: session.run(None, {name: blob}), "detector": end_to_end}, runs)
+            pre, infer, post = (statistics.median(stages[s][-runs:]) for s in ("pre", "infer", "post"))
+            past = ""
+            if det.spec.output_layout == "yolov5":
+                rows = int((det.runtime.infer(blob)[det.spec.output_names[0]][0, :, 4] > conf).sum())
+                past = f" rows past objectness {rows:5d}:"
+            print(f"conf {conf:<6}{past} pre {pre:.2f} ms  infer {infer:.2f} ms  post {post:.2f} ms  end-to-end "
+                  f"{ms['detector']:.2f} ms / bare {ms['bare']:.2f} ms = {ms['detector'] / ms['bare']:.3f}x")
+            det.close()
 
 
 def pt_path(data: Path, images: int) -> None:
@@ -242,7 +245,9 @@ def main() -> None:
         data = generate_shapes(work / "shapes", train=args.calib_size, val=100, seed=0, imgsz=DEMO_DATA_IMGSZ,
                                progress=False)
         calib = data.parent / "images" / "train"
-        detector_split(args.runs, args.threads)
+        own = export_pair(FIXTURES / "yolov5n-v7-nc80.pt", "onnx", 640, work / "yolov5n-onnx", None, 0,
+                          precisions="fp32")["fp32"]
+        detector_split([FIXTURES / "yolov5n-v7-nc80.export-opset12.onnx", own], args.runs, args.threads)
         pt_path(data, 50)
         backend_table(f"demo at {DEMO_IMGSZ}, INT8 calibrated on {args.calib_size} images, mAP50-95 on 100 "
                       "validation images (INT8 judged by --data)", demo_weights(), DEMO_IMGSZ,
