@@ -91,8 +91,8 @@ def test_preprocessor_layout_dtype_and_normalisation():
 @pytest.mark.parametrize("dtype", [np.float32, np.float16, np.uint8])
 @pytest.mark.parametrize("bgr_to_rgb", [True, False])
 def test_reused_preprocessor_equals_a_fresh_one_whatever_came_before(layout, dtype, bgr_to_rgb):
-    """Frames of changing shapes, batch sizes and pixels through one Preprocessor (prepared routes, painted
-    canvases, partly rewritten blobs) give what a new Preprocessor gives for each call alone."""
+    """Frames of changing shapes, batch sizes and pixels through one Preprocessor (painted canvases, partly
+    rewritten blobs) give what a new Preprocessor gives for each call alone."""
     spec = _spec(layout=layout, bgr_to_rgb=bgr_to_rgb, mean=(0.1, 0.2, 0.3), std=(0.5, 0.6, 0.7))
     rng = np.random.default_rng(0)
     shapes = [[(720, 1280)], [(720, 1280)], [(90, 60)], [(720, 1280)], [(90, 60), (720, 1280)], [(320, 256)],
