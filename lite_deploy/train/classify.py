@@ -8,6 +8,9 @@ Each epoch the model (its EMA when enabled) is saved as ``weights/last.pt`` in t
 validated through the runtime (:func:`~lite_deploy.eval.classify.validate_classifier`); ``weights/best.pt`` keeps the
 best top-1.
 
+Devices and processes as for detectors (:mod:`lite_deploy.train.distributed`): one CPU or GPU, or DDP processes
+started by ``torchrun`` (``--device 0,1,2,3`` starts it), each training on its shard of every global batch.
+
 ``weights`` may be a torchvision ``.pth`` state_dict or a lite-deploy classifier checkpoint of the same
 architecture: every tensor whose name and shape match is loaded, and a head for another number of classes is
 reported as new (expected when fine-tuning on other classes).
@@ -32,7 +35,7 @@ from ..data.image_folder import ImageFolder
 from ..errors import CheckpointError, ConfigError
 from ..runtime.pipeline.preprocess import center_crop
 from .augment import augment_hsv
-from .distributed import DistContext, resolve_device
+from .distributed import DistContext, context_from_env, init_process_group, resolve_device, shutdown
 from .trainer import ModelEMA, lr_lambda, make_optimizer
 
 LOGGER = logging.getLogger(__name__)
@@ -51,11 +54,12 @@ class ClassifyConfig:
         weights: starting weights: a torchvision ``.pth`` state_dict or a lite-deploy classifier checkpoint.
         epochs: training epochs.
         imgsz: square input size in pixels (a multiple of 32).
-        batch: images per iteration.
+        batch: global batch: images per iteration over all DDP processes (each loads ``batch / world_size``).
         workers: DataLoader worker processes.
         project: folder of runs.
         name: run name; ``name2``, ``name3`` ... when taken.
-        device: ``cpu``, ``0``, ``cuda:0`` ...; default CUDA when available.
+        device: ``cpu``, ``0``, ``cuda:0`` ...; default CUDA when available; under ``torchrun`` a list (``0,1``)
+            gives each process its GPU.
         seed: seed of initialisation, shuffling and augmentation.
         optimizer: ``SGD`` (Nesterov, ``momentum``) or ``AdamW`` (betas ``(momentum, 0.999)``, ``lr0`` about 0.002).
         lr0: peak learning rate.
@@ -181,65 +185,91 @@ def new_run_dir(project: str, name: str) -> Path:
 def train_classifier(config: ClassifyConfig, *, progress: bool = True) -> Dict[str, Any]:
     """Train a classifier; see the module docstring for the recipe.
 
+    Under ``torchrun`` (``WORLD_SIZE`` > 1) every process trains on its shard of each global batch of
+    ``config.batch`` images and DDP averages the gradients, as the detector trainer does; rank 0 alone keeps the EMA,
+    validates and writes the run folder while the others wait. The process group is left on every exit.
+
     Returns:
         The last validation results (``top1``, ``top5`` ...) with ``save_dir``, ``best``, ``last``, ``best_top1``
-        and ``weights_report`` (the partial-load report of ``weights``, or ``""``).
+        and ``weights_report`` (the partial-load report of ``weights``, or ``""``); an empty dict on the other DDP
+        ranks.
 
     Raises:
         DatasetError: the dataset is malformed (missing split, empty class folder, no images).
         CheckpointError: ``weights`` cannot be read or belong to another architecture.
-        ConfigError: unknown architecture.
+        ConfigError: unknown architecture, or a global batch that the processes cannot share evenly.
         ValueError: ``imgsz`` not a multiple of 32.
     """
-    from torch.utils.data import DataLoader
+    if config.imgsz % 32:
+        raise ValueError(f"imgsz {config.imgsz} must be a multiple of 32")
+    ctx = context_from_env()
+    device = resolve_device(config.device, ctx)
+    if config.batch % ctx.world_size:
+        raise ConfigError(f"--batch {config.batch} is the global batch: make it a multiple of the "
+                          f"{ctx.world_size} training processes")
+    if ctx.distributed:
+        init_process_group(ctx, device)
+    try:
+        return _train(config, ctx, device, progress)
+    finally:
+        shutdown()
+
+
+def _train(cfg: ClassifyConfig, ctx: DistContext, device: torch.device, progress: bool) -> Dict[str, Any]:
+    from torch.nn.parallel import DistributedDataParallel
+    from torch.utils.data import DataLoader, DistributedSampler
     from tqdm import tqdm
 
-    from ..eval.classify import validate_classifier
     from ..models.backbones import build_classifier
-    from ..models.checkpoint import save_checkpoint
 
-    cfg = config
-    if cfg.imgsz % 32:
-        raise ValueError(f"imgsz {cfg.imgsz} must be a multiple of 32")
     train_set, val_set = ImageFolder(cfg.data, "train"), ImageFolder(cfg.data, "val")
     torch.manual_seed(cfg.seed)
-    device = resolve_device(cfg.device, DistContext())  # one device: classifier training is not distributed
     try:
         model = build_classifier(cfg.cfg, num_classes=train_set.nc, names=train_set.names)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     model.imgsz = cfg.imgsz
     report = load_start_weights(model, cfg.weights) if cfg.weights else ""
-    if report:
+    if report and ctx.is_main:
         LOGGER.info("%s: %s", cfg.weights, report)
     model.to(device)
-    save_dir = new_run_dir(cfg.project, cfg.name)
-    loader = DataLoader(ClassifyDataset(train_set, cfg.imgsz, augment=True), batch_size=cfg.batch, shuffle=True,
-                        num_workers=cfg.workers, persistent_workers=cfg.workers > 0,
-                        drop_last=len(train_set) > cfg.batch,
-                        generator=torch.Generator().manual_seed(cfg.seed))
+    torch.manual_seed(cfg.seed + ctx.rank)  # each rank its own augmentation draws
+    save_dir = new_run_dir(cfg.project, cfg.name) if ctx.is_main else None
+    dataset = ClassifyDataset(train_set, cfg.imgsz, augment=True)
+    sampler = DistributedSampler(dataset, num_replicas=ctx.world_size, rank=ctx.rank, shuffle=True, seed=cfg.seed)
+    batch = cfg.batch // ctx.world_size
+    loader = DataLoader(dataset, batch_size=batch, sampler=sampler, num_workers=cfg.workers,
+                        persistent_workers=cfg.workers > 0, pin_memory=device.type == "cuda",
+                        drop_last=len(sampler) > batch)
     optimizer = make_optimizer(model, cfg.lr0, cfg.momentum, cfg.weight_decay, cfg.optimizer)
     lf = lr_lambda(cfg.epochs, cfg.lrf, cosine=True)
     warmup = len(loader)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda it: min(1.0, (it + 1) / warmup) * lf(it / len(loader)))
-    criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
-    ema = ModelEMA(model) if cfg.ema else None
+    criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)  # a per-batch mean: DDP's average of the
+    # ranks' gradients is the global batch's
+    ema = ModelEMA(model) if cfg.ema and ctx.is_main else None
+    train_model: nn.Module = model
+    if ctx.distributed:
+        train_model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     mean = torch.tensor(model.mean, device=device).view(1, 3, 1, 1)
     std = torch.tensor(model.std, device=device).view(1, 3, 1, 1)
     amp = device.type == "cuda"
     best_top1, results = -1.0, {}
-    weights_dir = save_dir / "weights"
-    LOGGER.info("training %s for %d epochs on %s (%d images, %d classes), results in %s", cfg.cfg, cfg.epochs,
-                device, len(train_set), train_set.nc, save_dir)
+    if ctx.is_main:
+        LOGGER.info("training %s for %d epochs on %s x %d (%d images, %d classes, global batch %d), results in %s",
+                    cfg.cfg, cfg.epochs, device.type, ctx.world_size, len(train_set), train_set.nc, cfg.batch,
+                    save_dir)
     for epoch in range(cfg.epochs):
         model.train()
+        sampler.set_epoch(epoch)
         mean_loss, start = 0.0, time.perf_counter()
-        bar = tqdm(loader, disable=not progress, desc=f"{epoch + 1}/{cfg.epochs}", bar_format="{l_bar}{bar:10}{r_bar}")
+        bar = tqdm(loader, disable=not (progress and ctx.is_main), desc=f"{epoch + 1}/{cfg.epochs}",
+                   bar_format="{l_bar}{bar:10}{r_bar}")
         for i, (images, labels) in enumerate(bar):
             images = (images.to(device, non_blocking=True).float() / 255 - mean) / std
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-                loss = criterion(model(images).float(), labels.to(device))
+                loss = criterion(train_model(images).float(), labels.to(device))
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
@@ -249,25 +279,42 @@ def train_classifier(config: ClassifyConfig, *, progress: bool = True) -> Dict[s
             mean_loss = (mean_loss * i + loss.item()) / (i + 1)
             bar.set_postfix(loss=f"{mean_loss:.4f}")
         seconds = time.perf_counter() - start
-        kept = ema.ema if ema is not None else model
-        provenance = {"data": str(Path(cfg.data).resolve()), "cfg": cfg.cfg, "weights": cfg.weights,
-                      "epoch": epoch + 1, "epochs": cfg.epochs}
-        save_checkpoint(kept, weights_dir / "last.pt", imgsz=cfg.imgsz, provenance=provenance)
-        results = validate_classifier(weights_dir / "last.pt", val_set, imgsz=cfg.imgsz, batch=cfg.val_batch,
-                                      progress=False, verbose=False)
-        if results["top1"] > best_top1:
-            best_top1 = results["top1"]
-            metrics = {k: results[k] for k in ("images", "top1", "top5")}
-            save_checkpoint(kept, weights_dir / "best.pt", imgsz=cfg.imgsz,
-                            provenance=dict(provenance, metrics=metrics))
-        append_csv_row(save_dir / "results.csv", {"epoch": epoch + 1, "loss": round(mean_loss, 6),
-                                         "top1": round(results["top1"], 6), "top5": round(results["top5"], 6),
-                                         "lr": round(optimizer.param_groups[1]["lr"], 8),
-                                         "train_seconds": round(seconds, 2)})
-        LOGGER.info("epoch %d/%d: loss %.4f top-1 %.4f top-5 %.4f (%.0f s training)", epoch + 1, cfg.epochs,
-                    mean_loss, results["top1"], results["top5"], seconds)
+        if save_dir is not None:
+            kept = ema.ema if ema is not None else model
+            results, best_top1 = _end_epoch(cfg, kept, val_set, save_dir, epoch, mean_loss, best_top1,
+                                            optimizer.param_groups[1]["lr"], seconds)
+        if ctx.distributed:
+            torch.distributed.barrier()  # the others wait while rank 0 validates and writes
+    if save_dir is None:
+        return {}
+    weights_dir = save_dir / "weights"
     return dict(results, save_dir=str(save_dir), best=str(weights_dir / "best.pt"), last=str(weights_dir / "last.pt"),
                 best_top1=best_top1, weights_report=report)
+
+
+def _end_epoch(cfg: ClassifyConfig, kept: nn.Module, val_set: ImageFolder, save_dir: Path, epoch: int,
+               mean_loss: float, best_top1: float, lr: float, seconds: float) -> Tuple[Dict[str, Any], float]:
+    """Rank 0 after an epoch: save ``last.pt``, validate it, keep ``best.pt``, log; returns the validation results
+    and the best top-1 so far. ``mean_loss`` is this rank's mean over its shard."""
+    from ..eval.classify import validate_classifier
+    from ..models.checkpoint import save_checkpoint
+
+    weights_dir = save_dir / "weights"
+    provenance = {"data": str(Path(cfg.data).resolve()), "cfg": cfg.cfg, "weights": cfg.weights,
+                  "epoch": epoch + 1, "epochs": cfg.epochs}
+    save_checkpoint(kept, weights_dir / "last.pt", imgsz=cfg.imgsz, provenance=provenance)
+    results = validate_classifier(weights_dir / "last.pt", val_set, imgsz=cfg.imgsz, batch=cfg.val_batch,
+                                  progress=False, verbose=False)
+    if results["top1"] > best_top1:
+        best_top1 = results["top1"]
+        metrics = {k: results[k] for k in ("images", "top1", "top5")}
+        save_checkpoint(kept, weights_dir / "best.pt", imgsz=cfg.imgsz, provenance=dict(provenance, metrics=metrics))
+    append_csv_row(save_dir / "results.csv", {"epoch": epoch + 1, "loss": round(mean_loss, 6),
+                                             "top1": round(results["top1"], 6), "top5": round(results["top5"], 6),
+                                             "lr": round(lr, 8), "train_seconds": round(seconds, 2)})
+    LOGGER.info("epoch %d/%d: loss %.4f top-1 %.4f top-5 %.4f (%.0f s training)", epoch + 1, cfg.epochs,
+                mean_loss, results["top1"], results["top5"], seconds)
+    return results, best_top1
 
 
 def append_csv_row(path: Path, row: Dict[str, Any]) -> None:

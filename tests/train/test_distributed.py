@@ -1,5 +1,5 @@
-"""DDP training on CPU (gloo, two processes started with torch.multiprocessing): shards, equality with one
-process, rank-0-only files, resume; and the ``--device`` values."""
+"""DDP training on CPU (gloo, two processes started with torch.multiprocessing), detectors and classifiers: shards,
+equality with one process, rank-0-only files, resume; and the ``--device`` values."""
 
 from __future__ import annotations
 
@@ -13,9 +13,12 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
+from lite_deploy.data.image_folder import ImageFolder
 from lite_deploy.data.shapes import generate_shapes
 from lite_deploy.errors import ConfigError
 from lite_deploy.models import load_model
+from lite_deploy.models.backbones import build_classifier
+from lite_deploy.train.classify import ClassifyConfig, train_classifier
 from lite_deploy.train.data import AugmentConfig
 from lite_deploy.train.distributed import DistContext, parse_devices, resolve_device
 from lite_deploy.train.trainer import TrainConfig, Trainer
@@ -125,6 +128,84 @@ def _parameters_of_fresh_model(common: Dict[str, Any]) -> Dict[str, torch.Tensor
     return {k: v.detach().clone() for k, v in model.named_parameters()}
 
 
+def _classify_rank(rank: int, world: int, port: int, config: Dict[str, Any], log_dir: str) -> None:
+    """One DDP process of a classifier run, set up as :func:`_independent_images` says; records its sampler's
+    indices and its checkpoint writes."""
+    from torch.utils.data import DistributedSampler
+
+    import lite_deploy.models.checkpoint as checkpoint
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), LOCAL_RANK=str(rank),
+                      WORLD_SIZE=str(world))
+    torch.set_num_threads(1)
+    log = Path(log_dir) / f"rank{rank}.jsonl"
+    real_iter, real_save = DistributedSampler.__iter__, checkpoint.save_checkpoint
+
+    def iterate(self):
+        indices = list(real_iter(self))
+        with log.open("a") as f:
+            f.write(json.dumps({"epoch": self.epoch, "indices": indices}) + "\n")
+        return iter(indices)
+
+    def save(model, path, **kwargs):
+        with log.open("a") as f:
+            f.write(json.dumps({"saved": Path(path).name}) + "\n")
+        real_save(model, path, **kwargs)
+
+    DistributedSampler.__iter__, checkpoint.save_checkpoint = iterate, save
+    with pytest.MonkeyPatch.context() as patch:
+        _independent_images(patch)
+        train_classifier(ClassifyConfig(**config), progress=False)
+
+
+def _independent_images(patch: pytest.MonkeyPatch) -> None:
+    """Every module in eval mode (BatchNorm on its running statistics, no dropout) and no augmentation: each image's
+    gradient is then the same whichever batch or process it is in, so a DDP step and one process's step on the same
+    global batch must agree."""
+    import lite_deploy.train.classify as classify
+
+    real_train, real_dataset = torch.nn.Module.train, classify.ClassifyDataset
+    patch.setattr(torch.nn.Module, "train", lambda self, mode=True: real_train(self, False))
+    patch.setattr(classify, "ClassifyDataset",
+                  lambda folder, imgsz, augment, **kwargs: real_dataset(folder, imgsz, False, **kwargs))
+
+
+def test_classifier_ddp_two_processes_match_one_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from lite_deploy.data.shapes_cls import generate_shapes_cls
+
+    data = generate_shapes_cls(tmp_path / "data", train=6, val=6, seed=2, imgsz=48, progress=False)  # 1 train/class
+    common = dict(data=str(data), cfg="mobilenetv2_x0_35", epochs=2, imgsz=32, workers=0, seed=1, lr0=0.05)
+    ddp = dict(common, batch=2, project=str(tmp_path / "ddp"), name="run")
+    (tmp_path / "log").mkdir()
+    mp.spawn(_classify_rank, args=(2, _free_port(), ddp, str(tmp_path / "log")), nprocs=2)
+
+    shards = [[r for r in _records(tmp_path / "log" / f"rank{k}.jsonl") if "epoch" in r] for k in (0, 1)]
+    assert [r["epoch"] for r in shards[0]] == [r["epoch"] for r in shards[1]] == [0, 1]
+    for a, b in zip(*shards):
+        assert not set(a["indices"]) & set(b["indices"]) and sorted(a["indices"] + b["indices"]) == list(range(6))
+    assert shards[0][0]["indices"] != shards[0][1]["indices"]  # reshuffled each epoch
+    assert not [r for r in _records(tmp_path / "log" / "rank1.jsonl") if "saved" in r]
+    assert [r["saved"] for r in _records(tmp_path / "log" / "rank0.jsonl") if "saved" in r][:2] == ["last.pt",
+                                                                                                     "best.pt"]
+    assert [p.name for p in (tmp_path / "ddp").iterdir()] == ["run"]
+    assert len((tmp_path / "ddp" / "run" / "results.csv").read_text().splitlines()) == 3  # header + 2 epochs
+
+    _independent_images(monkeypatch)
+    torch.set_num_threads(1)
+    train_classifier(ClassifyConfig(**common, batch=2, project=str(tmp_path / "one"), name="run"), progress=False)
+    reference = _parameters(str(tmp_path / "one" / "run" / "weights" / "last.pt"))
+    distributed = _parameters(str(tmp_path / "ddp" / "run" / "weights" / "last.pt"))
+    torch.manual_seed(1)  # the run's initialisation
+    start = dict(build_classifier("mobilenetv2_x0_35", num_classes=6, names=ImageFolder(data, "train").names)
+                 .named_parameters())
+    assert any(not torch.equal(reference[k], start[k].detach()) for k in reference)  # it did train
+    for key, value in reference.items():
+        torch.testing.assert_close(distributed[key], value, rtol=1e-4, atol=1e-5, msg=key)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(ConfigError, match="--batch 3 is the global batch: make it a multiple of the 2 training"):
+        train_classifier(ClassifyConfig(**dict(common, device="cpu"), batch=3), progress=False)
+
+
 def test_device_values() -> None:
     assert parse_devices("cpu") is None and parse_devices("cuda:1") is None and parse_devices(None) is None
     assert parse_devices("0") == [0] and parse_devices("0,1,3") == [0, 1, 3]
@@ -141,6 +222,7 @@ def test_device_list_launches_torchrun_with_the_same_arguments(capsys: pytest.Ca
     from lite_deploy.cli import build_parser, main
     from lite_deploy.commands.train import _argv
     from lite_deploy.data.shapes import generate_shapes
+    from lite_deploy.data.shapes_cls import generate_shapes_cls
 
     args = build_parser().parse_args(["train", "--cfg", "yolov5n", "--data", "d.yaml", "--batch", "64", "--sync-bn",
                                       "--freeze", "backbone", "--device", "0,1", "--lr0", "0.02"])
@@ -152,5 +234,12 @@ def test_device_list_launches_torchrun_with_the_same_arguments(capsys: pytest.Ca
         data = generate_shapes(tmp_path / "shapes", train=1, val=1, imgsz=64)
         assert main(["train", "--cfg", "yolov5n", "--data", str(data), "--device", "0,1"]) == 2
         assert "sees no CUDA GPU; use --device cpu" in capsys.readouterr().err
-    assert main(["train", "--task", "classify", "--data", "folder", "--device", "0,1"]) == 2
-    assert "--task classify trains on one device; give one GPU (--device 0)" in capsys.readouterr().err
+    classify = ["train", "--task", "classify", "--cfg", "mobilenetv2_x0_35", "--device", "0,1"]
+    assert _argv(build_parser().parse_args(classify + ["--data", "folder"])) == [
+        "--task", "classify", "--cfg", "mobilenetv2_x0_35", "--data", "folder"]
+    assert main(classify + ["--data", str(tmp_path / "folder")]) == 2  # the dataset first: no process
+    assert "no train/ folder" in capsys.readouterr().err
+    if not torch.cuda.is_available():
+        folder = generate_shapes_cls(tmp_path / "cls", train=6, val=6, imgsz=48, progress=False)
+        assert main(classify + ["--data", str(folder)]) == 2
+        assert "sees no CUDA GPU; use --device cpu" in capsys.readouterr().err
