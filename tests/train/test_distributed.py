@@ -32,22 +32,32 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _rank_main(rank: int, world: int, port: int, config: Optional[Dict[str, Any]], resume: Optional[str],
-               log_dir: str, crash_after_epoch: int) -> None:
-    """One DDP process: records its sampler's indices and its checkpoint writes, then trains."""
+def _join(rank: int, world: int, port: int, log_dir: str) -> Path:
+    """Make this process rank ``rank`` of ``world`` as torchrun would, one thread, its sampler's indices of each
+    epoch recorded; returns its log file (JSON lines)."""
     from torch.utils.data import DistributedSampler
 
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), LOCAL_RANK=str(rank),
                       WORLD_SIZE=str(world))
     torch.set_num_threads(1)
     log = Path(log_dir) / f"rank{rank}.jsonl"
-    real_iter, real_save = DistributedSampler.__iter__, Trainer._save
+    real_iter = DistributedSampler.__iter__
 
     def iterate(self):
         indices = list(real_iter(self))
         with log.open("a") as f:
             f.write(json.dumps({"epoch": self.epoch, "indices": indices}) + "\n")
         return iter(indices)
+
+    DistributedSampler.__iter__ = iterate
+    return log
+
+
+def _rank_main(rank: int, world: int, port: int, config: Optional[Dict[str, Any]], resume: Optional[str],
+               log_dir: str, crash_after_epoch: int) -> None:
+    """One DDP process: records its sampler's indices and its checkpoint writes, then trains."""
+    log = _join(rank, world, port, log_dir)
+    real_save = Trainer._save
 
     def save(self, ema, model, optimizer, epoch, results, improved):
         with log.open("a") as f:
@@ -56,7 +66,7 @@ def _rank_main(rank: int, world: int, port: int, config: Optional[Dict[str, Any]
         if epoch == crash_after_epoch:
             raise RuntimeError("stopped after the first epoch")
 
-    DistributedSampler.__iter__, Trainer._save = iterate, save
+    Trainer._save = save
     trainer = Trainer.resume(resume, progress=False) if resume else Trainer(TrainConfig.from_dict(config),
                                                                            progress=False)
     trainer.run()
@@ -131,28 +141,17 @@ def _parameters_of_fresh_model(common: Dict[str, Any]) -> Dict[str, torch.Tensor
 def _classify_rank(rank: int, world: int, port: int, config: Dict[str, Any], log_dir: str) -> None:
     """One DDP process of a classifier run, set up as :func:`_independent_images` says; records its sampler's
     indices and its checkpoint writes."""
-    from torch.utils.data import DistributedSampler
-
     import lite_deploy.models.checkpoint as checkpoint
 
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), LOCAL_RANK=str(rank),
-                      WORLD_SIZE=str(world))
-    torch.set_num_threads(1)
-    log = Path(log_dir) / f"rank{rank}.jsonl"
-    real_iter, real_save = DistributedSampler.__iter__, checkpoint.save_checkpoint
-
-    def iterate(self):
-        indices = list(real_iter(self))
-        with log.open("a") as f:
-            f.write(json.dumps({"epoch": self.epoch, "indices": indices}) + "\n")
-        return iter(indices)
+    log = _join(rank, world, port, log_dir)
+    real_save = checkpoint.save_checkpoint
 
     def save(model, path, **kwargs):
         with log.open("a") as f:
             f.write(json.dumps({"saved": Path(path).name}) + "\n")
         real_save(model, path, **kwargs)
 
-    DistributedSampler.__iter__, checkpoint.save_checkpoint = iterate, save
+    checkpoint.save_checkpoint = save
     with pytest.MonkeyPatch.context() as patch:
         _independent_images(patch)
         train_classifier(ClassifyConfig(**config), progress=False)
