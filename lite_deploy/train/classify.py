@@ -36,7 +36,7 @@ from ..errors import CheckpointError, ConfigError
 from ..runtime.pipeline.preprocess import center_crop
 from .augment import augment_hsv
 from .distributed import DistContext, context_from_env, init_process_group, resolve_device, shutdown
-from .trainer import ModelEMA, lr_lambda, make_optimizer
+from .trainer import ModelEMA, lr_lambda, make_optimizer, new_run_dir
 
 LOGGER = logging.getLogger(__name__)
 
@@ -170,16 +170,6 @@ def load_start_weights(model: nn.Module, path: str) -> str:
         text += f"\nthe classifier head is new for the dataset's {model.num_classes} classes (expected when " \
                 "fine-tuning)"
     return text
-
-
-def new_run_dir(project: str, name: str) -> Path:
-    """A fresh ``project/name`` folder (``name2``, ``name3`` ... when taken) with a ``weights`` sub-folder."""
-    base = Path(project) / name
-    path, n = base, 2
-    while path.exists():
-        path, n = base.with_name(f"{base.name}{n}"), n + 1
-    (path / "weights").mkdir(parents=True)
-    return path
 
 
 def train_classifier(config: ClassifyConfig, *, progress: bool = True) -> Dict[str, Any]:

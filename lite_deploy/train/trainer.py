@@ -254,6 +254,16 @@ def frozen_layers(model: nn.Module, freeze: Optional[str]) -> int:
     return count
 
 
+def new_run_dir(project: str, name: str) -> Path:
+    """A fresh ``project/name`` folder (``name2``, ``name3`` ... when taken) with a ``weights`` sub-folder."""
+    base = Path(project) / name
+    path, n = base, 2
+    while path.exists():
+        path, n = base.with_name(f"{base.name}{n}"), n + 1
+    (path / "weights").mkdir(parents=True)
+    return path
+
+
 def fitness(metrics: Dict[str, Any]) -> float:
     """YOLOv5's model selection score: ``0.1 * mAP50 + 0.9 * mAP50-95``."""
     return 0.1 * max(metrics["map50"], 0.0) + 0.9 * max(metrics["map50_95"], 0.0)
@@ -361,14 +371,6 @@ class Trainer:
             raise ValueError(f"imgsz {self.config.imgsz} must be a multiple of the model's stride {stride}")
         return model.to(self.device, memory_format=torch.channels_last)
 
-    def _new_save_dir(self) -> Path:
-        base = Path(self.config.project) / self.config.name
-        path, n = base, 2
-        while path.exists():
-            path, n = base.with_name(f"{base.name}{n}"), n + 1
-        (path / "weights").mkdir(parents=True)
-        return path
-
     def run(self) -> Dict[str, Any]:
         """Train; returns the final validation results plus ``save_dir``, ``best`` and ``last`` paths (rank 0; the
         other DDP ranks return an empty dict). The process group of a torchrun run is left on every exit."""
@@ -401,7 +403,7 @@ class Trainer:
         model = self.build_model(data.names)
         torch.manual_seed(cfg.seed + ctx.rank)  # each rank its own augmentation draws
         if self._resume_state is None:
-            self.save_dir = self._new_save_dir() if ctx.is_main else Path()
+            self.save_dir = new_run_dir(cfg.project, cfg.name) if ctx.is_main else Path()
             if ctx.distributed:
                 shared = [str(self.save_dir)]
                 torch.distributed.broadcast_object_list(shared, src=0)
