@@ -1,9 +1,9 @@
 """lite-deploy train: train a detector of the zoo on a YOLO dataset (YOLOv5's recipe; CenterNet's loss for CenterNet
 configs), or with --task classify a classifier on an image-folder dataset.
 
-Detectors train on one CPU or GPU, or with DDP on several: --device 0,1,2,3 starts one process per GPU through
+Both train on one CPU or GPU, or with DDP on several: --device 0,1,2,3 starts one process per GPU through
 torchrun, and "torchrun ... -m lite_deploy train ..." (multi-node too) runs it directly; --batch is the global
-batch. Runs go to runs/train/exp, exp2, ... (--project, --name)."""
+batch. Runs go to runs/train/exp, exp2, ... (classifiers: runs/train-cls/exp ...; --project, --name)."""
 
 from __future__ import annotations
 
@@ -44,7 +44,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--freeze-epochs", type=arg_types.non_negative_int, default=0,
                         help="unfreeze after this many epochs (default 0: frozen for the whole run)")
     parser.add_argument("--sync-bn", action="store_true", help="SyncBatchNorm across DDP processes (GPUs only)")
-    parser.add_argument("--project", default="runs/train", help="folder of runs (default runs/train)")
+    parser.add_argument("--project", help="folder of runs (default runs/train; runs/train-cls with --task classify)")
     parser.add_argument("--name", default="exp", help="run name (default exp; exp2, exp3 ... when taken)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument("--optimizer", choices=("SGD", "AdamW"), default="SGD", help="optimizer (default SGD)")
@@ -101,8 +101,8 @@ def _run(args: argparse.Namespace) -> int:
             raise LiteDeployError("lite-deploy train: --data is required (unless --resume)")
         config = TrainConfig(
             data=args.data, cfg=args.cfg, weights=args.weights, epochs=args.epochs, imgsz=args.imgsz[0],
-            batch=args.batch, workers=args.workers, device=args.device, project=args.project, name=args.name,
-            seed=args.seed, lr0=args.lr0, cos_lr=args.cos_lr, close_mosaic=args.close_mosaic,
+            batch=args.batch, workers=args.workers, device=args.device, project=args.project or TrainConfig.project,
+            name=args.name, seed=args.seed, lr0=args.lr0, cos_lr=args.cos_lr, close_mosaic=args.close_mosaic,
             nominal_batch=max(args.nominal_batch, args.batch), warmup_epochs=args.warmup_epochs,
             val_every=args.val_every, optimizer=args.optimizer, ema_tau=args.ema_tau,
             warmup_bias_lr=0.0 if args.optimizer == "AdamW" else TrainConfig.warmup_bias_lr,
@@ -132,8 +132,8 @@ def _classify(args: argparse.Namespace) -> int:
         return launch(_argv(args), devices)
     config = ClassifyConfig(
         data=args.data, cfg=args.cfg or "mobilenetv2", weights=args.weights, epochs=args.epochs, imgsz=args.imgsz[0],
-        batch=args.batch, workers=args.workers, device=args.device, project=args.project, name=args.name,
-        seed=args.seed, lr0=args.lr0, optimizer=args.optimizer,
+        batch=args.batch, workers=args.workers, device=args.device, project=args.project or ClassifyConfig.project,
+        name=args.name, seed=args.seed, lr0=args.lr0, optimizer=args.optimizer,
     )
     results = train_classifier(config)
     if not results:  # a DDP rank other than 0

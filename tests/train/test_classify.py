@@ -202,3 +202,4 @@ def test_cli_passes_the_recipe(shapes_cls: Path, monkeypatch) -> None:
     assert main(["train", "--task", "classify", "--data", str(shapes_cls), "--optimizer", "AdamW", "--lr0", "0.002",
                  "--epochs", "3"]) == 0
     assert (seen["config"].optimizer, seen["config"].lr0, seen["config"].epochs) == ("AdamW", 0.002, 3)
+    assert seen["config"].project == "runs/train-cls"  # the README's benchmark command reads the run from there
