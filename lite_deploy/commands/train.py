@@ -124,18 +124,22 @@ def _classify(args: argparse.Namespace) -> int:
     from ..train.classify import ClassifyConfig, train_classifier
     from ..train.distributed import context_from_env, launch, parse_devices
 
-    if args.resume or not args.data:
-        raise LiteDeployError("lite-deploy train --task classify: --data is required and --resume is not available")
-    ImageFolder(args.data, "train")  # a bad dataset is refused before any process starts
+    if not args.data and not args.resume:
+        raise LiteDeployError("lite-deploy train --task classify: --data is required (unless --resume)")
+    if not args.resume:
+        ImageFolder(args.data, "train")  # a bad dataset is refused before any process starts
     devices = parse_devices(args.device)
     if devices and len(devices) > 1 and not context_from_env().distributed:
         return launch(_argv(args), devices)
-    config = ClassifyConfig(
-        data=args.data, cfg=args.cfg or "mobilenetv2", weights=args.weights, epochs=args.epochs, imgsz=args.imgsz[0],
-        batch=args.batch, workers=args.workers, device=args.device, project=args.project or ClassifyConfig.project,
-        name=args.name, seed=args.seed, lr0=args.lr0, optimizer=args.optimizer,
-    )
-    results = train_classifier(config)
+    if args.resume:
+        results = train_classifier(resume=args.resume)
+    else:
+        results = train_classifier(ClassifyConfig(
+            data=args.data, cfg=args.cfg or "mobilenetv2", weights=args.weights, epochs=args.epochs,
+            imgsz=args.imgsz[0], batch=args.batch, workers=args.workers, device=args.device,
+            project=args.project or ClassifyConfig.project, name=args.name, seed=args.seed, lr0=args.lr0,
+            optimizer=args.optimizer,
+        ))
     if not results:  # a DDP rank other than 0
         return 0
     print(f"top-1 {results['top1']:.4f}  top-5 {results['top5']:.4f}  best top-1 {results['best_top1']:.4f}  "

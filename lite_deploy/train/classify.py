@@ -19,6 +19,7 @@ reported as new (expected when fine-tuning on other classes).
 from __future__ import annotations
 
 import csv
+import dataclasses
 import logging
 import math
 import time
@@ -36,7 +37,7 @@ from ..errors import CheckpointError, ConfigError
 from ..runtime.pipeline.preprocess import center_crop
 from .augment import augment_hsv
 from .distributed import DistContext, context_from_env, init_process_group, resolve_device, shutdown
-from .trainer import ModelEMA, lr_lambda, make_optimizer, new_run_dir
+from .trainer import STATE_SUFFIX, ModelEMA, lr_lambda, make_optimizer, new_run_dir, read_resume, write_state
 
 LOGGER = logging.getLogger(__name__)
 
@@ -90,6 +91,16 @@ class ClassifyConfig:
     label_smoothing: float = 0.1
     ema: bool = False
     val_batch: int = 16
+
+    def to_dict(self) -> Dict[str, Any]:
+        """Plain-data form (kept in ``last.pt`` to resume the run)."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Dict[str, Any]) -> "ClassifyConfig":
+        """Inverse of :meth:`to_dict` (unknown keys are ignored)."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
 
 
 def random_resized_crop(image: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
@@ -172,8 +183,15 @@ def load_start_weights(model: nn.Module, path: str) -> str:
     return text
 
 
-def train_classifier(config: ClassifyConfig, *, progress: bool = True) -> Dict[str, Any]:
-    """Train a classifier; see the module docstring for the recipe.
+def train_classifier(config: Optional[ClassifyConfig] = None, *, resume: Optional[str] = None,
+                     progress: bool = True) -> Dict[str, Any]:
+    """Train a classifier, or continue an interrupted run; see the module docstring for the recipe.
+
+    Args:
+        config: the run (ignored when resuming).
+        resume: an interrupted run's folder or its ``weights/last.pt``: training goes on from the epoch after the
+            last one saved, with that run's config, weights, optimizer, schedule and EMA, in the same folder.
+        progress: show a progress bar per epoch.
 
     Under ``torchrun`` (``WORLD_SIZE`` > 1) every process trains on its shard of each global batch of
     ``config.batch`` images and DDP averages the gradients, as the detector trainer does; rank 0 alone keeps the EMA,
@@ -186,10 +204,17 @@ def train_classifier(config: ClassifyConfig, *, progress: bool = True) -> Dict[s
 
     Raises:
         DatasetError: the dataset is malformed (missing split, empty class folder, no images).
-        CheckpointError: ``weights`` cannot be read or belong to another architecture.
+        CheckpointError: ``weights`` cannot be read or belong to another architecture; ``resume`` is not an
+            unfinished classifier run.
         ConfigError: unknown architecture, or a global batch that the processes cannot share evenly.
-        ValueError: ``imgsz`` not a multiple of 32.
+        ValueError: ``imgsz`` not a multiple of 32, or neither ``config`` nor ``resume`` given.
     """
+    run, state = None, None
+    if resume is not None:
+        last, args, state = read_resume(resume, "classify")
+        config, run = ClassifyConfig.from_dict(args), last.parent.parent
+    if config is None:
+        raise ValueError("train_classifier needs a config or a run to resume")
     if config.imgsz % 32:
         raise ValueError(f"imgsz {config.imgsz} must be a multiple of 32")
     ctx = context_from_env()
@@ -200,12 +225,14 @@ def train_classifier(config: ClassifyConfig, *, progress: bool = True) -> Dict[s
     if ctx.distributed:
         init_process_group(ctx, device)
     try:
-        return _train(config, ctx, device, progress)
+        return _train(config, ctx, device, progress, run, state)
     finally:
         shutdown()
 
 
-def _train(cfg: ClassifyConfig, ctx: DistContext, device: torch.device, progress: bool) -> Dict[str, Any]:
+def _train(cfg: ClassifyConfig, ctx: DistContext, device: torch.device, progress: bool, run: Optional[Path],
+           state: Optional[Dict[str, Any]]) -> Dict[str, Any]:
+    """The training loop; ``run`` and ``state`` are those of a resumed run (else None)."""
     from torch.nn.parallel import DistributedDataParallel
     from torch.utils.data import DataLoader, DistributedSampler
     from tqdm import tqdm
@@ -219,12 +246,14 @@ def _train(cfg: ClassifyConfig, ctx: DistContext, device: torch.device, progress
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     model.imgsz = cfg.imgsz
-    report = load_start_weights(model, cfg.weights) if cfg.weights else ""
+    report = load_start_weights(model, cfg.weights) if cfg.weights and state is None else ""
+    if state is not None:
+        model.load_state_dict(state["model"])
     if report and ctx.is_main:
         LOGGER.info("%s: %s", cfg.weights, report)
     model.to(device)
     torch.manual_seed(cfg.seed + ctx.rank)  # each rank its own augmentation draws
-    save_dir = new_run_dir(cfg.project, cfg.name) if ctx.is_main else None
+    save_dir = (run or new_run_dir(cfg.project, cfg.name)) if ctx.is_main else None
     dataset = ClassifyDataset(train_set, cfg.imgsz, augment=True)
     sampler = DistributedSampler(dataset, num_replicas=ctx.world_size, rank=ctx.rank, shuffle=True, seed=cfg.seed)
     batch = cfg.batch // ctx.world_size
@@ -245,12 +274,21 @@ def _train(cfg: ClassifyConfig, ctx: DistContext, device: torch.device, progress
     mean = torch.tensor(model.mean, device=device).view(1, 3, 1, 1)
     std = torch.tensor(model.std, device=device).view(1, 3, 1, 1)
     amp = device.type == "cuda"
-    best_top1, results = -1.0, {}
+    start_epoch, best_top1, results = 0, -1.0, {}
+    if state is not None:
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        if ema is not None and state["ema"] is not None:
+            ema.ema.load_state_dict(state["ema"])
+            ema.updates = int(state["ema_updates"])
+        start_epoch, best_top1 = int(state["epoch"]) + 1, float(state["best_top1"])
     if ctx.is_main:
         LOGGER.info("training %s for %d epochs on %s x %d (%d images, %d classes, global batch %d), results in %s",
                     cfg.cfg, cfg.epochs, device.type, ctx.world_size, len(train_set), train_set.nc, cfg.batch,
                     save_dir)
-    for epoch in range(cfg.epochs):
+        if state is not None:
+            LOGGER.info("resuming %s from epoch %d", save_dir, start_epoch + 1)
+    for epoch in range(start_epoch, cfg.epochs):
         model.train()
         sampler.set_epoch(epoch)
         mean_loss, start = 0.0, time.perf_counter()
@@ -273,11 +311,16 @@ def _train(cfg: ClassifyConfig, ctx: DistContext, device: torch.device, progress
             kept = ema.ema if ema is not None else model
             results, best_top1 = _end_epoch(cfg, kept, val_set, save_dir, epoch, mean_loss, best_top1,
                                             optimizer.param_groups[1]["lr"], seconds)
+            write_state(save_dir / "weights" / f"last{STATE_SUFFIX}", {
+                "epoch": epoch, "best_top1": best_top1, "model": model.state_dict(),
+                "ema": None if ema is None else ema.ema.state_dict(), "ema_updates": 0 if ema is None else ema.updates,
+                "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()})
         if ctx.distributed:
             torch.distributed.barrier()  # the others wait while rank 0 validates and writes
     if save_dir is None:
         return {}
     weights_dir = save_dir / "weights"
+    (weights_dir / f"last{STATE_SUFFIX}").unlink(missing_ok=True)  # a finished run is not resumed
     return dict(results, save_dir=str(save_dir), best=str(weights_dir / "best.pt"), last=str(weights_dir / "last.pt"),
                 best_top1=best_top1, weights_report=report)
 
@@ -292,7 +335,8 @@ def _end_epoch(cfg: ClassifyConfig, kept: nn.Module, val_set: ImageFolder, save_
     weights_dir = save_dir / "weights"
     provenance = {"data": str(Path(cfg.data).resolve()), "cfg": cfg.cfg, "weights": cfg.weights,
                   "epoch": epoch + 1, "epochs": cfg.epochs}
-    save_checkpoint(kept, weights_dir / "last.pt", imgsz=cfg.imgsz, provenance=provenance)
+    save_checkpoint(kept, weights_dir / "last.pt", imgsz=cfg.imgsz, provenance=provenance,
+                    extra={"train_config": cfg.to_dict()})
     results = validate_classifier(weights_dir / "last.pt", val_set, imgsz=cfg.imgsz, batch=cfg.val_batch,
                                   progress=False, verbose=False)
     if results["top1"] > best_top1:

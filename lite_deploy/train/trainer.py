@@ -264,6 +264,50 @@ def new_run_dir(project: str, name: str) -> Path:
     return path
 
 
+def read_resume(last: str, task: str) -> Tuple[Path, Dict[str, Any], Dict[str, Any]]:
+    """What an interrupted run left to continue from: its ``weights/last.pt`` (``last`` is that file or the run
+    folder), the training config kept in it, and the optimizer / schedule state of ``last.state.pt`` beside it.
+
+    Args:
+        last: the run's ``weights/last.pt`` or its run folder.
+        task: the run's task, ``detect`` or ``classify`` (the checkpoint's must match).
+
+    Returns:
+        ``(path of last.pt, training config as plain data, state)``.
+
+    Raises:
+        CheckpointError: no ``last.pt``, not the last.pt of an unfinished lite-deploy run, or a run of another task.
+    """
+    from ..models.archive import check_weights_file
+
+    path = Path(last)
+    if path.is_dir():
+        path = path / "weights" / "last.pt"
+    if not path.is_file():
+        raise CheckpointError(f"{last}: no last.pt to resume from; give a run folder or its weights/last.pt")
+    check_weights_file(path)  # a TorchScript archive is refused in one sentence before torch sees it
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    args = (ckpt.get("extra") or {}).get("train_config") if isinstance(ckpt, dict) else None
+    state_path = path.with_name(path.stem + STATE_SUFFIX)
+    if not args or not state_path.is_file():
+        raise CheckpointError(
+            f"{path} cannot be resumed: it is not the last.pt of an unfinished lite-deploy training run "
+            f"(its {state_path.name} is missing); start a new run with --weights {path}"
+        )
+    if ckpt.get("task", "detect") != task:
+        option = "--task classify " if ckpt.get("task") == "classify" else ""
+        raise CheckpointError(f"{path} is the last.pt of a {ckpt.get('task')} run: resume it with "
+                              f"lite-deploy train {option}--resume {last}")
+    return path, args, torch.load(state_path, map_location="cpu", weights_only=True)
+
+
+def write_state(path: Path, state: Dict[str, Any]) -> None:
+    """Write what resuming needs besides ``last.pt`` (epoch, weights, EMA, optimizer ...), atomically."""
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
 def fitness(metrics: Dict[str, Any]) -> float:
     """YOLOv5's model selection score: ``0.1 * mAP50 + 0.9 * mAP50-95``."""
     return 0.1 * max(metrics["map50"], 0.0) + 0.9 * max(metrics["map50_95"], 0.0)
@@ -294,25 +338,10 @@ class Trainer:
         Raises:
             CheckpointError: ``last`` is not a lite-deploy training checkpoint or its state file is missing.
         """
-        path = Path(last)
-        if path.is_dir():
-            path = path / "weights" / "last.pt"
-        if not path.is_file():
-            raise CheckpointError(f"{last}: no last.pt to resume from; give a run folder or its weights/last.pt")
-        from ..models.archive import check_weights_file
-
-        check_weights_file(path)  # a TorchScript archive is refused in one sentence before torch sees it
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-        args = (ckpt.get("extra") or {}).get("train_config") if isinstance(ckpt, dict) else None
-        state_path = path.with_name(path.stem + STATE_SUFFIX)
-        if not args or not state_path.is_file():
-            raise CheckpointError(
-                f"{path} cannot be resumed: it is not the last.pt of an unfinished lite-deploy training run "
-                f"(its {state_path.name} is missing); start a new run with --weights {path}"
-            )
+        path, args, state = read_resume(last, "detect")
         trainer = cls(TrainConfig.from_dict(args), progress=progress)
         trainer.save_dir = path.parent.parent
-        trainer._resume_state = torch.load(state_path, map_location="cpu", weights_only=True)
+        trainer._resume_state = state
         trainer.start_epoch = int(trainer._resume_state["epoch"]) + 1
         trainer.best_fitness = float(trainer._resume_state["best_fitness"])
         return trainer
@@ -588,9 +617,7 @@ class Trainer:
             "ema_updates": ema.updates,
             "optimizer": optimizer.state_dict(),
         }
-        buffer = io.BytesIO()
-        torch.save(state, buffer)
-        atomic_write_bytes(weights_dir / f"last{STATE_SUFFIX}", buffer.getvalue())
+        write_state(weights_dir / f"last{STATE_SUFFIX}", state)
 
 
 def train(config: Optional[TrainConfig] = None, *, resume: Optional[str] = None,

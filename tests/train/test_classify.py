@@ -194,8 +194,8 @@ def test_export_keeps_top1_and_rank4(arch: str, shapes_cls: Path, tmp_path: Path
 def test_cli_passes_the_recipe(shapes_cls: Path, monkeypatch) -> None:
     seen = {}
 
-    def record(config):
-        seen["config"] = config
+    def record(config=None, resume=None):
+        seen["config"], seen["resume"] = config, resume
         return {"top1": 0.0, "top5": 0.0, "best_top1": 0.0, "best": "best.pt", "last": "last.pt"}
 
     monkeypatch.setattr("lite_deploy.train.classify.train_classifier", record)
@@ -203,3 +203,5 @@ def test_cli_passes_the_recipe(shapes_cls: Path, monkeypatch) -> None:
                  "--epochs", "3"]) == 0
     assert (seen["config"].optimizer, seen["config"].lr0, seen["config"].epochs) == ("AdamW", 0.002, 3)
     assert seen["config"].project == "runs/train-cls"  # the README's benchmark command reads the run from there
+    assert main(["train", "--task", "classify", "--resume", str(shapes_cls)]) == 0  # the run folder is read by it
+    assert seen["resume"] == str(shapes_cls) and seen["config"] is None

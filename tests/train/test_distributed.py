@@ -15,7 +15,7 @@ import torch.multiprocessing as mp
 
 from lite_deploy.data.image_folder import ImageFolder
 from lite_deploy.data.shapes import generate_shapes
-from lite_deploy.errors import ConfigError
+from lite_deploy.errors import CheckpointError, ConfigError
 from lite_deploy.models import load_model
 from lite_deploy.models.backbones import build_classifier
 from lite_deploy.train.classify import ClassifyConfig, train_classifier
@@ -138,10 +138,12 @@ def _parameters_of_fresh_model(common: Dict[str, Any]) -> Dict[str, torch.Tensor
     return {k: v.detach().clone() for k, v in model.named_parameters()}
 
 
-def _classify_rank(rank: int, world: int, port: int, config: Dict[str, Any], log_dir: str) -> None:
+def _classify_rank(rank: int, world: int, port: int, config: Optional[Dict[str, Any]], resume: Optional[str],
+                   log_dir: str, crash_after_epoch: int) -> None:
     """One DDP process of a classifier run, set up as :func:`_independent_images` says; records its sampler's
-    indices and its checkpoint writes."""
+    indices and its checkpoint writes, and stops with an error once the state of ``crash_after_epoch`` is saved."""
     import lite_deploy.models.checkpoint as checkpoint
+    import lite_deploy.train.classify as classify
 
     log = _join(rank, world, port, log_dir)
     real_save = checkpoint.save_checkpoint
@@ -151,10 +153,24 @@ def _classify_rank(rank: int, world: int, port: int, config: Dict[str, Any], log
             f.write(json.dumps({"saved": Path(path).name}) + "\n")
         real_save(model, path, **kwargs)
 
-    checkpoint.save_checkpoint = save
+    def write_state(path, state):
+        real_write_state(path, state)
+        if state["epoch"] == crash_after_epoch:
+            raise RuntimeError("stopped after the first epoch")
+
+    checkpoint.save_checkpoint, real_write_state, classify.write_state = save, classify.write_state, write_state
     with pytest.MonkeyPatch.context() as patch:
         _independent_images(patch)
-        train_classifier(ClassifyConfig(**config), progress=False)
+        if resume:
+            train_classifier(resume=resume, progress=False)
+        else:
+            train_classifier(ClassifyConfig(**config), progress=False)
+
+
+def _spawn_classify(log_dir: Path, config: Optional[Dict[str, Any]] = None, resume: Optional[str] = None,
+                    crash_after_epoch: int = -1) -> None:
+    log_dir.mkdir(parents=True, exist_ok=True)
+    mp.spawn(_classify_rank, args=(2, _free_port(), config, resume, str(log_dir), crash_after_epoch), nprocs=2)
 
 
 def _independent_images(patch: pytest.MonkeyPatch) -> None:
@@ -169,14 +185,14 @@ def _independent_images(patch: pytest.MonkeyPatch) -> None:
                   lambda folder, imgsz, augment, **kwargs: real_dataset(folder, imgsz, False, **kwargs))
 
 
-def test_classifier_ddp_two_processes_match_one_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_classifier_ddp_two_processes_match_one_process_and_resume(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     from lite_deploy.data.shapes_cls import generate_shapes_cls
 
     data = generate_shapes_cls(tmp_path / "data", train=6, val=6, seed=2, imgsz=48, progress=False)  # 1 train/class
     common = dict(data=str(data), cfg="mobilenetv2_x0_35", epochs=2, imgsz=32, workers=0, seed=1, lr0=0.05)
     ddp = dict(common, batch=2, project=str(tmp_path / "ddp"), name="run")
-    (tmp_path / "log").mkdir()
-    mp.spawn(_classify_rank, args=(2, _free_port(), ddp, str(tmp_path / "log")), nprocs=2)
+    _spawn_classify(tmp_path / "log", ddp)
 
     shards = [[r for r in _records(tmp_path / "log" / f"rank{k}.jsonl") if "epoch" in r] for k in (0, 1)]
     assert [r["epoch"] for r in shards[0]] == [r["epoch"] for r in shards[1]] == [0, 1]
@@ -188,6 +204,7 @@ def test_classifier_ddp_two_processes_match_one_process(tmp_path: Path, monkeypa
                                                                                                      "best.pt"]
     assert [p.name for p in (tmp_path / "ddp").iterdir()] == ["run"]
     assert len((tmp_path / "ddp" / "run" / "results.csv").read_text().splitlines()) == 3  # header + 2 epochs
+    assert not (tmp_path / "ddp" / "run" / "weights" / "last.state.pt").exists()  # a finished run is not resumed
 
     _independent_images(monkeypatch)
     torch.set_num_threads(1)
@@ -200,6 +217,21 @@ def test_classifier_ddp_two_processes_match_one_process(tmp_path: Path, monkeypa
     assert any(not torch.equal(reference[k], start[k].detach()) for k in reference)  # it did train
     for key, value in reference.items():
         torch.testing.assert_close(distributed[key], value, rtol=1e-4, atol=1e-5, msg=key)
+
+    # stopped after epoch 1, resumed by both ranks from the run folder: the same end point, one results.csv
+    stopped = dict(common, batch=2, project=str(tmp_path / "stop"), name="run")
+    with pytest.raises(Exception, match="stopped after the first epoch"):
+        _spawn_classify(tmp_path / "log-stop", stopped, crash_after_epoch=0)
+    with pytest.raises(CheckpointError, match="is the last.pt of a classify run: resume it with lite-deploy train "
+                                              "--task classify --resume"):
+        Trainer.resume(str(tmp_path / "stop" / "run"))
+    _spawn_classify(tmp_path / "log-resume", resume=str(tmp_path / "stop" / "run"))
+    assert [r["epoch"] for r in _records(tmp_path / "log-resume" / "rank1.jsonl") if "epoch" in r] == [1]
+    continued = _parameters(str(tmp_path / "stop" / "run" / "weights" / "last.pt"))
+    for key, value in distributed.items():
+        torch.testing.assert_close(continued[key], value, rtol=1e-5, atol=1e-6, msg=key)
+    assert [line.split(",")[0] for line in (tmp_path / "stop" / "run" / "results.csv").read_text().splitlines()] == [
+        "epoch", "1", "2"]
     monkeypatch.setenv("WORLD_SIZE", "2")
     with pytest.raises(ConfigError, match="--batch 3 is the global batch: make it a multiple of the 2 training"):
         train_classifier(ClassifyConfig(**dict(common, device="cpu"), batch=3), progress=False)
