@@ -18,7 +18,6 @@ reported as new (expected when fine-tuning on other classes).
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import logging
 import math
@@ -37,7 +36,17 @@ from ..errors import CheckpointError, ConfigError
 from ..runtime.pipeline.preprocess import center_crop
 from .augment import augment_hsv
 from .distributed import DistContext, context_from_env, init_process_group, resolve_device, shutdown
-from .trainer import STATE_SUFFIX, ModelEMA, lr_lambda, make_optimizer, new_run_dir, read_resume, write_state
+from .trainer import (
+    STATE_SUFFIX,
+    ModelEMA,
+    append_csv_row,
+    lr_lambda,
+    make_optimizer,
+    new_run_dir,
+    plot_training,
+    read_resume,
+    write_state,
+)
 
 LOGGER = logging.getLogger(__name__)
 
@@ -321,6 +330,7 @@ def _train(cfg: ClassifyConfig, ctx: DistContext, device: torch.device, progress
         return {}
     weights_dir = save_dir / "weights"
     (weights_dir / f"last{STATE_SUFFIX}").unlink(missing_ok=True)  # a finished run is not resumed
+    plot_training(save_dir)
     return dict(results, save_dir=str(save_dir), best=str(weights_dir / "best.pt"), last=str(weights_dir / "last.pt"),
                 best_top1=best_top1, weights_report=report)
 
@@ -349,13 +359,3 @@ def _end_epoch(cfg: ClassifyConfig, kept: nn.Module, val_set: ImageFolder, save_
     LOGGER.info("epoch %d/%d: loss %.4f top-1 %.4f top-5 %.4f (%.0f s training)", epoch + 1, cfg.epochs,
                 mean_loss, results["top1"], results["top5"], seconds)
     return results, best_top1
-
-
-def append_csv_row(path: Path, row: Dict[str, Any]) -> None:
-    """Append ``row`` to the CSV file ``path``, writing the header first when the file is new."""
-    new = not path.exists()
-    with path.open("a", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(row))
-        if new:
-            writer.writeheader()
-        writer.writerow(row)

@@ -308,6 +308,25 @@ def write_state(path: Path, state: Dict[str, Any]) -> None:
     atomic_write_bytes(path, buffer.getvalue())
 
 
+def append_csv_row(path: Path, row: Dict[str, Any]) -> None:
+    """Append ``row`` to the CSV file ``path``, writing the header first when the file is new."""
+    new = not path.exists()
+    with path.open("a", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(row))
+        if new:
+            writer.writeheader()
+        writer.writerow(row)
+
+
+def plot_training(run: Path) -> None:
+    """Draw ``run/results.png`` from ``run/results.csv`` (the curves of every logged epoch), when it has rows."""
+    from ..eval.plots import plot_results
+
+    table = run / "results.csv"
+    if table.is_file() and len(table.read_text().splitlines()) > 1:
+        LOGGER.info("training curves: %s", plot_results(table, run / "results.png"))
+
+
 def fitness(metrics: Dict[str, Any]) -> float:
     """YOLOv5's model selection score: ``0.1 * mAP50 + 0.9 * mAP50-95``."""
     return 0.1 * max(metrics["map50"], 0.0) + 0.9 * max(metrics["map50_95"], 0.0)
@@ -533,6 +552,7 @@ class Trainer:
                             plots=self.save_dir, progress=False, verbose=True)
             LOGGER.info("best.pt: mAP50 %.3f mAP50-95 %.3f; precision-recall curve: %s", best["map50"],
                         best["map50_95"], best["files"]["pr_curve"])
+        plot_training(self.save_dir)
         results = dict(results, save_dir=str(self.save_dir), best=str(weights_dir / "best.pt"),
                        last=str(weights_dir / "last.pt"))
         return results
@@ -588,13 +608,7 @@ class Trainer:
             "lr": round(optimizer.param_groups[1]["lr"], 8),
             "train_seconds": round(seconds, 2),
         }
-        path = self.save_dir / "results.csv"
-        new = not path.exists()
-        with path.open("a", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=list(row))
-            if new:
-                writer.writeheader()
-            writer.writerow(row)
+        append_csv_row(self.save_dir / "results.csv", row)
 
     def _save(self, ema: ModelEMA, model: nn.Module, optimizer: torch.optim.Optimizer, epoch: int,
               results: Dict[str, Any], improved: bool) -> None:

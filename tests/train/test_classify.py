@@ -151,6 +151,8 @@ def test_train_val_and_cli(shapes_cls: Path, tmp_path: Path, capsys) -> None:
                                progress=False)
     assert Path(results["best"]).is_file() and Path(results["last"]).is_file()
     assert (tmp_path / "run" / "results.csv").read_text().splitlines()[0] == "epoch,loss,top1,top5,lr,train_seconds"
+    curves = cv2.imread(str(tmp_path / "run" / "results.png"))  # loss, top1, top5, lr: 4 panels in a row
+    assert curves is not None and curves.shape[:2] == (round(2.6 * 150), round(3.2 * 4 * 150))
     model = load_model(results["best"])
     assert model.config["arch"] == "shufflenetv2_x0_5" and tuple(model.names.values()) == tuple(sorted(CLASSES))
     assert 0 <= results["top1"] <= results["top5"] <= 1

@@ -6,6 +6,7 @@ import csv
 import json
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -65,6 +66,8 @@ def test_train_interrupt_resume_and_checkpoints(tiny_data: Path, tmp_path: Path,
     model = load_model(results["best"])
     assert tuple(model.names.values()) == CLASSES and model.model[-1].nc == 6
     assert (tmp_path / "run" / "pr_curve.png").is_file()
+    curves = cv2.imread(str(tmp_path / "run" / "results.png"))  # 3 losses, P, R, mAP50, mAP50-95, lr: 5 x 2 panels
+    assert curves is not None and curves.shape[:2] == (round(2.6 * 2 * 150), round(3.2 * 5 * 150))
     with pytest.raises(CheckpointError, match="cannot be resumed"):
         train(resume=results["last"], progress=False)
     # `lite-deploy val` on last.pt gives the numbers the trainer reported for it
