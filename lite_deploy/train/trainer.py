@@ -276,7 +276,8 @@ def read_resume(last: str, task: str) -> Tuple[Path, Dict[str, Any], Dict[str, A
         ``(path of last.pt, training config as plain data, state)``.
 
     Raises:
-        CheckpointError: no ``last.pt``, not the last.pt of an unfinished lite-deploy run, or a run of another task.
+        CheckpointError: no ``last.pt``, not the last.pt of an unfinished lite-deploy run, a run of another task, or
+            a run with no epoch left.
     """
     from ..models.archive import check_weights_file
 
@@ -298,7 +299,11 @@ def read_resume(last: str, task: str) -> Tuple[Path, Dict[str, Any], Dict[str, A
         option = "--task classify " if ckpt.get("task") == "classify" else ""
         raise CheckpointError(f"{path} is the last.pt of a {ckpt.get('task')} run: resume it with "
                               f"lite-deploy train {option}--resume {last}")
-    return path, args, torch.load(state_path, map_location="cpu", weights_only=True)
+    state = torch.load(state_path, map_location="cpu", weights_only=True)
+    if int(state["epoch"]) + 1 >= int(args["epochs"]):  # stopped between the last epoch's save and the run's end
+        raise CheckpointError(f"{path}: the run already trained all its {args['epochs']} epochs; use its weights "
+                              f"(best.pt, last.pt), or start a new run with --weights {path}")
+    return path, args, state
 
 
 def write_state(path: Path, state: Dict[str, Any]) -> None:

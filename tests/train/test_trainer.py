@@ -17,7 +17,7 @@ from lite_deploy.data.yolo import YoloDataset
 from lite_deploy.errors import CheckpointError
 from lite_deploy.models import load_model
 from lite_deploy.train.data import AugmentConfig, TrainDataset
-from lite_deploy.train.trainer import TrainConfig, Trainer, train
+from lite_deploy.train.trainer import TrainConfig, Trainer, train, write_state
 
 
 @pytest.fixture(scope="module")
@@ -69,6 +69,9 @@ def test_train_interrupt_resume_and_checkpoints(tiny_data: Path, tmp_path: Path,
     curves = cv2.imread(str(tmp_path / "run" / "results.png"))  # 3 losses, P, R, mAP50, mAP50-95, lr: 5 x 2 panels
     assert curves is not None and curves.shape[:2] == (round(2.6 * 2 * 150), round(3.2 * 5 * 150))
     with pytest.raises(CheckpointError, match="cannot be resumed"):
+        train(resume=results["last"], progress=False)
+    write_state(weights / "last.state.pt", {"epoch": 1})  # stopped after the last epoch's save, before the end
+    with pytest.raises(CheckpointError, match="the run already trained all its 2 epochs; use its weights"):
         train(resume=results["last"], progress=False)
     # `lite-deploy val` on last.pt gives the numbers the trainer reported for it
     assert main(["val", results["last"], "--data", str(tiny_data), "--imgsz", "96", "--json", "--out",
