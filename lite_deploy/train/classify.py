@@ -40,10 +40,10 @@ from .trainer import (
     STATE_SUFFIX,
     ModelEMA,
     append_csv_row,
+    finish_run,
     lr_lambda,
     make_optimizer,
     new_run_dir,
-    plot_training,
     read_resume,
     write_state,
 )
@@ -328,9 +328,8 @@ def _train(cfg: ClassifyConfig, ctx: DistContext, device: torch.device, progress
             torch.distributed.barrier()  # the others wait while rank 0 validates and writes
     if save_dir is None:
         return {}
+    finish_run(save_dir)
     weights_dir = save_dir / "weights"
-    (weights_dir / f"last{STATE_SUFFIX}").unlink(missing_ok=True)  # a finished run is not resumed
-    plot_training(save_dir)
     return dict(results, save_dir=str(save_dir), best=str(weights_dir / "best.pt"), last=str(weights_dir / "last.pt"),
                 best_top1=best_top1, weights_report=report)
 

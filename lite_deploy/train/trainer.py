@@ -323,10 +323,12 @@ def append_csv_row(path: Path, row: Dict[str, Any]) -> None:
         writer.writerow(row)
 
 
-def plot_training(run: Path) -> None:
-    """Draw ``run/results.png`` from ``run/results.csv`` (the curves of every logged epoch), when it has rows."""
+def finish_run(run: Path) -> None:
+    """Close a run that trained all its epochs: drop its resume state (a finished run is not resumed) and draw
+    ``run/results.png`` from ``run/results.csv`` (the curves of every logged epoch), when it has rows."""
     from ..eval.plots import plot_results
 
+    (run / "weights" / f"last{STATE_SUFFIX}").unlink(missing_ok=True)
     table = run / "results.csv"
     if table.is_file() and len(table.read_text().splitlines()) > 1:
         LOGGER.info("training curves: %s", plot_results(table, run / "results.png"))
@@ -549,15 +551,12 @@ class Trainer:
                 torch.distributed.barrier()  # the others wait while rank 0 validates and writes
         if not ctx.is_main:
             return {}
-        state = weights_dir / f"last{STATE_SUFFIX}"
-        if state.exists():
-            state.unlink()
+        finish_run(self.save_dir)
         if (weights_dir / "best.pt").exists():
             best = validate(str(weights_dir / "best.pt"), val_set, imgsz=cfg.imgsz, batch=cfg.val_batch,
                             plots=self.save_dir, progress=False, verbose=True)
             LOGGER.info("best.pt: mAP50 %.3f mAP50-95 %.3f; precision-recall curve: %s", best["map50"],
                         best["map50_95"], best["files"]["pr_curve"])
-        plot_training(self.save_dir)
         results = dict(results, save_dir=str(self.save_dir), best=str(weights_dir / "best.pt"),
                        last=str(weights_dir / "last.pt"))
         return results
