@@ -283,16 +283,14 @@ def plot_benchmark(rows: Sequence[BenchmarkRow], path: Union[str, Path]) -> Path
     Raises:
         ImportError: matplotlib is not installed.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib.figure import Figure
     from matplotlib.ticker import ScalarFormatter
+
+    from .eval.plots import new_figure, save_png
 
     timed = [r for r in rows if r.p50_ms is not None]
     scored = [r for r in timed if r.score is not None]
     metric = rows[0].metric if rows else METRICS["detect"]
-    fig = Figure(figsize=(8, 5), tight_layout=True)
+    fig = new_figure(figsize=(8, 5))
     ax = fig.add_subplot()
     markers = dict(zip((REFERENCE, *TARGET_NAMES), "*os^Dv<>p"))
     colours = {"fp32": "tab:blue", "fp16": "tab:orange", "int8": "tab:green"}
@@ -315,10 +313,7 @@ def plot_benchmark(rows: Sequence[BenchmarkRow], path: Union[str, Path]) -> Path
         ax.barh(labels, [r.p50_ms for r in timed], color=[colours[r.precision] for r in timed])
         ax.set(xlabel="p50 latency, frame -> result (ms)", title=f"latency (no dataset given: no {metric})")
     ax.grid(alpha=0.3)
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=130)
-    atomic_write_bytes(path, buffer.getvalue())
-    return Path(path)
+    return save_png(fig, path, dpi=130)
 
 
 def _write_csv(rows: Sequence[BenchmarkRow], path: Path) -> Path:

@@ -6,7 +6,7 @@ import csv
 import io
 import math
 from pathlib import Path
-from typing import Any, Union
+from typing import Any, Tuple, Union
 
 from ..io import atomic_write_bytes
 from .metrics import RECALL_THRESHOLDS, DetectionMetrics
@@ -22,7 +22,7 @@ def plot_pr_curve(metrics: DetectionMetrics, path: Union[str, Path]) -> Path:
     Returns:
         ``path``.
     """
-    fig = _figure(figsize=(7, 5))
+    fig = new_figure(figsize=(7, 5))
     ax = fig.add_subplot()
     curves = metrics.pr_precision[0]  # (R, K) at IoU 0.50
     many = len(metrics.per_class) > 20
@@ -36,7 +36,7 @@ def plot_pr_curve(metrics: DetectionMetrics, path: Union[str, Path]) -> Path:
                 label=f"all classes {metrics.map50:.3f} mAP@0.5")
     ax.set(xlabel="Recall", ylabel="Precision", xlim=(0, 1), ylim=(0, 1.01), title="Precision-Recall (IoU 0.50)")
     ax.legend(loc="lower left", fontsize=8)
-    return _save_png(fig, path)
+    return save_png(fig, path)
 
 
 def plot_results(csv_path: Union[str, Path], path: Union[str, Path]) -> Path:
@@ -56,17 +56,22 @@ def plot_results(csv_path: Union[str, Path], path: Union[str, Path]) -> Path:
     epochs = [int(r["epoch"]) for r in rows]
     ncols = min(len(columns), 5)
     nrows = math.ceil(len(columns) / ncols)
-    fig = _figure(figsize=(3.2 * ncols, 2.6 * nrows))
+    fig = new_figure(figsize=(3.2 * ncols, 2.6 * nrows))
     for i, column in enumerate(columns):
         ax = fig.add_subplot(nrows, ncols, i + 1)
         ax.plot(epochs, [float(r[column]) for r in rows], marker=".", linewidth=1.5)
         ax.set_title(column, fontsize=10)
         ax.set_xlabel("epoch", fontsize=8)
         ax.tick_params(labelsize=8)
-    return _save_png(fig, path)
+    return save_png(fig, path)
 
 
-def _figure(figsize: tuple) -> Any:
+def new_figure(figsize: Tuple[float, float]) -> Any:
+    """An off-screen matplotlib ``Figure`` of ``figsize`` inches with a tight layout.
+
+    Raises:
+        ImportError: matplotlib is not installed.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -75,10 +80,10 @@ def _figure(figsize: tuple) -> Any:
     return Figure(figsize=figsize, tight_layout=True)
 
 
-def _save_png(fig: Any, path: Union[str, Path]) -> Path:
-    """Write ``fig`` as a 150-dpi PNG, atomically, creating the folder."""
+def save_png(fig: Any, path: Union[str, Path], dpi: int = 150) -> Path:
+    """Write ``fig`` as a PNG of ``dpi`` dots per inch, atomically, creating the folder; returns ``path``."""
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=150)
+    fig.savefig(buffer, format="png", dpi=dpi)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(path, buffer.getvalue())
